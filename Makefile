@@ -1,0 +1,35 @@
+# Two commands do all the set-up: `make run` and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: run test lint bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e .
+	@touch $@
+
+$(VENV)/.installed-test: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	@touch $@ $(VENV)/.installed
+
+## run: start the bot with the settings from .env / the environment
+run: $(VENV)/.installed
+	@$(BIN)/python -m bot
+
+## test: the whole suite (fake Telegram + fake model backend over loopback HTTP)
+test: $(VENV)/.installed-test
+	$(BIN)/python -m pytest
+
+## lint: ruff and mypy, as CI runs them
+lint: $(VENV)/.installed-test
+	$(BIN)/ruff check bot config tests
+	$(BIN)/ruff format --check bot config tests
+	$(BIN)/mypy bot config
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -1,0 +1,175 @@
+"""Answering one question: a g4f stream feeding the reply engine, with Stop and failure notices.
+
+Flow: handler → `Answerer.answer(question)` → `LLMClient.stream` → `ReplyStream` → Telegram.
+Failures become a short notice in the chat; what went wrong in detail goes to the log only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import secrets
+import time
+from dataclasses import dataclass, field
+
+from aiogram import Bot
+from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
+
+from bot.llm import ChatMessage, FailureKind, LLMClient, LLMFailure
+from bot.streaming import Pacer, ReplyStream
+from bot.streaming.render import styled
+from bot.texts import t
+
+log = logging.getLogger(__name__)
+
+STOP_PREFIX = "stop:"
+
+
+@dataclass(frozen=True, slots=True)
+class Question:
+    """A message addressed to the bot, reduced to what answering needs."""
+
+    chat_id: int
+    message_id: int
+    user_id: int
+    text: str
+    lang: str | None = None
+    thread_id: int | None = None
+    is_private: bool = True
+
+
+@dataclass(slots=True)
+class Outcome:
+    """How an answer ended: its text, the messages that show it, and the failure if any."""
+
+    text: str
+    message_ids: list[int]
+    failure: FailureKind | None = None
+    stopped: bool = False
+    first_text_after: float | None = None  # seconds from the question to the first text
+
+
+@dataclass(slots=True)
+class ActiveAnswer:
+    """An answer being streamed; the Stop button finds it by `answer_id`."""
+
+    answer_id: str
+    question: Question
+    task: asyncio.Task[None] | None = None
+    stopped: bool = False
+    started: float = field(default_factory=time.monotonic)
+
+    def stop(self) -> None:
+        self.stopped = True
+        if self.task is not None:
+            self.task.cancel()
+
+
+class Answerer:
+    """Runs answers and keeps the registry of those in flight."""
+
+    def __init__(self, bot: Bot, llm: LLMClient, pacer: Pacer, system_prompt: str = "") -> None:
+        self.bot = bot
+        self.llm = llm
+        self.pacer = pacer
+        self.system_prompt = system_prompt
+        self.active: dict[str, ActiveAnswer] = {}
+        self._ids = itertools.count(1)
+        self._salt = secrets.token_hex(3)
+
+    def context(self, question: Question) -> list[ChatMessage]:
+        """What g4f is asked: the system prompt, then the question."""
+        messages: list[ChatMessage] = []
+        if self.system_prompt:
+            messages.append({"role": "system", "content": self.system_prompt})
+        messages.append({"role": "user", "content": question.text})
+        return messages
+
+    async def answer(
+        self, question: Question, messages: list[ChatMessage] | None = None
+    ) -> Outcome:
+        """Stream the answer to `question` into its chat; returns when the final state is shown."""
+        answer_id = f"{self._salt}{next(self._ids)}"
+        active = ActiveAnswer(answer_id, question)
+        self.active[answer_id] = active
+        button = InlineKeyboardButton(
+            text=t(question.lang, "stop_button"), callback_data=STOP_PREFIX + answer_id
+        )
+        reply = ReplyStream(
+            self.bot,
+            self.pacer,
+            chat_id=question.chat_id,
+            reply_to=question.message_id,
+            thread_id=question.thread_id,
+            stop_markup=InlineKeyboardMarkup(inline_keyboard=[[button]]),
+        )
+        reply.start()
+        outcome = Outcome(text="", message_ids=[])
+        started = time.monotonic()
+
+        async def consume() -> None:
+            text = ""
+            async with contextlib.aclosing(
+                self.llm.stream(messages or self.context(question))
+            ) as pieces:
+                async for piece in pieces:
+                    if not text:
+                        outcome.first_text_after = time.monotonic() - started
+                    text += piece
+                    outcome.text = text
+                    reply.update(text)
+                    if reply.failed:  # the chat is gone: stop paying for the stream
+                        return
+
+        active.task = asyncio.create_task(consume(), name=f"llm:{answer_id}")
+        try:
+            await active.task
+        except asyncio.CancelledError:
+            if not active.stopped:
+                reply.update(outcome.text)
+                await reply.close(styled(t(question.lang, "notice_internal")))
+                raise
+            outcome.stopped = True
+        except LLMFailure as failure:
+            outcome.failure = failure.kind
+            log.warning(
+                "chat %s: stream failed after %d chars: %s (%s)",
+                question.chat_id,
+                len(outcome.text),
+                failure.kind.value,
+                failure.detail or type(failure.__cause__).__name__,
+            )
+        except Exception:
+            outcome.failure = FailureKind.INTERNAL
+            log.exception("chat %s: answering failed", question.chat_id)
+        finally:
+            self.active.pop(answer_id, None)
+
+        notice = None
+        if outcome.stopped:
+            notice = styled(t(question.lang, "notice_stopped"))
+        elif outcome.failure is not None:
+            notice = styled(t(question.lang, f"notice_{outcome.failure.value}"))
+        await reply.close(notice)
+        outcome.message_ids = reply.message_ids
+        log.info(
+            "chat %s: answered %d chars in %d message(s), %d sends, %d edits, %d×429%s",
+            question.chat_id,
+            len(outcome.text),
+            len(outcome.message_ids),
+            reply.stats.sends,
+            reply.stats.edits,
+            reply.stats.retry_afters,
+            f", {outcome.failure.value}" if outcome.failure else "",
+        )
+        return outcome
+
+    def find(self, answer_id: str) -> ActiveAnswer | None:
+        return self.active.get(answer_id)
+
+    async def stop_all(self) -> None:
+        """Stop every answer in flight (used at shutdown)."""
+        for active in list(self.active.values()):
+            active.stop()

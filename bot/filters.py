@@ -1,0 +1,50 @@
+"""Deciding whether a message is meant for the bot, and what the question is."""
+
+from __future__ import annotations
+
+from aiogram import Bot
+from aiogram.filters import Filter
+from aiogram.types import Message
+
+
+def _strip_mentions(text: str, message: Message, username: str) -> tuple[str, bool]:
+    """Remove every `mention` entity of the bot from the text; report whether there was one."""
+    encoded = text.encode("utf-16-le")
+    spans: list[tuple[int, int]] = []
+    for entity in message.entities or message.caption_entities or []:
+        if entity.type != "mention":
+            continue
+        value = entity.extract_from(text)
+        if value.lstrip("@").lower() == username.lower():
+            spans.append((entity.offset * 2, (entity.offset + entity.length) * 2))
+    if not spans:
+        return text, False
+    kept = bytearray()
+    cursor = 0
+    for start, end in sorted(spans):
+        kept += encoded[cursor:start]
+        cursor = end
+    kept += encoded[cursor:]
+    return " ".join(kept.decode("utf-16-le").split()), True
+
+
+class AddressedInGroup(Filter):
+    """A group message meant for the bot: it mentions the bot or replies to one of its messages.
+
+    Commands are left to the command routers. The question, with the mention removed, is passed
+    to the handler as `prompt`.
+    """
+
+    async def __call__(self, message: Message, bot: Bot) -> bool | dict[str, str]:
+        text = message.text or message.caption
+        if not text or text.startswith("/"):
+            return False
+        if message.from_user is None or message.from_user.is_bot:
+            return False
+        me = await bot.me()
+        prompt, mentioned = _strip_mentions(text, message, me.username or "")
+        replied = message.reply_to_message
+        is_reply_to_bot = bool(replied and replied.from_user and replied.from_user.id == me.id)
+        if not mentioned and not is_reply_to_bot:
+            return False
+        return {"prompt": prompt.strip()}

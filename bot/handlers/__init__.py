@@ -1,0 +1,10 @@
+"""aiogram routers, thin: each turns an update into a call on a service."""
+
+from aiogram import Router
+
+from bot.handlers import buttons, commands, fallback, questions
+
+
+def get_routers() -> list[Router]:
+    """New routers, in the order they must see updates: commands first, the catch-all last."""
+    return [m.create_router() for m in (commands, buttons, questions, fallback)]

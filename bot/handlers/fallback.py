@@ -1,0 +1,31 @@
+"""What is left in private chats: unknown commands get help, non-text gets a hint."""
+
+from __future__ import annotations
+
+from aiogram import Bot, F, Router
+from aiogram.enums import ChatType
+from aiogram.types import Message
+
+from bot.handlers.common import lang_of
+from bot.texts import t
+
+
+async def unknown_command(message: Message, bot: Bot) -> None:
+    me = await bot.me()
+    lang = lang_of(message)
+    await message.answer(
+        t(lang, "unknown_command") + "\n\n" + t(lang, "help", username=me.username or "")
+    )
+
+
+async def not_text(message: Message) -> None:
+    await message.answer(t(lang_of(message), "not_text"))
+
+
+def create_router() -> Router:
+    """A fresh router (a router can belong to one Dispatcher only)."""
+    router = Router(name="fallback")
+    router.message.filter(F.chat.type == ChatType.PRIVATE)
+    router.message.register(unknown_command, F.text.startswith("/"))
+    router.message.register(not_text)
+    return router

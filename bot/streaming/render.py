@@ -1,0 +1,143 @@
+"""Markdown → Telegram text + entities that Telegram accepts in every state of a growing answer.
+
+telegramify-markdown does the conversion, partial Markdown included (an unclosed fence is code to
+the end, an unclosed `**` stays literal). This module makes its output safe to send: only entity
+shapes Telegram accepts, no leading/trailing whitespace (Telegram strips it and would then report
+"not modified" for edits that only differ there).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import telegramify_markdown
+
+Entity = dict[str, Any]
+
+_ALLOWED_TYPES = frozenset(
+    {
+        "bold",
+        "italic",
+        "underline",
+        "strikethrough",
+        "spoiler",
+        "blockquote",
+        "expandable_blockquote",
+        "code",
+        "pre",
+        "text_link",
+        "url",
+        "email",
+        "mention",
+        "hashtag",
+        "cashtag",
+        "bot_command",
+        "phone_number",
+    }
+)
+_LEAF_TYPES = frozenset({"code", "pre"})
+_QUOTE_TYPES = frozenset({"blockquote", "expandable_blockquote"})
+_URL_RE = re.compile(r"^(https?|tg|mailto)://[^\s]+$|^mailto:[^\s]+$", re.IGNORECASE)
+
+
+def utf16_len(text: str) -> int:
+    """Length in UTF-16 code units: how Telegram measures texts and entity offsets."""
+    if text.isascii():
+        return len(text)
+    return len(text.encode("utf-16-le", "surrogatepass")) // 2
+
+
+@dataclass(frozen=True, slots=True)
+class Part:
+    """One Telegram message's worth of formatted text."""
+
+    text: str
+    entities: tuple[Entity, ...] = field(default=())
+
+    @property
+    def size(self) -> int:
+        return utf16_len(self.text)
+
+    def plus(self, suffix: Part, separator: str = "\n\n") -> Part:
+        """This part followed by another (shifting the other's entities)."""
+        if not self.text:
+            return suffix
+        shift = utf16_len(self.text + separator)
+        moved = tuple({**e, "offset": e["offset"] + shift} for e in suffix.entities)
+        return Part(self.text + separator + suffix.text, self.entities + moved)
+
+
+def render(markdown: str) -> Part:
+    """Render (possibly partial) Markdown into a `Part` that Telegram will accept."""
+    text, raw = telegramify_markdown.convert(markdown)
+    entities = [e.to_dict() for e in raw]
+    return strip(text, sanitize(text, entities))
+
+
+def plain(text: str) -> Part:
+    """Text shown as is, no formatting."""
+    return strip(text, [])
+
+
+def styled(text: str, kind: str = "italic") -> Part:
+    """Text under one formatting entity (used for notices)."""
+    part = strip(text, [])
+    return Part(part.text, ({"type": kind, "offset": 0, "length": part.size},) if part.text else ())
+
+
+def sanitize(text: str, entities: list[Entity]) -> list[Entity]:
+    """Keep only entities Telegram accepts: in bounds, known, properly nested.
+
+    Dropped: unknown types, empty or out-of-range spans, text links with unusable URLs, anything
+    inside `code`/`pre`, a quote inside a quote, and spans that partly overlap an earlier one.
+    """
+    total = utf16_len(text)
+    candidates = []
+    for e in entities:
+        offset, length = int(e.get("offset", -1)), int(e.get("length", 0))
+        if e.get("type") not in _ALLOWED_TYPES or offset < 0 or length <= 0:
+            continue
+        if offset + length > total:
+            continue
+        if e["type"] == "text_link" and not _URL_RE.match(str(e.get("url") or "")):
+            continue
+        candidates.append(e)
+    candidates.sort(key=lambda e: (e["offset"], -e["length"]))
+
+    kept: list[Entity] = []
+    stack: list[Entity] = []  # open ancestors of the current position
+    for e in candidates:
+        start, end = e["offset"], e["offset"] + e["length"]
+        while stack and stack[-1]["offset"] + stack[-1]["length"] <= start:
+            stack.pop()
+        if stack:
+            parent_end = stack[-1]["offset"] + stack[-1]["length"]
+            if end > parent_end:
+                continue  # partial overlap
+            if any(p["type"] in _LEAF_TYPES for p in stack):
+                continue
+            if e["type"] in _QUOTE_TYPES and any(p["type"] in _QUOTE_TYPES for p in stack):
+                continue
+        kept.append(e)
+        stack.append(e)
+    return kept
+
+
+def strip(text: str, entities: list[Entity]) -> Part:
+    """Remove leading/trailing whitespace as Telegram does, moving and clipping entities."""
+    stripped = text.strip()
+    if stripped == text:
+        return Part(text, tuple(entities))
+    if not stripped:
+        return Part("", ())
+    head = utf16_len(text[: len(text) - len(text.lstrip())])
+    size = utf16_len(stripped)
+    out: list[Entity] = []
+    for e in entities:
+        start = max(e["offset"] - head, 0)
+        end = min(e["offset"] + e["length"] - head, size)
+        if end > start:
+            out.append({**e, "offset": start, "length": end - start})
+    return Part(stripped, tuple(out))

@@ -1,0 +1,278 @@
+"""The reply engine: shows a growing answer in Telegram, one paced call at a time.
+
+It keeps the whole accumulated text, and whenever the pacer allows a call it renders the newest
+snapshot into parts and reconciles them with what the chat shows: the first part that differs is
+edited, a part that is not shown yet is sent. Deltas are never appended to Telegram's state, so a
+skipped tick, a 429 or a retried call cannot lose or duplicate text.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass
+
+from aiogram import Bot
+from aiogram.exceptions import (
+    TelegramAPIError,
+    TelegramBadRequest,
+    TelegramForbiddenError,
+    TelegramNetworkError,
+    TelegramRetryAfter,
+    TelegramServerError,
+    TelegramUnauthorizedError,
+)
+from aiogram.types import InlineKeyboardMarkup, MessageEntity, ReplyParameters
+
+from bot.streaming.pacer import Pacer
+from bot.streaming.render import Part
+from bot.streaming.split import TELEGRAM_LIMIT, Segmenter
+
+log = logging.getLogger(__name__)
+
+CURSOR = " ▌"
+TYPING_EVERY = 4.5  # Telegram shows a chat action for about 5 s
+MAX_NETWORK_RETRIES = 6
+CLOSE_TIMEOUT = 900.0  # the longest a final state may wait for delivery (a long retry_after)
+
+
+@dataclass(frozen=True, slots=True)
+class _Shown:
+    message_id: int
+    part: Part
+    button: bool
+
+
+@dataclass(frozen=True, slots=True)
+class _Op:
+    index: int
+    part: Part
+    button: bool
+    edit: bool
+
+
+@dataclass(slots=True)
+class DeliveryStats:
+    sends: int = 0
+    edits: int = 0
+    retry_afters: int = 0
+    errors: int = 0
+
+
+class ReplyStream:
+    """One answer on its way to one chat. `update()` as text grows, then `close()` once."""
+
+    def __init__(
+        self,
+        bot: Bot,
+        pacer: Pacer,
+        *,
+        chat_id: int,
+        reply_to: int | None = None,
+        thread_id: int | None = None,
+        stop_markup: InlineKeyboardMarkup | None = None,
+    ) -> None:
+        self.bot = bot
+        self.pacer = pacer
+        self.chat_id = chat_id
+        self.reply_to = reply_to
+        self.thread_id = thread_id
+        self.stop_markup = stop_markup
+        self.stats = DeliveryStats()
+        self.failed = False  # the chat cannot be written to (blocked, kicked, gone)
+        self._segmenter = Segmenter()
+        self._text = ""
+        self._closing = False
+        self._notice: Part | None = None
+        self._plain = False  # entities were refused once: send plain text from then on
+        self._shown: list[_Shown] = []
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._typing: asyncio.Task[None] | None = None
+
+    # -- the caller's side -------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name=f"reply:{self.chat_id}")
+        self._typing = asyncio.create_task(self._keep_typing(), name=f"typing:{self.chat_id}")
+
+    def update(self, text: str) -> None:
+        """The whole answer so far (not a delta)."""
+        self._text = text
+        self._wake.set()
+
+    async def close(self, notice: Part | None = None) -> None:
+        """Deliver the final state (the whole text, no cursor or button, plus `notice`)."""
+        self._closing = True
+        self._notice = notice
+        self._wake.set()
+        if self._task is None:
+            self.start()
+        assert self._task is not None
+        try:
+            await asyncio.wait_for(asyncio.shield(self._task), CLOSE_TIMEOUT)
+        except TimeoutError:
+            log.error("chat %s: final state not delivered in %.0f s", self.chat_id, CLOSE_TIMEOUT)
+            self._task.cancel()
+        finally:
+            await self._stop_typing()
+
+    @property
+    def message_ids(self) -> list[int]:
+        return [s.message_id for s in self._shown]
+
+    @property
+    def text(self) -> str:
+        return self._text
+
+    # -- what the chat should show -----------------------------------------------------------------
+
+    def _target(self) -> list[tuple[Part, bool]]:
+        parts = self._segmenter.parts(self._text) if self._text.strip() else []
+        if self._plain:
+            parts = [Part(p.text) for p in parts]
+        if not self._closing:
+            if not parts:
+                return []
+            last = parts[-1]
+            with_cursor = Part(last.text + CURSOR, last.entities)
+            return [(p, False) for p in parts[:-1]] + [(with_cursor, self.stop_markup is not None)]
+        notice = self._notice
+        if notice is not None:
+            if parts and parts[-1].size + 2 + notice.size <= TELEGRAM_LIMIT:
+                parts[-1] = parts[-1].plus(notice)
+            else:
+                parts.append(notice)
+        return [(p, False) for p in parts]
+
+    def _next_op(self, target: list[tuple[Part, bool]]) -> _Op | None:
+        """The next call: a part not shown yet goes first (so the newest part always carries the
+        cursor), then the first shown part that differs from its target."""
+        if len(target) > len(self._shown):
+            part, button = target[len(self._shown)]
+            return _Op(len(self._shown), part, button, edit=False)
+        for i, (part, button) in enumerate(target):
+            shown = self._shown[i]
+            if shown.part != part or shown.button != button:
+                return _Op(i, part, button, edit=True)
+        return None
+
+    # -- the delivery loop -------------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        network_failures = 0
+        refused = 0
+        while not self.failed:
+            if self._next_op(self._target()) is None:
+                if self._closing:
+                    return
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            await self._slot()
+            op = self._next_op(self._target())  # the newest snapshot, whatever came meanwhile
+            if op is None:
+                continue
+            try:
+                await self._apply(op)
+                network_failures = refused = 0
+            except TelegramRetryAfter as e:
+                self.stats.retry_afters += 1
+                log.warning("chat %s: 429, retry after %s s", self.chat_id, e.retry_after)
+                self.pacer.penalize(self.chat_id, float(e.retry_after))
+            except TelegramBadRequest as e:
+                self.stats.errors += 1
+                refused += 1
+                self._bad_request(op, e, refused)
+            except (TelegramForbiddenError, TelegramUnauthorizedError) as e:
+                log.warning("chat %s: cannot write there any more (%s)", self.chat_id, e.message)
+                self.failed = True
+            except (TelegramNetworkError, TelegramServerError) as e:
+                self.stats.errors += 1
+                network_failures += 1
+                if network_failures > MAX_NETWORK_RETRIES:
+                    log.error("chat %s: giving up after %s: %s", self.chat_id, type(e).__name__, e)
+                    self.failed = True
+                    return
+                await asyncio.sleep(min(2.0**network_failures, 30.0))
+            except TelegramAPIError as e:
+                self.stats.errors += 1
+                log.error("chat %s: %s", self.chat_id, e)
+                self.failed = True
+
+    async def _slot(self) -> None:
+        """Wait for the pacer; wake early when the answer closes (finals have more headroom)."""
+        while (wait := self.pacer.delay(self.chat_id, final=self._closing)) > 0:
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(wait):
+                    await self._wake.wait()
+        self.pacer.record(self.chat_id)
+
+    async def _apply(self, op: _Op) -> None:
+        entities = [MessageEntity(**e) for e in op.part.entities] or None
+        markup = self.stop_markup if op.button else None
+        if op.edit:
+            shown = self._shown[op.index]
+            await self.bot.edit_message_text(
+                text=op.part.text,
+                chat_id=self.chat_id,
+                message_id=shown.message_id,
+                entities=entities,
+                reply_markup=markup,
+            )
+            self.stats.edits += 1
+            self._shown[op.index] = _Shown(shown.message_id, op.part, op.button)
+            return
+        reply = None
+        if op.index == 0 and self.reply_to is not None:
+            reply = ReplyParameters(message_id=self.reply_to, allow_sending_without_reply=True)
+        message = await self.bot.send_message(
+            chat_id=self.chat_id,
+            text=op.part.text,
+            entities=entities,
+            reply_parameters=reply,
+            message_thread_id=self.thread_id,
+            reply_markup=markup,
+        )
+        self.stats.sends += 1
+        self._shown.append(_Shown(message.message_id, op.part, op.button))
+        await self._stop_typing()
+
+    def _bad_request(self, op: _Op, error: TelegramBadRequest, refused: int) -> None:
+        message = error.message.lower()
+        if "message is not modified" in message and op.edit:
+            shown = self._shown[op.index]
+            self._shown[op.index] = _Shown(shown.message_id, op.part, op.button)
+        elif "message to edit not found" in message and op.edit:
+            log.info("chat %s: a part was deleted by the user; sending the rest anew", self.chat_id)
+            del self._shown[op.index :]
+        elif not self._plain:
+            log.error(
+                "chat %s: Telegram refused formatting (%s); sending plain text",
+                self.chat_id,
+                error.message,
+            )
+            self._plain = True
+        elif refused >= 3:
+            log.error("chat %s: Telegram refused a part: %s", self.chat_id, error.message)
+            self.failed = True
+
+    async def _keep_typing(self) -> None:
+        """Show "typing…" until the first part is out (Telegram clears it after ~5 s)."""
+        while not self._shown and not self.failed:
+            try:
+                await self.bot.send_chat_action(
+                    self.chat_id, "typing", message_thread_id=self.thread_id
+                )
+            except TelegramAPIError as e:
+                log.debug("chat %s: typing indicator failed: %s", self.chat_id, e)
+            await asyncio.sleep(TYPING_EVERY)
+
+    async def _stop_typing(self) -> None:
+        if self._typing is not None and self._typing is not asyncio.current_task():
+            self._typing.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._typing
+            self._typing = None

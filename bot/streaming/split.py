@@ -1,0 +1,157 @@
+"""Splitting a growing Markdown answer into parts that each fit one Telegram message.
+
+Only the last ("open") part is re-rendered as the answer grows: once a part is cut off it is frozen,
+so the cost of a tick grows with the open part, not with the whole answer. Cuts prefer a paragraph
+break (or the start of a code block, so a code block that fits a message is not split), then a line
+break, then a space. A code block longer than a message is cut at a line, closed at the end of one
+part and reopened with its language at the start of the next.
+"""
+
+from __future__ import annotations
+
+import bisect
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from bot.streaming.render import Part, render
+
+TELEGRAM_LIMIT = 4096
+# Room kept free in every part for the streaming cursor.
+PART_LIMIT = TELEGRAM_LIMIT - 6
+_MIN_FILL = 0.25  # a preferred cut must fill at least this much of a part, else a finer one is used
+
+_FENCE_RE = re.compile(r"^ {0,3}(`{3,}|~{3,})\s*([^\s`]*)")
+
+
+@dataclass(frozen=True, slots=True)
+class _Cut:
+    at: int  # index into the open source
+    close: str  # appended to the part before the cut ("\n```" when inside a code block)
+    reopen: str  # put before the rest ("```lang\n" when inside a code block)
+
+
+class Segmenter:
+    """Turns successive snapshots of one answer's Markdown into Telegram-sized parts.
+
+    Snapshots must only grow (each extends the previous one), as a streamed answer does.
+    """
+
+    def __init__(self, limit: int = PART_LIMIT, renderer: Callable[[str], Part] = render) -> None:
+        self.limit = limit
+        self._render = renderer
+        self.frozen: list[Part] = []
+        self._start = 0  # where the open part begins in the source
+        self._prefix = ""  # reopened code fence that the open part starts with
+
+    def parts(self, source: str) -> list[Part]:
+        """All parts for this snapshot: the frozen ones, then the open one (if it has text)."""
+        while True:
+            open_source = self._prefix + source[self._start :]
+            part = self._render(open_source)
+            if part.size <= self.limit:
+                return [*self.frozen, part] if part.text else list(self.frozen)
+            cut = self._find_cut(open_source)
+            self.frozen.append(self._render(open_source[: cut.at] + cut.close))
+            self._start += cut.at - len(self._prefix)
+            self._prefix = cut.reopen
+
+    # -- choosing where to cut -------------------------------------------------------------------
+
+    def _fits(self, source: str, cut: _Cut) -> int:
+        """Rendered size of the part this cut would make, or -1 if too big or empty."""
+        part = self._render(source[: cut.at] + cut.close)
+        return part.size if part.text and part.size <= self.limit else -1
+
+    def _find_cut(self, source: str) -> _Cut:
+        floor = len(self._prefix) + 1
+        paragraphs, lines, words = _candidates(source, floor)
+        for level in (paragraphs, lines, words):
+            best = self._largest_fitting(source, level)
+            if best is not None and self._fits(source, best) >= self.limit * _MIN_FILL:
+                return best
+        for level in (paragraphs, lines, words):  # nothing fills enough: take any that fits
+            best = self._largest_fitting(source, level)
+            if best is not None:
+                return best
+        return self._hard_cut(source, floor)
+
+    def _largest_fitting(self, source: str, cuts: list[_Cut]) -> _Cut | None:
+        """Binary search: rendered size grows with the cut position."""
+        lo, hi, best = 0, len(cuts) - 1, None
+        while lo <= hi:
+            mid = (lo + hi) // 2
+            if self._fits(source, cuts[mid]) >= 0:
+                best, lo = cuts[mid], mid + 1
+            else:
+                hi = mid - 1
+        return best
+
+    def _hard_cut(self, source: str, floor: int) -> _Cut:
+        """No boundary fits: cut inside a word, still closing an open code block."""
+        fences = _fence_map(source)
+        lo, hi, best = floor, len(source) - 1, floor
+        while lo <= hi:
+            mid = (lo + hi) // 2
+            cut = _cut_at(mid, fences)
+            if self._fits(source, cut) >= 0:
+                best, lo = mid, mid + 1
+            else:
+                hi = mid - 1
+        return _cut_at(best, fences)
+
+
+def _fence_map(source: str) -> list[tuple[int, str]]:
+    """Positions where a code block opens or closes: [(index, "```lang" or "")]."""
+    events: list[tuple[int, str]] = []
+    opener: str | None = None
+    pos = 0
+    for line in source.splitlines(keepends=True):
+        match = _FENCE_RE.match(line)
+        if match:
+            if opener is None:
+                opener = match.group(1)
+                events.append((pos, match.group(1) + match.group(2)))
+            elif match.group(1)[0] == opener[0] and len(match.group(1)) >= len(opener):
+                opener = None
+                events.append((pos + len(line), ""))
+        pos += len(line)
+    return events
+
+
+def _open_fence_at(index: int, fences: list[tuple[int, str]]) -> str:
+    """The fence opener that is open at `index` ("" when outside code)."""
+    i = bisect.bisect_right([p for p, _ in fences], index - 1) - 1
+    if i < 0:
+        return ""
+    return fences[i][1]
+
+
+def _cut_at(index: int, fences: list[tuple[int, str]]) -> _Cut:
+    fence = _open_fence_at(index, fences)
+    if not fence:
+        return _Cut(index, "", "")
+    marker = fence[0] * (len(fence) - len(fence.lstrip(fence[0])))
+    return _Cut(index, "\n" + marker, fence + "\n")
+
+
+def _candidates(source: str, floor: int) -> tuple[list[_Cut], list[_Cut], list[_Cut]]:
+    """Cut points by preference: paragraph breaks and code-block starts; line breaks; spaces."""
+    fences = _fence_map(source)
+    openers = {p for p, f in fences if f}
+    paragraphs: list[_Cut] = []
+    lines: list[_Cut] = []
+    words: list[_Cut] = []
+    for i, ch in enumerate(source):
+        if i < floor:
+            continue
+        if i in openers:
+            paragraphs.append(_Cut(i, "", ""))
+        if ch == "\n" and i + 1 < len(source):
+            cut = _cut_at(i + 1, fences)
+            if not cut.close and source[i + 1] == "\n":
+                paragraphs.append(_Cut(i + 2, "", "") if i + 2 < len(source) else cut)
+            lines.append(cut)
+        elif ch == " ":
+            words.append(_cut_at(i + 1, fences))
+    return paragraphs, lines, words

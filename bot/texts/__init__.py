@@ -1,0 +1,28 @@
+"""Every user-visible string, in English and Russian, picked by the user's `language_code`."""
+
+from __future__ import annotations
+
+from bot.texts.en import EN
+from bot.texts.ru import RU
+
+CATALOGS: dict[str, dict[str, str]] = {"en": EN, "ru": RU}
+DEFAULT_LANGUAGE = "en"
+
+
+def language_of(code: str | None) -> str:
+    """Telegram's `language_code` (an IETF tag such as "ru" or "pt-br") → a catalog we have."""
+    if code:
+        base = code.split("-")[0].lower()
+        if base in CATALOGS:
+            return base
+    return DEFAULT_LANGUAGE
+
+
+def t(lang: str | None, key: str, **values: object) -> str:
+    """The text `key` in the user's language (English where a translation is missing)."""
+    catalog = CATALOGS.get(language_of(lang), EN)
+    template = catalog.get(key) or EN[key]
+    return template.format(**values) if values else template
+
+
+__all__ = ["CATALOGS", "language_of", "t"]

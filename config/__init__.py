@@ -1,0 +1,5 @@
+"""Settings of the bot: one schema, read from the environment and `.env`."""
+
+from config.settings import Settings, SettingsError, load_settings
+
+__all__ = ["Settings", "SettingsError", "load_settings"]

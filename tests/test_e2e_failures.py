@@ -1,0 +1,134 @@
+"""End-to-end: each way a stream can fail keeps the partial text and shows a short notice."""
+
+from __future__ import annotations
+
+import logging
+import socket
+
+import pytest
+
+from tests.conftest import StartBot
+from tests.fakes.llm import FakeLLM, Reply
+from tests.fakes.telegram import FakeTelegram
+from tests.helpers import final_answer, full_text, refused_calls
+
+USER = 2002
+# Words that would mean internals leaked into a chat.
+LEAKS = ("Error 500", "Traceback", "ClientPayloadError", "ResponseError", "Exception", "aiohttp")
+
+
+def assert_no_leaks(text: str) -> None:
+    for leak in LEAKS:
+        assert leak not in text
+
+
+@pytest.mark.parametrize(
+    ("reply", "partial", "notice"),
+    [
+        (Reply("Partial answer that breaks", fault="drop", fault_after=12), True, "connection"),
+        (Reply(fault="http500"), False, "returned an error"),
+        (Reply(fault="http500_plain"), False, "returned an error"),
+        (Reply(fault="http429"), False, "limiting requests"),
+        (
+            Reply("Half of it and then", fault="sse_error", fault_after=10),
+            True,
+            "returned an error",
+        ),
+        (Reply(fault="empty"), False, "empty answer"),
+    ],
+    ids=["drop", "http500", "http500-plain", "http429", "sse-error", "empty"],
+)
+async def test_failure_keeps_partial_text_and_shows_notice(
+    tg: FakeTelegram,
+    llm: FakeLLM,
+    bot_app: object,
+    reply: Reply,
+    partial: bool,
+    notice: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.WARNING, logger="bot")
+    llm.script(reply)
+    question = tg.send_user_message(USER, "question")["message"]
+
+    messages = await final_answer(tg, USER, after=question["message_id"])
+
+    text = full_text(messages)
+    assert notice in text
+    assert "try again" in text.lower()
+    if partial:
+        assert text.startswith(reply.text[: reply.fault_after].strip())
+    assert messages[0].reply_to_message_id == question["message_id"]
+    assert_no_leaks(text)
+    # The notice is set apart (italic), the details are in the log.
+    assert any(e["type"] == "italic" for e in messages[-1].entities)
+    assert any("stream failed" in r.getMessage() for r in caplog.records)
+    assert refused_calls(tg) == []
+
+
+async def test_idle_timeout(tg: FakeTelegram, llm: FakeLLM, start_bot: StartBot) -> None:
+    await start_bot(llm_idle_timeout=1)
+    llm.script(Reply("Thinking about it", fault="stall", fault_after=8))
+    question = tg.send_user_message(USER, "question")["message"]
+
+    messages = await final_answer(tg, USER, after=question["message_id"])
+
+    text = full_text(messages)
+    assert text.startswith("Thinking")
+    assert "stopped responding" in text
+    await tg.wait_for(lambda: llm.received[-1].client_closed, timeout=5)
+
+
+async def test_total_timeout(tg: FakeTelegram, llm: FakeLLM, start_bot: StartBot) -> None:
+    await start_bot(llm_total_timeout=1.5)
+    llm.script(Reply("slow " * 400, chunk_size=5, delay=0.02))
+    question = tg.send_user_message(USER, "question")["message"]
+
+    messages = await final_answer(tg, USER, after=question["message_id"])
+
+    text = full_text(messages)
+    assert text.startswith("slow slow")
+    assert "took too long" in text
+    assert text.count("slow") < 400
+
+
+async def test_unreachable_backend(
+    tg: FakeTelegram, start_bot: StartBot, caplog: pytest.LogCaptureFixture
+) -> None:
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    await start_bot(g4f_api_base=f"http://127.0.0.1:{port}/v1")
+    caplog.set_level(logging.WARNING, logger="bot")
+    question = tg.send_user_message(USER, "anyone there?")["message"]
+
+    [message] = await final_answer(tg, USER, after=question["message_id"])
+
+    assert "connection to the model was lost" in message.text
+    assert_no_leaks(message.text)
+    assert any("stream failed" in r.getMessage() for r in caplog.records)
+
+
+async def test_injected_429_is_respected_and_answer_completes(
+    tg: FakeTelegram, llm: FakeLLM, bot_app: object
+) -> None:
+    text = " ".join(f"token{i}" for i in range(200))
+    llm.script(Reply(text, chunk_size=10, delay=0.02))
+    tg.inject_429(chat_id=USER, methods=("editMessageText",), retry_after=2, times=1)
+    question = tg.send_user_message(USER, "question")["message"]
+
+    [answer] = await final_answer(tg, USER, after=question["message_id"], timeout=30)
+
+    assert answer.text == text
+    assert tg.count_429 == 1
+    assert tg.violations == 0  # nothing was sent to the chat inside the retry_after window
+
+
+async def test_blocked_chat_ends_the_stream(
+    tg: FakeTelegram, llm: FakeLLM, bot_app: object
+) -> None:
+    llm.script(Reply("word " * 2000, chunk_size=5, delay=0.01))
+    tg.send_user_message(USER, "question")
+    await tg.wait_for(lambda: bool(tg.bot_messages(USER)))
+    tg.block(USER)
+    await tg.wait_for(lambda: llm.received[-1].client_closed, timeout=10)

@@ -1,0 +1,141 @@
+"""End-to-end: group triggers, forum topics and the Stop button."""
+
+from __future__ import annotations
+
+from tests.fakes.llm import FakeLLM, Reply
+from tests.fakes.telegram import FakeTelegram
+from tests.helpers import answer_messages, final_answer, is_final
+
+GROUP = -100500
+ALICE, BOB, ADMIN = 11, 12, 13
+
+
+async def test_plain_group_messages_are_ignored(
+    tg: FakeTelegram, llm: FakeLLM, bot_app: object
+) -> None:
+    tg.send_user_message(GROUP, "hello everyone", user_id=ALICE, chat_type="supergroup")
+    tg.send_user_message(
+        GROUP, "mail test_g4f_bot_fan@example.com", user_id=ALICE, chat_type="supergroup"
+    )
+    tg.send_user_message(GROUP, "/ask@other_bot what?", user_id=ALICE, chat_type="supergroup")
+    tg.send_user_message(GROUP, "/frobnicate", user_id=ALICE, chat_type="supergroup")
+    await tg.wait_for(lambda: not tg.pending_updates)
+    await tg.wait_idle(quiet=0.5)
+    assert llm.received == []
+    assert tg.bot_messages(GROUP) == []
+
+
+async def test_mention_answers_with_the_mention_stripped(
+    tg: FakeTelegram, llm: FakeLLM, bot_app: object
+) -> None:
+    text = f"@{tg.bot_username} what is 2+2?"
+    question = tg.send_user_message(GROUP, text, user_id=ALICE, chat_type="supergroup")["message"]
+
+    [answer] = await final_answer(tg, GROUP, after=question["message_id"])
+
+    assert llm.received[-1].messages[-1]["content"] == "what is 2+2?"
+    assert answer.text == "You said: what is 2+2?"
+    assert answer.reply_to_message_id == question["message_id"]
+
+
+async def test_reply_to_the_bot_and_ask_command(
+    tg: FakeTelegram, llm: FakeLLM, bot_app: object
+) -> None:
+    ask = tg.send_user_message(GROUP, "/ask first question", user_id=ALICE, chat_type="supergroup")
+    [first] = await final_answer(tg, GROUP, after=ask["message"]["message_id"])
+    assert llm.received[-1].messages[-1]["content"] == "first question"
+
+    reply = tg.send_user_message(
+        GROUP,
+        "and a follow-up",
+        user_id=BOB,
+        chat_type="supergroup",
+        reply_to_message_id=first.message_id,
+    )
+    await final_answer(tg, GROUP, after=reply["message"]["message_id"])
+    assert llm.received[-1].messages[-1]["content"] == "and a follow-up"
+
+    named = tg.send_user_message(
+        GROUP, f"/ask@{tg.bot_username} third", user_id=BOB, chat_type="supergroup"
+    )
+    await final_answer(tg, GROUP, after=named["message"]["message_id"])
+    assert llm.received[-1].messages[-1]["content"] == "third"
+    assert len(llm.received) == 3
+
+
+async def test_empty_mention_gets_a_hint(tg: FakeTelegram, llm: FakeLLM, bot_app: object) -> None:
+    question = tg.send_user_message(
+        GROUP, f"@{tg.bot_username}", user_id=ALICE, chat_type="supergroup"
+    )["message"]
+    await tg.wait_for(lambda: bool(answer_messages(tg, GROUP, question["message_id"])))
+    assert "What is the question" in answer_messages(tg, GROUP, question["message_id"])[0].text
+    assert llm.received == []
+
+
+async def test_forum_topic_answer_stays_in_the_topic(
+    tg: FakeTelegram, llm: FakeLLM, bot_app: object
+) -> None:
+    question = tg.send_user_message(
+        GROUP,
+        f"@{tg.bot_username} in a topic",
+        user_id=ALICE,
+        chat_type="supergroup",
+        message_thread_id=77,
+    )["message"]
+    [answer] = await final_answer(tg, GROUP, after=question["message_id"], thread_id=77)
+    assert answer.message_thread_id == 77
+    assert all(
+        c.params.get("message_thread_id") in (77, "77")
+        for c in tg.calls
+        if c.method in ("sendMessage", "sendChatAction")
+    )
+
+
+async def test_stop_button_in_private_chat(tg: FakeTelegram, llm: FakeLLM, bot_app: object) -> None:
+    llm.script(Reply("word " * 3000, chunk_size=5, delay=0.01))
+    question = tg.send_user_message(ALICE, "go on and on")["message"]
+    await tg.wait_for(
+        lambda: any(m.edits >= 1 for m in answer_messages(tg, ALICE, question["message_id"]))
+    )
+    shown = answer_messages(tg, ALICE, question["message_id"])[0]
+    data = shown.reply_markup["inline_keyboard"][0][0]["callback_data"]  # type: ignore[index]
+    tg.press_button(ALICE, shown.message_id, data, user_id=ALICE)
+
+    messages = await final_answer(tg, ALICE, after=question["message_id"])
+
+    await tg.wait_for(lambda: llm.received[-1].client_closed, timeout=5)  # upstream closed
+    text = messages[-1].text
+    assert text.startswith("word word")
+    assert text.endswith("Stopped.")
+    assert messages[-1].entities[-1]["type"] == "italic"
+    assert text.count("word") < 3000
+    assert all(m.reply_markup is None for m in messages)
+    answered = [c for c in tg.calls if c.method == "answerCallbackQuery"]
+    assert answered and answered[-1].params.get("text") == "Stopped."
+
+
+async def test_only_asker_or_admin_may_stop_in_a_group(
+    tg: FakeTelegram, llm: FakeLLM, bot_app: object
+) -> None:
+    llm.script(Reply("word " * 3000, chunk_size=5, delay=0.02))
+    tg.set_admin(GROUP, ADMIN)
+    question = tg.send_user_message(
+        GROUP, f"@{tg.bot_username} long please", user_id=ALICE, chat_type="supergroup"
+    )["message"]
+    await tg.wait_for(
+        lambda: any(m.reply_markup for m in answer_messages(tg, GROUP, question["message_id"]))
+    )
+    shown = answer_messages(tg, GROUP, question["message_id"])[-1]
+    data = shown.reply_markup["inline_keyboard"][0][0]["callback_data"]  # type: ignore[index]
+
+    tg.press_button(GROUP, shown.message_id, data, user_id=BOB)
+    await tg.wait_for(lambda: any(c.method == "answerCallbackQuery" for c in tg.calls))
+    refusal = next(c for c in tg.calls if c.method == "answerCallbackQuery")
+    assert "Only the person who asked" in str(refusal.params.get("text"))
+    assert not is_final(answer_messages(tg, GROUP, question["message_id"]))
+
+    shown = answer_messages(tg, GROUP, question["message_id"])[-1]
+    tg.press_button(GROUP, shown.message_id, data, user_id=ADMIN)
+    messages = await final_answer(tg, GROUP, after=question["message_id"], timeout=30)
+    assert messages[-1].text.endswith("Stopped.")
+    assert tg.count_429 == 0 and tg.violations == 0

@@ -1,0 +1,108 @@
+"""End-to-end: the real bot (aiogram Dispatcher + g4f) against the fake Telegram and backend."""
+
+from __future__ import annotations
+
+import re
+
+from tests.fakes.llm import FakeLLM, Reply
+from tests.fakes.telegram import FakeTelegram
+from tests.helpers import answer_messages, final_answer, full_text, refused_calls
+
+USER = 1001
+
+
+async def test_private_question_streams_and_ends_complete(
+    tg: FakeTelegram, llm: FakeLLM, bot_app: object
+) -> None:
+    text = " ".join(f"word{i}" for i in range(300))
+    llm.script(Reply(text, chunk_size=12, delay=0.01))
+    question = tg.send_user_message(USER, "Tell me something")["message"]
+
+    messages = await final_answer(tg, USER, after=question["message_id"])
+
+    assert len(messages) == 1
+    answer = messages[0]
+    assert answer.text == text
+    assert answer.reply_to_message_id == question["message_id"]
+    assert answer.reply_markup is None
+    # It streamed: shown early, edited while growing, and a Stop button was shown meanwhile.
+    assert len(answer.history) >= 3
+    assert any("▌" in state for state in answer.history[:-1])
+    first_send = next(c for c in tg.calls if c.method == "sendMessage")
+    assert first_send.params.get("reply_markup")
+    # Typing indicator before the first text.
+    typing = [c for c in tg.calls if c.method == "sendChatAction"]
+    assert typing and typing[0].at <= first_send.at
+    # The backend saw the question.
+    assert llm.received[-1].messages[-1] == {"role": "user", "content": "Tell me something"}
+    assert tg.count_429 == 0 and tg.violations == 0
+    assert refused_calls(tg) == []
+
+
+async def test_markdown_becomes_entities_in_every_state(
+    tg: FakeTelegram, llm: FakeLLM, bot_app: object
+) -> None:
+    markdown = (
+        "# Title\n\nSome **bold** and _italic_ and `code`, a [link](https://example.com).\n\n"
+        "```python\ndef f(x):\n    return x * 2\n```\n\n> a quote\n\n- one\n- two\n"
+    ) * 3
+    llm.script(Reply(markdown, chunk_size=5, delay=0.01))
+    question = tg.send_user_message(USER, "markdown please")["message"]
+
+    [answer] = await final_answer(tg, USER, after=question["message_id"])
+
+    kinds = {e["type"] for e in answer.entities}
+    assert {"bold", "italic", "code", "pre", "text_link", "blockquote"} <= kinds
+    assert "**" not in answer.text and "```" not in answer.text
+    pre = next(e for e in answer.entities if e["type"] == "pre")
+    assert pre.get("language") == "python"
+    # Every intermediate state was accepted by the (strict) fake: no 400 along the way.
+    assert refused_calls(tg) == []
+    assert len(answer.history) >= 2
+
+
+async def test_long_answer_is_split_without_losing_anything(
+    tg: FakeTelegram, llm: FakeLLM, bot_app: object
+) -> None:
+    paragraphs = [f"Paragraph {i}: " + " ".join(f"w{i}-{j}" for j in range(40)) for i in range(40)]
+    text = "\n\n".join(paragraphs)
+    assert len(text) > 10_000
+    llm.script(Reply(text, chunk_size=200, delay=0.01))
+    question = tg.send_user_message(USER, "a long one")["message"]
+
+    messages = await final_answer(tg, USER, after=question["message_id"], timeout=40)
+
+    assert len(messages) >= 3
+    for m in messages:
+        assert len(m.text.encode("utf-16-le")) // 2 <= 4096
+        assert "▌" not in m.text
+    assert messages[0].reply_to_message_id == question["message_id"]
+    # Nothing lost, nothing duplicated, in order, split at paragraph boundaries.
+    assert re.sub(r"\s+", " ", full_text(messages)) == re.sub(r"\s+", " ", text)
+    for m in messages:
+        assert m.text.startswith("Paragraph ")
+    assert tg.count_429 == 0 and refused_calls(tg) == []
+
+
+async def test_sticker_and_unknown_command_get_clear_answers(
+    tg: FakeTelegram, llm: FakeLLM, bot_app: object
+) -> None:
+    sticker = tg.send_user_message(USER, sticker=True)["message"]
+    await tg.wait_for(lambda: bool(answer_messages(tg, USER, sticker["message_id"])))
+    assert "text" in answer_messages(tg, USER, sticker["message_id"])[0].text
+
+    command = tg.send_user_message(USER, "/frobnicate")["message"]
+    await tg.wait_for(lambda: bool(answer_messages(tg, USER, command["message_id"])))
+    reply = answer_messages(tg, USER, command["message_id"])[0].text
+    assert "don't know that command" in reply and "/ask" in reply
+    assert llm.received == []
+
+
+async def test_help_and_start(tg: FakeTelegram, llm: FakeLLM, bot_app: object) -> None:
+    start = tg.send_user_message(USER, "/start", first_name="Ann")["message"]
+    await tg.wait_for(lambda: bool(answer_messages(tg, USER, start["message_id"])))
+    assert "Ann" in answer_messages(tg, USER, start["message_id"])[0].text
+    help_ = tg.send_user_message(USER, "/help")["message"]
+    await tg.wait_for(lambda: bool(answer_messages(tg, USER, help_["message_id"])))
+    assert f"@{tg.bot_username}" in answer_messages(tg, USER, help_["message_id"])[0].text
+    assert llm.received == []

@@ -1,0 +1,100 @@
+"""The g4f client against the fake backend: text only, failures classified, hazards fenced off."""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+
+import pytest
+
+from bot.llm import ChatMessage, FailureKind, LLMClient, LLMFailure
+from tests.fakes.llm import FakeLLM, Reply
+
+
+def make_client(llm: FakeLLM, tmp_path: Path, **kw: float) -> LLMClient:
+    client = LLMClient(
+        model="gpt-4",
+        providers=[],
+        api_base=llm.base_url,
+        api_key="secret",
+        data_dir=tmp_path,
+        idle_timeout=kw.get("idle", 5),
+        total_timeout=kw.get("total", 30),
+    )
+    client.start()
+    return client
+
+
+async def collect(client: LLMClient, messages: list[ChatMessage]) -> str:
+    out = ""
+    async with contextlib.aclosing(client.stream(messages)) as pieces:
+        async for piece in pieces:
+            out += piece
+    return out
+
+
+async def test_streams_text_only_and_leaves_messages_alone(llm: FakeLLM, tmp_path: Path) -> None:
+    client = make_client(llm, tmp_path)
+    llm.script(Reply("The answer.", reasoning="let me think"))
+    messages: list[ChatMessage] = [
+        {"role": "system", "content": "Be   brief."},
+        {"role": "user", "content": "Q"},
+        {"role": "user", "content": "Q"},
+    ]
+    before = [dict(m) for m in messages]
+    assert await collect(client, messages) == "The answer."
+    assert messages == before  # g4f edits the list it gets; ours must not change
+    assert llm.received[-1].body["model"] == "gpt-4"
+    # g4f's state (usage logs) lives in DATA_DIR.
+    assert list((tmp_path / "g4f").rglob("*.jsonl"))
+
+
+@pytest.mark.parametrize(
+    ("reply", "kind"),
+    [
+        (Reply("abc", fault="drop", fault_after=2), FailureKind.CONNECTION),
+        (Reply(fault="http500"), FailureKind.HTTP),
+        (Reply(fault="http500_plain"), FailureKind.HTTP),
+        (Reply(fault="http429"), FailureKind.RATE_LIMIT),
+        (Reply("abc", fault="sse_error", fault_after=2), FailureKind.HTTP),
+        (Reply(fault="empty"), FailureKind.EMPTY),
+        (Reply("abc", fault="stall", fault_after=1), FailureKind.IDLE_TIMEOUT),
+    ],
+    ids=lambda v: v.value if isinstance(v, FailureKind) else "",
+)
+async def test_failures_are_classified(
+    llm: FakeLLM, tmp_path: Path, reply: Reply, kind: FailureKind
+) -> None:
+    client = make_client(llm, tmp_path, idle=0.5)
+    llm.script(reply)
+    with pytest.raises(LLMFailure) as failure:
+        await collect(client, [{"role": "user", "content": "hi"}])
+    assert failure.value.kind is kind
+
+
+async def test_total_timeout_cuts_a_slow_answer(llm: FakeLLM, tmp_path: Path) -> None:
+    client = make_client(llm, tmp_path, total=0.5)
+    llm.script(Reply("x" * 1000, chunk_size=1, delay=0.01))
+    with pytest.raises(LLMFailure) as failure:
+        await collect(client, [{"role": "user", "content": "hi"}])
+    assert failure.value.kind is FailureKind.TOTAL_TIMEOUT
+    await llm_closed(llm)
+
+
+async def test_closing_the_stream_closes_the_upstream_request(llm: FakeLLM, tmp_path: Path) -> None:
+    client = make_client(llm, tmp_path)
+    llm.script(Reply("y" * 2000, chunk_size=1, delay=0.01))
+    async with contextlib.aclosing(client.stream([{"role": "user", "content": "hi"}])) as s:
+        async for _ in s:
+            break
+    await llm_closed(llm)
+
+
+async def llm_closed(llm: FakeLLM) -> None:
+    import asyncio
+
+    for _ in range(100):
+        if llm.received[-1].client_closed:
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError("the upstream request was not closed")

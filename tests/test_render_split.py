@@ -1,0 +1,182 @@
+"""Rendering and splitting: every part fits a message, entities are valid, nothing is lost."""
+
+from __future__ import annotations
+
+import re
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from bot.streaming.render import Part, render, sanitize, strip, utf16_len
+from bot.streaming.split import PART_LIMIT, Segmenter
+
+_NESTABLE = {"code", "pre"}
+_QUOTES = {"blockquote", "expandable_blockquote"}
+
+
+def assert_valid(part: Part, limit: int = 4096) -> None:
+    """What Telegram checks: size, bounds, nesting, no surrounding whitespace."""
+    size = utf16_len(part.text)
+    assert 0 < size <= limit
+    assert part.text == part.text.strip()
+    spans = sorted(part.entities, key=lambda e: (e["offset"], -e["length"]))
+    units = part.text.encode("utf-16-le")
+    for e in spans:
+        assert e["offset"] >= 0 and e["length"] > 0
+        assert e["offset"] + e["length"] <= size
+        for edge in (e["offset"], e["offset"] + e["length"]):
+            if 0 < edge < size:  # never inside a surrogate pair
+                unit = int.from_bytes(units[edge * 2 : edge * 2 + 2], "little")
+                assert not 0xDC00 <= unit <= 0xDFFF
+    for i, a in enumerate(spans):
+        for b in spans[i + 1 :]:
+            a_end, b_end = a["offset"] + a["length"], b["offset"] + b["length"]
+            if b["offset"] >= a_end:
+                continue
+            assert b_end <= a_end, f"partial overlap {a} {b}"
+            assert a["type"] not in _NESTABLE, f"{b} inside {a}"
+            assert not (a["type"] in _QUOTES and b["type"] in _QUOTES)
+
+
+def squash(text: str) -> str:
+    return re.sub(r"\s+", "", text)
+
+
+# Markdown-ish documents: words, emphasis, inline code, fenced code, lists, quotes, emoji.
+_word = st.text(alphabet="abcdefghijklmnopqrstuvwxyzАБВгдё0123456789😀🚀", min_size=1, max_size=12)
+_inline = st.one_of(
+    _word,
+    _word.map(lambda w: f"**{w}**"),
+    _word.map(lambda w: f"_{w}_"),
+    _word.map(lambda w: f"`{w}`"),
+    _word.map(lambda w: f"[{w}](https://example.com/{w})"),
+)
+_line = st.lists(_inline, min_size=1, max_size=25).map(" ".join)
+_block = st.one_of(
+    st.lists(_line, min_size=1, max_size=6).map("\n".join),
+    st.lists(_line, min_size=1, max_size=5).map(lambda ls: "\n".join("- " + x for x in ls)),
+    st.lists(_line, min_size=1, max_size=3).map(lambda ls: "\n".join("> " + x for x in ls)),
+    st.lists(_word, min_size=1, max_size=80).map(
+        lambda ws: "```python\n" + "\n".join(ws) + "\n```"
+    ),
+    _line.map(lambda x: "## " + x),
+)
+_document = st.lists(_block, min_size=1, max_size=60).map("\n\n".join)
+_plain_text = st.lists(
+    st.text(alphabet="abc xyz😀\n", min_size=1, max_size=400), min_size=1, max_size=40
+).map("".join)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_document)
+def test_render_is_always_valid(markdown: str) -> None:
+    part = render(markdown)
+    if part.text:
+        assert_valid(part, limit=10**9)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_document, st.integers(min_value=200, max_value=4090))
+def test_split_parts_fit_and_keep_the_text(markdown: str, limit: int) -> None:
+    parts = Segmenter(limit=limit).parts(markdown)
+    for part in parts:
+        assert_valid(part, limit=limit)
+    # Splitting at block boundaries keeps every visible character of the whole rendering.
+    joined = "".join(p.text for p in parts)
+    assert squash(joined) == squash(render(markdown).text)
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_plain_text, st.integers(min_value=20, max_value=600))
+def test_split_plain_text_loses_nothing(text: str, limit: int) -> None:
+    """Word and hard cuts (no Markdown): concatenation equals the text, whitespace aside."""
+    parts = Segmenter(limit=limit).parts(text)
+    for part in parts:
+        assert_valid(part, limit=limit)
+    assert squash("".join(p.text for p in parts)) == squash(text)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_document, st.lists(st.integers(min_value=1, max_value=400), min_size=1, max_size=40))
+def test_streaming_snapshots_freeze_consistently(markdown: str, steps: list[int]) -> None:
+    """Feeding growing prefixes gives valid parts at every step, and frozen parts never change."""
+    segmenter = Segmenter(limit=1000)
+    frozen: list[Part] = []
+    cut = 0
+    for step in [*steps, len(markdown)]:
+        cut = min(len(markdown), cut + step)
+        parts = segmenter.parts(markdown[:cut])
+        for part in parts:
+            assert_valid(part, limit=1000)
+        assert parts[: len(frozen)] == frozen
+        frozen = list(segmenter.frozen)
+        if cut == len(markdown):
+            break
+    # A growing text can cut differently from the whole text; every character must still be there.
+    assert squash("".join(p.text for p in segmenter.parts(markdown))) == squash(
+        render(markdown).text
+    )
+
+
+def test_code_block_that_fits_is_not_split() -> None:
+    prose = "Some words here. " * 150
+    code = "```python\n" + "\n".join(f"print({i})" for i in range(200)) + "\n```"
+    parts = Segmenter().parts(prose + "\n\n" + code + "\n\nAfter.")
+    code_parts = [p for p in parts if any(e["type"] == "pre" for e in p.entities)]
+    assert len(code_parts) == 1
+    assert "print(0)" in code_parts[0].text and "print(199)" in code_parts[0].text
+
+
+def test_long_code_block_is_reopened_with_its_language() -> None:
+    code = "```rust\n" + "\n".join(f"let x{i} = {i};" for i in range(900)) + "\n```"
+    parts = Segmenter().parts(code)
+    assert len(parts) >= 3
+    for part in parts:
+        assert_valid(part)
+        pres = [e for e in part.entities if e["type"] == "pre"]
+        assert pres and all(e.get("language") == "rust" for e in pres)
+    assert squash("".join(p.text for p in parts)) == squash(render(code).text)
+
+
+def test_partial_markdown_renders_safely() -> None:
+    for text in ["**bold", "```py\nprint(", "a `code", "[link](http://exa", "> quote\n>> nested"]:
+        part = render(text)
+        assert_valid(part)
+
+
+def test_sanitize_drops_what_telegram_refuses() -> None:
+    text = "abcdefghij"
+    entities = [
+        {"type": "pre", "offset": 0, "length": 5},
+        {"type": "bold", "offset": 1, "length": 2},  # inside pre
+        {"type": "italic", "offset": 4, "length": 4},  # partial overlap
+        {"type": "text_link", "offset": 6, "length": 2, "url": "javascript:alert(1)"},
+        {"type": "blockquote", "offset": 5, "length": 5},
+        {"type": "blockquote", "offset": 6, "length": 1},  # quote in a quote
+        {"type": "bold", "offset": 9, "length": 5},  # out of range
+    ]
+    kept = sanitize(text, entities)
+    assert [e["type"] for e in kept] == ["pre", "blockquote"]
+
+
+def test_strip_moves_entities() -> None:
+    part = strip("  \n😀 bold  ", [{"type": "bold", "offset": 3, "length": 7}])
+    assert part.text == "😀 bold"
+    assert part.entities == ({"type": "bold", "offset": 0, "length": 7},)
+
+
+def test_split_cost_grows_with_the_open_part() -> None:
+    """A long answer re-renders only its last part: count characters handed to the renderer."""
+    rendered: list[int] = []
+
+    def counting(source: str) -> Part:
+        rendered.append(len(source))
+        return render(source)
+
+    segmenter = Segmenter(renderer=counting)
+    text = "".join(f"Paragraph {i}. " + "word " * 80 + "\n\n" for i in range(80))  # ~33k chars
+    for end in range(0, len(text), 500):
+        rendered.clear()
+        segmenter.parts(text[: end + 500])
+        if len(segmenter.frozen) >= 2:
+            assert max(rendered) <= PART_LIMIT * 2

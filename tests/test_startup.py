@@ -1,0 +1,109 @@
+"""Start-up: bad settings are one clear line and exit code 2; Telegram down means retries."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import TOKEN
+from tests.fakes.telegram import FakeTelegram
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run_bot(tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("BOT_", "G4F_", "LLM_"))}
+    clean["PYTHONPATH"] = str(ROOT)
+    return subprocess.run(
+        [sys.executable, "-m", "bot"],
+        cwd=tmp_path,  # no .env there
+        env={**clean, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({}, "BOT_TOKEN is not set"),
+        ({"BOT_TOKEN": "not-a-token"}, "BOT_TOKEN is malformed"),
+        ({"BOT_TOKEN": TOKEN, "LLM_IDLE_TIMEOUT": "-1"}, "LLM_IDLE_TIMEOUT is invalid"),
+    ],
+    ids=["missing", "malformed", "bad-number"],
+)
+def test_bad_settings_are_one_line_and_exit_2(
+    tmp_path: Path, env: dict[str, str], message: str
+) -> None:
+    result = run_bot(tmp_path, **env)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert message in lines[0]
+    assert "Traceback" not in result.stderr
+    assert "not-a-token" not in result.stderr
+
+
+def test_settings_come_from_dotenv(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from config import load_settings
+
+    (tmp_path / ".env").write_text(f"BOT_TOKEN={TOKEN}\nG4F_PROVIDER=A, B\nG4F_API_BASE=\n")
+    monkeypatch.chdir(tmp_path)
+    for name in ("BOT_TOKEN", "G4F_PROVIDER", "G4F_API_BASE"):
+        monkeypatch.delenv(name, raising=False)
+    settings = load_settings()
+    assert settings.bot_token.get_secret_value() == TOKEN
+    assert settings.providers == ["A", "B"]
+    assert settings.g4f_api_base == ""
+    assert settings.telegram_api_url == "https://api.telegram.org"
+    assert TOKEN not in repr(settings)
+
+
+def test_unknown_provider_is_a_startup_error(tmp_path: Path) -> None:
+    from bot.app import StartupError, build_app
+    from config import load_settings
+
+    settings = load_settings(bot_token=TOKEN, g4f_provider="NoSuchProvider", data_dir=tmp_path)
+    with pytest.raises(StartupError, match="unknown g4f provider: 'NoSuchProvider'"):
+        build_app(settings)
+
+
+async def test_unreachable_telegram_is_retried_with_backoff(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from bot.app import build_app, wait_for_telegram
+    from config import load_settings
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{s.getsockname()[1]}"
+    app = build_app(load_settings(bot_token=TOKEN, telegram_api_url=url, data_dir=tmp_path))
+    caplog.set_level(logging.WARNING, logger="bot")
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(wait_for_telegram(app.bot, url), 3.5)
+    await app.bot.session.close()
+    messages = [r.getMessage() for r in caplog.records if "unreachable" in r.getMessage()]
+    assert len(messages) >= 2
+    assert "retrying in 1 s" in messages[0] and "retrying in 2 s" in messages[1]
+    assert TOKEN not in "".join(messages)
+
+
+async def test_rejected_token_is_a_startup_error(tg: FakeTelegram, tmp_path: Path) -> None:
+    from bot.app import StartupError, build_app, wait_for_telegram
+    from config import load_settings
+
+    settings = load_settings(
+        bot_token="999999:WRONG-token-value", telegram_api_url=tg.base_url, data_dir=tmp_path
+    )
+    app = build_app(settings)
+    with pytest.raises(StartupError, match="401"):
+        await wait_for_telegram(app.bot, tg.base_url)
+    await app.bot.session.close()
