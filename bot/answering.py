@@ -12,6 +12,7 @@ import itertools
 import logging
 import secrets
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from aiogram import Bot
@@ -70,27 +71,27 @@ class ActiveAnswer:
 class Answerer:
     """Runs answers and keeps the registry of those in flight."""
 
-    def __init__(self, bot: Bot, llm: LLMClient, pacer: Pacer, system_prompt: str = "") -> None:
+    def __init__(self, bot: Bot, llm: LLMClient, pacer: Pacer) -> None:
         self.bot = bot
         self.llm = llm
         self.pacer = pacer
-        self.system_prompt = system_prompt
         self.active: dict[str, ActiveAnswer] = {}
         self._ids = itertools.count(1)
         self._salt = secrets.token_hex(3)
 
-    def context(self, question: Question) -> list[ChatMessage]:
-        """What g4f is asked: the system prompt, then the question."""
-        messages: list[ChatMessage] = []
-        if self.system_prompt:
-            messages.append({"role": "system", "content": self.system_prompt})
-        messages.append({"role": "user", "content": question.text})
-        return messages
-
     async def answer(
-        self, question: Question, messages: list[ChatMessage] | None = None
+        self,
+        question: Question,
+        messages: list[ChatMessage],
+        *,
+        model: str | None = None,
+        on_sent: Callable[[int], Awaitable[None]] | None = None,
     ) -> Outcome:
-        """Stream the answer to `question` into its chat; returns when the final state is shown."""
+        """Stream the answer to `question` into its chat; returns when the final state is shown.
+
+        `messages` is the whole context (the question last); `on_sent` learns each message id
+        as soon as a part of the answer is sent, so replies to a streaming answer can be placed.
+        """
         answer_id = f"{self._salt}{next(self._ids)}"
         active = ActiveAnswer(answer_id, question)
         self.active[answer_id] = active
@@ -104,6 +105,7 @@ class Answerer:
             reply_to=question.message_id,
             thread_id=question.thread_id,
             stop_markup=InlineKeyboardMarkup(inline_keyboard=[[button]]),
+            on_sent=on_sent,
         )
         reply.start()
         outcome = Outcome(text="", message_ids=[])
@@ -111,9 +113,7 @@ class Answerer:
 
         async def consume() -> None:
             text = ""
-            async with contextlib.aclosing(
-                self.llm.stream(messages or self.context(question))
-            ) as pieces:
+            async with contextlib.aclosing(self.llm.stream(messages, model)) as pieces:
                 async for piece in pieces:
                     if not text:
                         outcome.first_text_after = time.monotonic() - started
@@ -168,6 +168,15 @@ class Answerer:
 
     def find(self, answer_id: str) -> ActiveAnswer | None:
         return self.active.get(answer_id)
+
+    def in_chat(self, chat_id: int, thread_id: int | None = None) -> list[ActiveAnswer]:
+        """Answers streaming in a chat (or one forum topic of it)."""
+        return [
+            a
+            for a in self.active.values()
+            if a.question.chat_id == chat_id
+            and (thread_id is None or a.question.thread_id == thread_id)
+        ]
 
     async def stop_all(self) -> None:
         """Stop every answer in flight (used at shutdown)."""

@@ -13,9 +13,14 @@ from aiogram.client.telegram import TelegramAPIServer
 from aiogram.exceptions import TelegramAPIError, TelegramUnauthorizedError
 from aiogram.types import User
 
+from bot.access import AccessMiddleware, AccessPolicy
 from bot.answering import Answerer
+from bot.conversations import Conversations, Defaults, SQLiteStore, Store, TurnStatus
 from bot.handlers import get_routers
 from bot.llm import LLMClient
+from bot.menu import set_menus
+from bot.notify import Notifier
+from bot.ratelimit import RateLimiter
 from bot.streaming import Budgets, Pacer
 from config import Settings
 
@@ -35,7 +40,9 @@ class App:
     dispatcher: Dispatcher
     llm: LLMClient
     pacer: Pacer
+    store: Store
     answerer: Answerer
+    conversations: Conversations
 
 
 def build_app(settings: Settings) -> App:
@@ -68,10 +75,38 @@ def build_app(settings: Settings) -> App:
             global_per_second=settings.global_per_second,
         )
     )
-    answerer = Answerer(bot, llm, pacer, system_prompt=settings.system_prompt)
-    dispatcher = Dispatcher(answerer=answerer, settings=settings)
+    store = SQLiteStore(settings.data_dir / "bot.sqlite3")
+    notifier = Notifier(bot, pacer)
+    answerer = Answerer(bot, llm, pacer)
+    policy = AccessPolicy(
+        settings.allowed_user_ids, settings.allowed_chat_ids, settings.admin_user_ids
+    )
+    conversations = Conversations(
+        store,
+        answerer,
+        notifier,
+        Defaults(
+            model=settings.g4f_model,
+            models=settings.models,
+            system_prompt=settings.system_prompt,
+            max_context_chars=settings.max_context_chars,
+        ),
+        RateLimiter(*settings.rate_limit),
+        exempt=settings.admin_user_ids,
+    )
+    dispatcher = Dispatcher(
+        settings=settings,
+        answerer=answerer,
+        conversations=conversations,
+        store=store,
+        notifier=notifier,
+        policy=policy,
+    )
+    access = AccessMiddleware(policy, store, notifier)
+    dispatcher.message.middleware(access)
+    dispatcher.callback_query.middleware(access)
     dispatcher.include_routers(*get_routers())
-    return App(settings, bot, dispatcher, llm, pacer, answerer)
+    return App(settings, bot, dispatcher, llm, pacer, store, answerer, conversations)
 
 
 async def wait_for_telegram(bot: Bot, url: str, max_delay: float = 60.0) -> User:
@@ -93,16 +128,35 @@ async def wait_for_telegram(bot: Bot, url: str, max_delay: float = 60.0) -> User
             delay = min(delay * 2, max_delay)
 
 
-async def run_polling(app: App, *, handle_signals: bool = True, polling_timeout: int = 10) -> None:
-    """Start-up checks, then long polling until stopped; cleans up on the way out."""
-    try:
-        me = await wait_for_telegram(app.bot, app.settings.telegram_api_url)
-        log.info(
-            "started as @%s; model %s via %s",
-            me.username,
-            app.settings.g4f_model,
-            app.llm.provider_label,
+async def startup(app: App) -> User:
+    """Open storage, reach Telegram, set the menus; what every runner does first."""
+    await app.store.open()
+    for turn in await app.store.unfinished():
+        await app.store.finish_turn(
+            turn.id, answer=turn.answer, status=TurnStatus.INTERRUPTED, message_ids=[]
         )
+    me = await wait_for_telegram(app.bot, app.settings.telegram_api_url)
+    await set_menus(app.bot)
+    log.info(
+        "started as @%s; model %s via %s",
+        me.username,
+        app.settings.g4f_model,
+        app.llm.provider_label,
+    )
+    return me
+
+
+async def shutdown(app: App) -> None:
+    await app.answerer.stop_all()
+    await app.llm.close()
+    await app.store.close()
+    await app.bot.session.close()
+
+
+async def run_polling(app: App, *, handle_signals: bool = True, polling_timeout: int = 10) -> None:
+    """Start-up, then long polling until stopped; cleans up on the way out."""
+    try:
+        await startup(app)
         await app.dispatcher.start_polling(
             app.bot,
             handle_signals=handle_signals,
@@ -111,6 +165,4 @@ async def run_polling(app: App, *, handle_signals: bool = True, polling_timeout:
             tasks_concurrency_limit=MAX_CONCURRENT_UPDATES,
         )
     finally:
-        await app.answerer.stop_all()
-        await app.llm.close()
-        await app.bot.session.close()
+        await shutdown(app)

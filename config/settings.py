@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 _TOKEN_RE = re.compile(r"^\d{3,}:[A-Za-z0-9_-]{8,}$")
+_RATE_RE = re.compile(r"^\s*(\d+)\s*/\s*(\d+(?:\.\d+)?)\s*$")
+
+IdList = Annotated[frozenset[int], NoDecode]
+NameList = Annotated[tuple[str, ...], NoDecode]
 
 
 class SettingsError(Exception):
@@ -30,6 +34,7 @@ class Settings(BaseSettings):
     telegram_api_url: str = "https://api.telegram.org"
 
     g4f_model: str = "gpt-4"
+    g4f_models: NameList = ()  # choices offered by /model; empty: just G4F_MODEL
     g4f_provider: str = ""
     g4f_api_base: str = ""
     g4f_api_key: SecretStr = SecretStr("")
@@ -38,6 +43,13 @@ class Settings(BaseSettings):
     llm_total_timeout: float = Field(300.0, gt=0)
 
     system_prompt: str = ""
+    max_context_chars: int = Field(24000, ge=100)
+
+    allowed_user_ids: IdList = frozenset()
+    allowed_chat_ids: IdList = frozenset()
+    admin_user_ids: IdList = frozenset()
+    user_rate_limit: str = "20/600"
+
     data_dir: Path = Path("./data")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
 
@@ -62,10 +74,50 @@ class Settings(BaseSettings):
             raise ValueError("must be an http(s) URL")
         return value
 
+    @field_validator("allowed_user_ids", "allowed_chat_ids", "admin_user_ids", mode="before")
+    @classmethod
+    def _id_list(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            try:
+                return frozenset(int(v) for v in value.replace(";", ",").split(",") if v.strip())
+            except ValueError:
+                raise ValueError("must be a comma-separated list of numeric ids") from None
+        return value
+
+    @field_validator("g4f_models", mode="before")
+    @classmethod
+    def _name_list(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return tuple(dict.fromkeys(v.strip() for v in value.split(",") if v.strip()))
+        return value
+
+    @field_validator("user_rate_limit")
+    @classmethod
+    def _rate_shape(cls, value: str) -> str:
+        match = _RATE_RE.match(value)
+        if not match or int(match.group(1)) < 1 or float(match.group(2)) <= 0:
+            raise ValueError("must look like 20/600 (requests / seconds)")
+        return value.replace(" ", "")
+
     @field_validator("log_level", mode="before")
     @classmethod
     def _upper(cls, value: Any) -> Any:
         return value.upper() if isinstance(value, str) else value
+
+    @property
+    def models(self) -> tuple[str, ...]:
+        """The models /model offers; `G4F_MODEL` is always among them, first by default."""
+        if not self.g4f_models:
+            return (self.g4f_model,)
+        if self.g4f_model in self.g4f_models:
+            return self.g4f_models
+        return (self.g4f_model, *self.g4f_models)
+
+    @property
+    def rate_limit(self) -> tuple[int, float]:
+        """`USER_RATE_LIMIT` as (requests, seconds)."""
+        count, seconds = self.user_rate_limit.split("/")
+        return int(count), float(seconds)
 
     @property
     def providers(self) -> list[str]:

@@ -1,4 +1,4 @@
-"""The Stop button under a streaming answer."""
+"""Inline buttons: Stop under a streaming answer, the /model choice."""
 
 from __future__ import annotations
 
@@ -9,13 +9,19 @@ from aiogram import Bot, F, Router
 from aiogram.exceptions import TelegramAPIError
 from aiogram.types import CallbackQuery, Message
 
+from bot.access import AccessPolicy, is_chat_admin
 from bot.answering import STOP_PREFIX, Answerer
+from bot.conversations import Store
+from bot.handlers.commands import MODEL_PREFIX, model_keyboard
 from bot.texts import t
+from config import Settings
 
 log = logging.getLogger(__name__)
 
 
-async def stop_pressed(callback: CallbackQuery, answerer: Answerer, bot: Bot) -> None:
+async def stop_pressed(
+    callback: CallbackQuery, answerer: Answerer, bot: Bot, policy: AccessPolicy
+) -> None:
     lang = callback.from_user.language_code
     active = answerer.find((callback.data or "")[len(STOP_PREFIX) :])
     if active is None:
@@ -25,18 +31,47 @@ async def stop_pressed(callback: CallbackQuery, answerer: Answerer, bot: Bot) ->
                 await callback.message.edit_reply_markup(reply_markup=None)
         return
     question = active.question
-    if not question.is_private and callback.from_user.id != question.user_id:
-        member = await bot.get_chat_member(question.chat_id, callback.from_user.id)
-        if member.status not in ("creator", "administrator"):
-            await callback.answer(t(lang, "stop_not_yours"), show_alert=True)
-            return
+    if callback.from_user.id != question.user_id and not await is_chat_admin(
+        bot, policy, question.chat_id, callback.from_user.id
+    ):
+        await callback.answer(t(lang, "stop_not_yours"), show_alert=True)
+        return
     log.info("chat %s: answer stopped by user %s", question.chat_id, callback.from_user.id)
     active.stop()
     await callback.answer(t(lang, "stop_done"))
+
+
+async def model_chosen(
+    callback: CallbackQuery, bot: Bot, store: Store, settings: Settings, policy: AccessPolicy
+) -> None:
+    lang = callback.from_user.language_code
+    message = callback.message
+    if not isinstance(message, Message):
+        await callback.answer()
+        return
+    try:
+        choice = settings.models[int((callback.data or "")[len(MODEL_PREFIX) :])]
+    except (ValueError, IndexError):
+        await callback.answer(t(lang, "stop_gone"))
+        return
+    chat_id = message.chat.id
+    if not await is_chat_admin(bot, policy, chat_id, callback.from_user.id):
+        await callback.answer(t(lang, "model_not_allowed"), show_alert=True)
+        return
+    prefs = await store.prefs(chat_id)
+    prefs.model = choice
+    await store.save_prefs(prefs)
+    await callback.answer(t(lang, "model_set", model=choice))
+    with contextlib.suppress(TelegramAPIError):
+        await message.edit_text(
+            t(lang, "model_current", model=choice),
+            reply_markup=model_keyboard(settings.models, choice),
+        )
 
 
 def create_router() -> Router:
     """A fresh router (a router can belong to one Dispatcher only)."""
     router = Router(name="buttons")
     router.callback_query.register(stop_pressed, F.data.startswith(STOP_PREFIX))
+    router.callback_query.register(model_chosen, F.data.startswith(MODEL_PREFIX))
     return router

@@ -1,32 +1,125 @@
-"""/start, /help and /ask."""
+"""Commands: /start /help /new /retry /stop /model /ask /system."""
 
 from __future__ import annotations
 
 from aiogram import Bot, Router
 from aiogram.filters import Command, CommandObject, CommandStart
-from aiogram.types import Message
+from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup, Message
 
+from bot.access import AccessPolicy, is_chat_admin
 from bot.answering import Answerer
-from bot.handlers.common import lang_of, question_from
+from bot.conversations import Conversations, Store
+from bot.handlers.common import lang_of, question_from, replied_id, topic_of
+from bot.notify import Notifier
 from bot.texts import t
+from config import Settings
+
+MODEL_PREFIX = "model:"
 
 
-async def start(message: Message) -> None:
+async def start(message: Message, notifier: Notifier) -> None:
     name = message.from_user.first_name if message.from_user else ""
-    await message.answer(t(lang_of(message), "start", name=name))
+    await notifier.to(message, t(lang_of(message), "start", name=name))
 
 
-async def help_(message: Message, bot: Bot) -> None:
+async def help_(message: Message, bot: Bot, notifier: Notifier) -> None:
     me = await bot.me()
-    await message.answer(t(lang_of(message), "help", username=me.username or ""))
+    await notifier.to(message, t(lang_of(message), "help", username=me.username or ""))
 
 
-async def ask(message: Message, command: CommandObject, answerer: Answerer) -> None:
+async def ask(
+    message: Message, command: CommandObject, conversations: Conversations, notifier: Notifier
+) -> None:
     prompt = (command.args or "").strip()
     if not prompt:
-        await message.reply(t(lang_of(message), "empty_question"))
+        await notifier.to(message, t(lang_of(message), "empty_question"))
         return
-    await answerer.answer(question_from(message, prompt))
+    await conversations.ask(question_from(message, prompt), reply_to=replied_id(message))
+
+
+async def new(message: Message, conversations: Conversations, notifier: Notifier) -> None:
+    if message.chat.type != "private":
+        await notifier.to(message, t(lang_of(message), "new_group"))
+        return
+    await conversations.new(question_from(message, ""))
+    await notifier.to(message, t(lang_of(message), "new_done"))
+
+
+async def retry(message: Message, conversations: Conversations) -> None:
+    await conversations.retry(question_from(message, ""), reply_to=replied_id(message))
+
+
+async def stop(
+    message: Message, bot: Bot, answerer: Answerer, policy: AccessPolicy, notifier: Notifier
+) -> None:
+    lang = lang_of(message)
+    user_id = message.from_user.id if message.from_user else 0
+    running = answerer.in_chat(message.chat.id, topic_of(message))
+    if message.chat.type != "private" and not await is_chat_admin(
+        bot, policy, message.chat.id, user_id
+    ):
+        running = [a for a in running if a.question.user_id == user_id]
+    for active in running:
+        active.stop()
+    await notifier.to(
+        message, t(lang, "stop_count", count=len(running)) if running else t(lang, "stop_none")
+    )
+
+
+def model_keyboard(models: tuple[str, ...], current: str) -> InlineKeyboardMarkup:
+    rows = [
+        [
+            InlineKeyboardButton(
+                text=("✅ " if name == current else "") + name,
+                callback_data=f"{MODEL_PREFIX}{i}",
+            )
+        ]
+        for i, name in enumerate(models)
+    ]
+    return InlineKeyboardMarkup(inline_keyboard=rows)
+
+
+async def model(message: Message, store: Store, settings: Settings, notifier: Notifier) -> None:
+    prefs = await store.prefs(message.chat.id)
+    current = prefs.model if prefs.model in settings.models else settings.g4f_model
+    await notifier.to(
+        message,
+        t(lang_of(message), "model_current", model=current),
+        markup=model_keyboard(settings.models, current),
+    )
+
+
+async def system(
+    message: Message,
+    command: CommandObject,
+    bot: Bot,
+    store: Store,
+    settings: Settings,
+    policy: AccessPolicy,
+    notifier: Notifier,
+) -> None:
+    lang = lang_of(message)
+    prefs = await store.prefs(message.chat.id)
+    text = (command.args or "").strip()
+    if not text:
+        current = prefs.system_prompt if prefs.system_prompt is not None else settings.system_prompt
+        await notifier.to(
+            message,
+            t(lang, "system_show", prompt=current) if current else t(lang, "system_none"),
+        )
+        return
+    user_id = message.from_user.id if message.from_user else 0
+    if not await is_chat_admin(bot, policy, message.chat.id, user_id):
+        await notifier.to(message, t(lang, "system_not_allowed"))
+        return
+    if text.lower() in ("reset", "default", "-"):
+        prefs.system_prompt = None
+        await store.save_prefs(prefs)
+        await notifier.to(message, t(lang, "system_reset"))
+        return
+    prefs.system_prompt = text
+    await store.save_prefs(prefs)
+    await notifier.to(message, t(lang, "system_set"))
 
 
 def create_router() -> Router:
@@ -35,4 +128,9 @@ def create_router() -> Router:
     router.message.register(start, CommandStart())
     router.message.register(help_, Command("help"))
     router.message.register(ask, Command("ask"))
+    router.message.register(new, Command("new"))
+    router.message.register(retry, Command("retry"))
+    router.message.register(stop, Command("stop"))
+    router.message.register(model, Command("model"))
+    router.message.register(system, Command("system"))
     return router

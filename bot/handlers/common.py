@@ -16,9 +16,22 @@ def question_from(message: Message, text: str) -> Question:
         user_id=user.id if user else message.chat.id,
         text=text,
         lang=user.language_code if user else None,
-        thread_id=message.message_thread_id if message.is_topic_message else None,
+        thread_id=topic_of(message),
         is_private=message.chat.type == "private",
     )
+
+
+def topic_of(message: Message) -> int | None:
+    """The forum topic a message is in (None outside forums)."""
+    return message.message_thread_id if message.is_topic_message else None
+
+
+def replied_id(message: Message) -> int | None:
+    """The id of the message this one replies to (not counting a topic's service root)."""
+    replied = message.reply_to_message
+    if replied is None or (message.is_topic_message and replied.forum_topic_created):
+        return None
+    return replied.message_id
 
 
 def lang_of(message: Message) -> str | None:

@@ -7,19 +7,20 @@ from aiogram.enums import ChatType
 from aiogram.types import Message
 
 from bot.handlers.common import lang_of
+from bot.notify import Notifier
 from bot.texts import t
 
 
-async def unknown_command(message: Message, bot: Bot) -> None:
+async def unknown_command(message: Message, bot: Bot, notifier: Notifier) -> None:
     me = await bot.me()
     lang = lang_of(message)
-    await message.answer(
-        t(lang, "unknown_command") + "\n\n" + t(lang, "help", username=me.username or "")
+    await notifier.to(
+        message, t(lang, "unknown_command") + "\n\n" + t(lang, "help", username=me.username or "")
     )
 
 
-async def not_text(message: Message) -> None:
-    await message.answer(t(lang_of(message), "not_text"))
+async def not_text(message: Message, notifier: Notifier) -> None:
+    await notifier.to(message, t(lang_of(message), "not_text"))
 
 
 def create_router() -> Router:

@@ -6,21 +6,25 @@ from aiogram import F, Router
 from aiogram.enums import ChatType
 from aiogram.types import Message
 
-from bot.answering import Answerer
+from bot.conversations import Conversations
 from bot.filters import AddressedInGroup
-from bot.handlers.common import lang_of, question_from
+from bot.handlers.common import lang_of, question_from, replied_id
+from bot.notify import Notifier
 from bot.texts import t
 
 
-async def private_question(message: Message, answerer: Answerer) -> None:
-    await answerer.answer(question_from(message, (message.text or "").strip()))
+async def private_question(message: Message, conversations: Conversations) -> None:
+    question = question_from(message, (message.text or "").strip())
+    await conversations.ask(question, reply_to=replied_id(message))
 
 
-async def group_question(message: Message, prompt: str, answerer: Answerer) -> None:
+async def group_question(
+    message: Message, prompt: str, conversations: Conversations, notifier: Notifier
+) -> None:
     if not prompt:
-        await message.reply(t(lang_of(message), "empty_question"))
+        await notifier.to(message, t(lang_of(message), "empty_question"))
         return
-    await answerer.answer(question_from(message, prompt))
+    await conversations.ask(question_from(message, prompt), reply_to=replied_id(message))
 
 
 def create_router() -> Router:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from aiogram import Bot
@@ -72,8 +73,10 @@ class ReplyStream:
         reply_to: int | None = None,
         thread_id: int | None = None,
         stop_markup: InlineKeyboardMarkup | None = None,
+        on_sent: Callable[[int], Awaitable[None]] | None = None,
     ) -> None:
         self.bot = bot
+        self.on_sent = on_sent
         self.pacer = pacer
         self.chat_id = chat_id
         self.reply_to = reply_to
@@ -239,6 +242,13 @@ class ReplyStream:
         self.stats.sends += 1
         self._shown.append(_Shown(message.message_id, op.part, op.button))
         await self._stop_typing()
+        if self.on_sent is not None:
+            try:
+                await self.on_sent(message.message_id)
+            except Exception:
+                log.exception(
+                    "chat %s: recording message %s failed", self.chat_id, message.message_id
+                )
 
     def _bad_request(self, op: _Op, error: TelegramBadRequest, refused: int) -> None:
         message = error.message.lower()

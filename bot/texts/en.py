@@ -8,18 +8,59 @@ EN: dict[str, str] = {
     "help": (
         "Send me a question and I answer it, streaming the text as it is written. "
         "Press ⏹ Stop under an answer to end it early.\n\n"
+        "I remember the conversation: a new message continues it, a reply to one of my earlier "
+        "answers continues from that point, and /new starts afresh.\n\n"
         "In groups I answer only when addressed: mention me (@{username}), reply to one of my "
-        "messages, or use /ask <question>. With privacy mode on (Telegram's default for bots) "
-        "I do not even see other messages in a group.\n\n"
-        "Commands:\n/ask <question> — ask (handy in groups)\n/help — this text"
+        "messages, or use /ask <question>. Each such message that is not a reply starts its own "
+        "thread; replies continue it. With privacy mode on (Telegram's default for bots) I do "
+        "not even see the other messages of a group.\n\n"
+        "Commands:\n"
+        "/ask <question> — ask (handy in groups)\n"
+        "/new — start a new conversation\n"
+        "/retry — answer the last question again\n"
+        "/stop — stop the answer being written\n"
+        "/model — choose the model\n"
+        "/system — show or set the system prompt\n"
+        "/help — this text"
     ),
+    "cmd_start": "Start",
+    "cmd_help": "How to use the bot",
+    "cmd_ask": "Ask a question",
+    "cmd_new": "Start a new conversation",
+    "cmd_retry": "Answer the last question again",
+    "cmd_stop": "Stop the answer being written",
+    "cmd_model": "Choose the model",
+    "cmd_system": "Show or set the system prompt",
     "not_text": "I can only read text messages. Send me your question as text.",
     "empty_question": "What is the question? Write it after the command or the mention.",
     "unknown_command": "I don't know that command.",
+    "queued": "⏳ I'll answer this right after the current answer.",
+    "rate_limited": "You have reached the limit of questions for now. "
+    "Please come back in {minutes} min.",
+    "new_done": "🆕 New conversation. What would you like to ask?",
+    "new_group": "In groups every message to me that is not a reply starts a new conversation, "
+    "so there is nothing to reset.",
+    "retry_nothing": "There is no earlier question to answer again.",
     "stop_button": "⏹ Stop",
     "stop_not_yours": "Only the person who asked (or a chat admin) can stop this answer.",
     "stop_done": "Stopped.",
     "stop_gone": "This answer has already finished.",
+    "stop_none": "Nothing is being answered right now.",
+    "stop_count": "⏹ Stopped: {count}.",
+    "model_current": "Model: {model}. Choose another one:",
+    "model_set": "Model set to {model}.",
+    "model_not_allowed": "Only a chat admin can change the model here.",
+    "system_show": "System prompt of this chat:\n\n{prompt}",
+    "system_none": "This chat has no system prompt. A chat admin can set one: /system <text>.",
+    "system_set": "✅ System prompt saved. It applies from the next question.",
+    "system_reset": "✅ System prompt reset to the default.",
+    "system_not_allowed": "Only a chat admin can change the system prompt.",
+    "access_denied_private": "Sorry, this bot is private. Your user id is {user_id}: "
+    "ask the bot's owner to add it.",
+    "access_denied_chat": "This bot is not enabled for this chat (id {chat_id}). "
+    "Ask the bot's owner to add the chat.",
+    "access_denied_user": "Sorry, you are not allowed to use this bot (your user id is {user_id}).",
+    "access_denied_button": "Sorry, you are not allowed to use this bot.",
     "notice_stopped": "⏹ Stopped.",
     "notice_connection": "⚠️ The connection to the model was lost, so the answer is incomplete. "
     "Please try again.",
@@ -33,4 +74,6 @@ EN: dict[str, str] = {
     "notice_empty": "⚠️ The model returned an empty answer. Please try again.",
     "notice_unavailable": "⚠️ No model is available right now. Please try again later.",
     "notice_internal": "⚠️ Something went wrong on my side. Please try again.",
+    "notice_interrupted": "⚠️ The bot was restarted before this answer was finished. "
+    "Please ask again.",
 }

@@ -1,0 +1,42 @@
+"""The memory model: a conversation is a chain of turns linked to their parents."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+
+class TurnStatus(enum.StrEnum):
+    STREAMING = "streaming"  # being answered now (or the process died while it was)
+    DONE = "done"
+    FAILED = "failed"  # the stream failed; `answer` holds what was shown
+    STOPPED = "stopped"  # stopped by the user; `answer` holds what was shown
+    INTERRUPTED = "interrupted"  # the bot stopped or crashed before the answer ended
+
+
+@dataclass(slots=True)
+class Turn:
+    """One question and its answer. `parent_id` is the turn it continues (None: a new thread)."""
+
+    id: int
+    chat_id: int
+    thread_id: int | None
+    user_id: int
+    parent_id: int | None
+    question: str
+    question_message_id: int
+    answer: str = ""
+    status: TurnStatus = TurnStatus.STREAMING
+    model: str | None = None
+    created_at: float = 0.0
+    message_ids: list[int] = field(default_factory=list)  # the answer's messages
+
+
+@dataclass(slots=True)
+class ChatPrefs:
+    """What a chat chose: its model and system prompt (None: the defaults)."""
+
+    chat_id: int
+    model: str | None = None
+    system_prompt: str | None = None
+    denied_notice_sent: bool = False

@@ -1,0 +1,203 @@
+"""Conversations: which turn a question continues, the context sent, one answer at a time.
+
+- Private chat: a plain message continues the latest branch (the chat's head); `/new` starts
+  afresh; a reply to any earlier answer continues from that point (a branch).
+- Group: an addressed message that is not a reply starts a new thread; a reply to one of the bot's
+  answers continues that thread. Forum topics never share memory, nor do groups and private chats
+  (turns are looked up by chat and message id).
+- A question asked while an answer in the same conversation is streaming waits for it (the user is
+  told at once) and then sees that exchange in its context.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+from collections.abc import Awaitable, Callable, Hashable
+from dataclasses import dataclass
+
+from bot.answering import Answerer, Outcome, Question
+from bot.conversations.context import build_context
+from bot.conversations.models import Turn, TurnStatus
+from bot.conversations.store import Store
+from bot.notify import Notifier
+from bot.ratelimit import RateLimiter
+from bot.texts import t
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Defaults:
+    model: str
+    models: tuple[str, ...]
+    system_prompt: str
+    max_context_chars: int
+
+
+class _Slot:
+    """A FIFO lock with a count of who holds or waits for it (so idle ones can be dropped)."""
+
+    __slots__ = ("lock", "users")
+
+    def __init__(self) -> None:
+        self.lock = asyncio.Lock()
+        self.users = 0
+
+
+class Conversations:
+    def __init__(
+        self,
+        store: Store,
+        answerer: Answerer,
+        notifier: Notifier,
+        defaults: Defaults,
+        limiter: RateLimiter | None = None,
+        exempt: frozenset[int] = frozenset(),
+    ) -> None:
+        self.store = store
+        self.answerer = answerer
+        self.notifier = notifier
+        self.defaults = defaults
+        self.limiter = limiter
+        self.exempt = exempt  # user ids the rate limit does not apply to
+        self._slots: dict[Hashable, _Slot] = {}
+
+    async def ask(self, question: Question, reply_to: int | None = None) -> Outcome | None:
+        """Answer a question, continuing the conversation it belongs to."""
+        if await self._rate_limited(question):
+            return None
+        replied = await self.store.turn_by_message(question.chat_id, reply_to) if reply_to else None
+        key = await self._key(question, replied)
+        return await self._run(key, question, lambda: self._answer(question, replied))
+
+    async def retry(self, question: Question, reply_to: int | None = None) -> Outcome | None:
+        """Answer the last question (or the one replied to) again, as a sibling branch."""
+        target = await self._retry_target(question, reply_to)
+        if target is None:
+            await self._notice(question, "retry_nothing")
+            return None
+        if await self._rate_limited(question):
+            return None
+        parent = await self.store.get_turn(target.parent_id) if target.parent_id else None
+        again = Question(
+            chat_id=question.chat_id,
+            message_id=target.question_message_id,
+            user_id=question.user_id,
+            text=target.question,
+            lang=question.lang,
+            thread_id=target.thread_id,
+            is_private=question.is_private,
+        )
+        key = await self._key(again, parent if parent else target)
+        return await self._run(
+            key, again, lambda: self._answer(again, parent, fresh=parent is None)
+        )
+
+    async def new(self, question: Question) -> None:
+        """`/new`: the next plain message in this private chat starts a new conversation."""
+        await self.store.set_head(question.chat_id, question.thread_id, None)
+
+    # -- internals -------------------------------------------------------------------------------
+
+    async def _rate_limited(self, question: Question) -> bool:
+        """Count the request; over the limit, tell the user when to come back."""
+        if self.limiter is None or question.user_id in self.exempt:
+            return False
+        wait = self.limiter.hit(question.user_id)
+        if wait <= 0:
+            return False
+        log.info("user %s: rate limited for %.0f s", question.user_id, wait)
+        await self._notice(question, "rate_limited", minutes=max(1, math.ceil(wait / 60)))
+        return True
+
+    async def _notice(self, question: Question, key: str, **values: object) -> None:
+        await self.notifier.reply(
+            question.chat_id,
+            t(question.lang, key, **values),
+            reply_to=question.message_id,
+            thread_id=question.thread_id,
+        )
+
+    async def _key(self, question: Question, replied: Turn | None) -> Hashable:
+        """Questions with the same key are answered one after another."""
+        if question.is_private:
+            return ("private", question.chat_id, question.thread_id)
+        if replied is None:
+            return ("thread", question.chat_id, question.message_id)
+        chain = await self.store.chain(replied.id)
+        return ("thread", question.chat_id, chain[0].question_message_id)
+
+    async def _run(
+        self, key: Hashable, question: Question, work: Callable[[], Awaitable[Outcome]]
+    ) -> Outcome:
+        slot = self._slots.setdefault(key, _Slot())
+        queued = slot.lock.locked()
+        slot.users += 1
+        try:
+            if queued:
+                await self._notice(question, "queued")
+            async with slot.lock:
+                return await work()
+        finally:
+            slot.users -= 1
+            if slot.users == 0:
+                self._slots.pop(key, None)
+
+    async def _answer(
+        self, question: Question, replied: Turn | None, *, fresh: bool = False
+    ) -> Outcome:
+        parent_id: int | None = replied.id if replied else None
+        if replied is None and question.is_private and not fresh:
+            parent_id = await self.store.get_head(question.chat_id, question.thread_id)
+        history = await self.store.chain(parent_id) if parent_id else []
+        prefs = await self.store.prefs(question.chat_id)
+        model = prefs.model if prefs.model in self.defaults.models else self.defaults.model
+        system = (
+            prefs.system_prompt if prefs.system_prompt is not None else self.defaults.system_prompt
+        )
+        messages = build_context(system, history, question.text, self.defaults.max_context_chars)
+        turn = await self.store.add_turn(
+            chat_id=question.chat_id,
+            thread_id=question.thread_id,
+            user_id=question.user_id,
+            parent_id=parent_id,
+            question=question.text,
+            question_message_id=question.message_id,
+            model=model,
+        )
+        if question.is_private:
+            await self.store.set_head(question.chat_id, question.thread_id, turn.id)
+
+        async def link(message_id: int) -> None:
+            await self.store.link_message(question.chat_id, message_id, turn.id)
+
+        status = TurnStatus.INTERRUPTED
+        outcome: Outcome | None = None
+        try:
+            outcome = await self.answerer.answer(question, messages, model=model, on_sent=link)
+            if outcome.stopped:
+                status = TurnStatus.STOPPED
+            elif outcome.failure is not None:
+                status = TurnStatus.FAILED
+            else:
+                status = TurnStatus.DONE
+            return outcome
+        finally:
+            await self.store.finish_turn(
+                turn.id,
+                answer=outcome.text if outcome else "",
+                status=status,
+                message_ids=outcome.message_ids if outcome else [],
+            )
+
+    async def _retry_target(self, question: Question, reply_to: int | None) -> Turn | None:
+        if reply_to:
+            turn = await self.store.turn_by_message(question.chat_id, reply_to)
+            if turn is not None:
+                return turn
+        if question.is_private:
+            head = await self.store.get_head(question.chat_id, question.thread_id)
+            return await self.store.get_turn(head) if head else None
+        return await self.store.latest_turn(question.chat_id, question.thread_id, question.user_id)

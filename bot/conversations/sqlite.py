@@ -1,0 +1,273 @@
+"""The embedded store: SQLite in DATA_DIR through aiosqlite (its own thread; the loop never blocks).
+
+The schema is versioned with `PRAGMA user_version`; `MIGRATIONS[i]` takes version i to i + 1 and
+runs once, in a transaction, at start-up.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+from bot.conversations.models import ChatPrefs, Turn, TurnStatus
+
+MIGRATIONS: list[str] = [
+    # 0 → 1: turns, the message index, branch heads, chat preferences
+    """
+    CREATE TABLE turns (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        chat_id INTEGER NOT NULL,
+        thread_id INTEGER,
+        user_id INTEGER NOT NULL,
+        parent_id INTEGER REFERENCES turns(id),
+        question TEXT NOT NULL,
+        question_message_id INTEGER NOT NULL,
+        answer TEXT NOT NULL DEFAULT '',
+        status TEXT NOT NULL DEFAULT 'streaming',
+        model TEXT,
+        created_at REAL NOT NULL,
+        finished_at REAL
+    );
+    CREATE INDEX turns_status ON turns(status);
+    CREATE TABLE messages (
+        chat_id INTEGER NOT NULL,
+        message_id INTEGER NOT NULL,
+        turn_id INTEGER NOT NULL REFERENCES turns(id),
+        PRIMARY KEY (chat_id, message_id)
+    );
+    CREATE TABLE heads (
+        chat_id INTEGER NOT NULL,
+        thread_id INTEGER NOT NULL,
+        turn_id INTEGER REFERENCES turns(id),
+        PRIMARY KEY (chat_id, thread_id)
+    );
+    CREATE TABLE chat_prefs (
+        chat_id INTEGER PRIMARY KEY,
+        model TEXT,
+        system_prompt TEXT,
+        denied_notice_sent INTEGER NOT NULL DEFAULT 0
+    );
+    """,
+]
+
+_TURN_COLUMNS = (
+    "id, chat_id, thread_id, user_id, parent_id, question, question_message_id, answer, status, "
+    "model, created_at"
+)
+
+
+def _turn(row: Any) -> Turn:
+    return Turn(
+        id=row[0],
+        chat_id=row[1],
+        thread_id=row[2],
+        user_id=row[3],
+        parent_id=row[4],
+        question=row[5],
+        question_message_id=row[6],
+        answer=row[7],
+        status=TurnStatus(row[8]),
+        model=row[9],
+        created_at=row[10],
+    )
+
+
+class SQLiteStore:
+    """`Store` on one SQLite file."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._db: aiosqlite.Connection | None = None
+
+    @property
+    def db(self) -> aiosqlite.Connection:
+        if self._db is None:
+            raise RuntimeError("SQLiteStore.open() was not called")
+        return self._db
+
+    async def open(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = await aiosqlite.connect(self.path)
+        await self._db.execute("PRAGMA journal_mode=WAL")
+        await self._db.execute("PRAGMA foreign_keys=ON")
+        await self.migrate()
+
+    async def migrate(self) -> int:
+        """Bring the schema to the newest version; returns it."""
+        async with self.db.execute("PRAGMA user_version") as cursor:
+            row = await cursor.fetchone()
+        version = int(row[0]) if row else 0
+        if version > len(MIGRATIONS):
+            raise RuntimeError(
+                f"{self.path} has schema version {version}, newer than this bot knows "
+                f"({len(MIGRATIONS)}); upgrade the bot"
+            )
+        for target, script in enumerate(MIGRATIONS[version:], start=version + 1):
+            await self.db.executescript(
+                f"BEGIN;\n{script}\nPRAGMA user_version = {target};\nCOMMIT;"
+            )
+        return len(MIGRATIONS)
+
+    async def close(self) -> None:
+        if self._db is not None:
+            await self._db.close()
+            self._db = None
+
+    async def ping(self) -> bool:
+        try:
+            await self.db.execute("SELECT 1")
+        except Exception:
+            return False
+        return True
+
+    async def add_turn(
+        self,
+        *,
+        chat_id: int,
+        thread_id: int | None,
+        user_id: int,
+        parent_id: int | None,
+        question: str,
+        question_message_id: int,
+        model: str | None,
+    ) -> Turn:
+        now = time.time()
+        cursor = await self.db.execute(
+            "INSERT INTO turns (chat_id, thread_id, user_id, parent_id, question, "
+            "question_message_id, model, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (chat_id, thread_id, user_id, parent_id, question, question_message_id, model, now),
+        )
+        turn_id = int(cursor.lastrowid or 0)
+        await self.db.execute(
+            "INSERT OR REPLACE INTO messages (chat_id, message_id, turn_id) VALUES (?, ?, ?)",
+            (chat_id, question_message_id, turn_id),
+        )
+        await self.db.commit()
+        return Turn(
+            id=turn_id,
+            chat_id=chat_id,
+            thread_id=thread_id,
+            user_id=user_id,
+            parent_id=parent_id,
+            question=question,
+            question_message_id=question_message_id,
+            model=model,
+            created_at=now,
+        )
+
+    async def finish_turn(
+        self, turn_id: int, *, answer: str, status: TurnStatus, message_ids: list[int]
+    ) -> None:
+        await self.db.execute(
+            "UPDATE turns SET answer = ?, status = ?, finished_at = ? WHERE id = ?",
+            (answer, status.value, time.time(), turn_id),
+        )
+        async with self.db.execute("SELECT chat_id FROM turns WHERE id = ?", (turn_id,)) as cur:
+            row = await cur.fetchone()
+        if row is not None:
+            await self.db.executemany(
+                "INSERT OR REPLACE INTO messages (chat_id, message_id, turn_id) VALUES (?, ?, ?)",
+                [(row[0], m, turn_id) for m in message_ids],
+            )
+        await self.db.commit()
+
+    async def link_message(self, chat_id: int, message_id: int, turn_id: int) -> None:
+        await self.db.execute(
+            "INSERT OR REPLACE INTO messages (chat_id, message_id, turn_id) VALUES (?, ?, ?)",
+            (chat_id, message_id, turn_id),
+        )
+        await self.db.commit()
+
+    async def turn_by_message(self, chat_id: int, message_id: int) -> Turn | None:
+        async with self.db.execute(
+            f"SELECT {_TURN_COLUMNS} FROM turns WHERE id = "
+            "(SELECT turn_id FROM messages WHERE chat_id = ? AND message_id = ?)",
+            (chat_id, message_id),
+        ) as cursor:
+            row = await cursor.fetchone()
+        return _turn(row) if row else None
+
+    async def get_turn(self, turn_id: int) -> Turn | None:
+        async with self.db.execute(
+            f"SELECT {_TURN_COLUMNS} FROM turns WHERE id = ?", (turn_id,)
+        ) as cursor:
+            row = await cursor.fetchone()
+        return _turn(row) if row else None
+
+    async def chain(self, turn_id: int, max_turns: int = 500) -> list[Turn]:
+        query = f"""
+            WITH RECURSIVE up(id, depth) AS (
+                SELECT id, 0 FROM turns WHERE id = ?
+                UNION ALL
+                SELECT turns.parent_id, up.depth + 1 FROM turns JOIN up ON turns.id = up.id
+                WHERE turns.parent_id IS NOT NULL AND up.depth < ?
+            )
+            SELECT {", ".join("turns." + c.strip() for c in _TURN_COLUMNS.split(","))}
+            FROM up JOIN turns ON turns.id = up.id ORDER BY up.depth DESC
+        """
+        async with self.db.execute(query, (turn_id, max_turns - 1)) as cursor:
+            rows = await cursor.fetchall()
+        return [_turn(r) for r in rows]
+
+    async def latest_turn(
+        self, chat_id: int, thread_id: int | None, user_id: int | None = None
+    ) -> Turn | None:
+        query = f"SELECT {_TURN_COLUMNS} FROM turns WHERE chat_id = ? AND thread_id IS ?"
+        args: tuple[Any, ...] = (chat_id, thread_id)
+        if user_id is not None:
+            query += " AND user_id = ?"
+            args += (user_id,)
+        async with self.db.execute(query + " ORDER BY id DESC LIMIT 1", args) as cursor:
+            row = await cursor.fetchone()
+        return _turn(row) if row else None
+
+    async def get_head(self, chat_id: int, thread_id: int | None) -> int | None:
+        async with self.db.execute(
+            "SELECT turn_id FROM heads WHERE chat_id = ? AND thread_id = ?",
+            (chat_id, thread_id or 0),
+        ) as cursor:
+            row = await cursor.fetchone()
+        return int(row[0]) if row and row[0] is not None else None
+
+    async def set_head(self, chat_id: int, thread_id: int | None, turn_id: int | None) -> None:
+        await self.db.execute(
+            "INSERT OR REPLACE INTO heads (chat_id, thread_id, turn_id) VALUES (?, ?, ?)",
+            (chat_id, thread_id or 0, turn_id),
+        )
+        await self.db.commit()
+
+    async def prefs(self, chat_id: int) -> ChatPrefs:
+        async with self.db.execute(
+            "SELECT model, system_prompt, denied_notice_sent FROM chat_prefs WHERE chat_id = ?",
+            (chat_id,),
+        ) as cursor:
+            row = await cursor.fetchone()
+        if row is None:
+            return ChatPrefs(chat_id)
+        return ChatPrefs(chat_id, row[0], row[1], bool(row[2]))
+
+    async def save_prefs(self, prefs: ChatPrefs) -> None:
+        await self.db.execute(
+            "INSERT OR REPLACE INTO chat_prefs (chat_id, model, system_prompt, denied_notice_sent)"
+            " VALUES (?, ?, ?, ?)",
+            (prefs.chat_id, prefs.model, prefs.system_prompt, int(prefs.denied_notice_sent)),
+        )
+        await self.db.commit()
+
+    async def unfinished(self) -> list[Turn]:
+        async with self.db.execute(
+            f"SELECT {_TURN_COLUMNS} FROM turns WHERE status = ?", (TurnStatus.STREAMING.value,)
+        ) as cursor:
+            rows = await cursor.fetchall()
+        turns = [_turn(r) for r in rows]
+        for turn in turns:
+            async with self.db.execute(
+                "SELECT message_id FROM messages WHERE turn_id = ? AND message_id != ? "
+                "ORDER BY message_id",
+                (turn.id, turn.question_message_id),
+            ) as cursor:
+                turn.message_ids = [int(r[0]) for r in await cursor.fetchall()]
+        return turns

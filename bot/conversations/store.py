@@ -1,0 +1,59 @@
+"""What the conversation service needs from a storage backend."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from bot.conversations.models import ChatPrefs, Turn, TurnStatus
+
+
+class Store(Protocol):
+    """Storage of turns, the message → turn index, branch heads and per-chat preferences."""
+
+    async def open(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def add_turn(
+        self,
+        *,
+        chat_id: int,
+        thread_id: int | None,
+        user_id: int,
+        parent_id: int | None,
+        question: str,
+        question_message_id: int,
+        model: str | None,
+    ) -> Turn: ...
+
+    async def finish_turn(
+        self, turn_id: int, *, answer: str, status: TurnStatus, message_ids: list[int]
+    ) -> None: ...
+
+    async def link_message(self, chat_id: int, message_id: int, turn_id: int) -> None: ...
+
+    async def turn_by_message(self, chat_id: int, message_id: int) -> Turn | None: ...
+
+    async def get_turn(self, turn_id: int) -> Turn | None: ...
+
+    async def chain(self, turn_id: int, max_turns: int = 500) -> list[Turn]:
+        """The turn and its ancestors, oldest first."""
+        ...
+
+    async def latest_turn(
+        self, chat_id: int, thread_id: int | None, user_id: int | None = None
+    ) -> Turn | None: ...
+
+    async def get_head(self, chat_id: int, thread_id: int | None) -> int | None: ...
+
+    async def set_head(self, chat_id: int, thread_id: int | None, turn_id: int | None) -> None: ...
+
+    async def prefs(self, chat_id: int) -> ChatPrefs: ...
+
+    async def save_prefs(self, prefs: ChatPrefs) -> None: ...
+
+    async def unfinished(self) -> list[Turn]:
+        """Turns still marked streaming (left by a crash)."""
+        ...
+
+    async def ping(self) -> bool: ...

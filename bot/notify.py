@@ -1,0 +1,63 @@
+"""Short service messages (queued, refused, command answers), paced like everything else."""
+
+from __future__ import annotations
+
+import logging
+
+from aiogram import Bot
+from aiogram.exceptions import TelegramAPIError, TelegramRetryAfter
+from aiogram.types import InlineKeyboardMarkup, Message, ReplyParameters
+
+from bot.streaming import Pacer
+
+log = logging.getLogger(__name__)
+
+
+class Notifier:
+    """Sends one plain-text message as a reply, through the pacer, retrying once after a 429."""
+
+    def __init__(self, bot: Bot, pacer: Pacer) -> None:
+        self.bot = bot
+        self.pacer = pacer
+
+    async def reply(
+        self,
+        chat_id: int,
+        text: str,
+        *,
+        reply_to: int | None = None,
+        thread_id: int | None = None,
+        markup: InlineKeyboardMarkup | None = None,
+    ) -> Message | None:
+        for _ in range(3):
+            await self.pacer.acquire(chat_id, final=True)
+            try:
+                return await self.bot.send_message(
+                    chat_id=chat_id,
+                    text=text,
+                    message_thread_id=thread_id,
+                    reply_parameters=ReplyParameters(
+                        message_id=reply_to, allow_sending_without_reply=True
+                    )
+                    if reply_to
+                    else None,
+                    reply_markup=markup,
+                )
+            except TelegramRetryAfter as e:
+                self.pacer.penalize(chat_id, float(e.retry_after))
+            except TelegramAPIError as e:
+                log.warning("chat %s: could not send a notice: %s", chat_id, e)
+                return None
+        return None
+
+    async def to(self, message: Message, text: str, **kw: object) -> Message | None:
+        """Reply to a user's message (in its topic)."""
+        thread = message.message_thread_id if message.is_topic_message else None
+        markup = kw.get("markup")
+        return await self.reply(
+            message.chat.id,
+            text,
+            reply_to=message.message_id,
+            thread_id=thread,
+            markup=markup if isinstance(markup, InlineKeyboardMarkup) else None,
+        )
