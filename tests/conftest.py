@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -45,44 +45,62 @@ def llm(llm_server: FakeLLM) -> FakeLLM:
     return llm_server
 
 
-StartBot = Callable[..., Awaitable[Any]]
+class BotRunner:
+    """Runs the real bot (polling) against the fakes: `app = await start_bot(**settings)`."""
 
+    def __init__(self, tg: FakeTelegram, llm: FakeLLM, data_dir: Path) -> None:
+        self.tg = tg
+        self.llm = llm
+        self.data_dir = data_dir
+        self.running: dict[int, tuple[Any, asyncio.Task[None]]] = {}
 
-@pytest.fixture
-async def start_bot(tg: FakeTelegram, llm: FakeLLM, tmp_path: Path) -> AsyncIterator[StartBot]:
-    """`app = await start_bot(**settings)` runs the real bot (polling) until the test ends."""
-    from bot.app import build_app, run_polling
-    from config import load_settings
+    async def __call__(self, **overrides: Any) -> Any:
+        from bot.app import build_app, run_polling
+        from config import load_settings
 
-    running: list[tuple[Any, asyncio.Task[None]]] = []
-
-    async def start(**overrides: Any) -> Any:
         values: dict[str, Any] = {
             "bot_token": TOKEN,
-            "telegram_api_url": tg.base_url,
-            "g4f_api_base": llm.base_url,
-            "data_dir": tmp_path / "data",
+            "telegram_api_url": self.tg.base_url,
+            "g4f_api_base": self.llm.base_url,
+            "data_dir": self.data_dir,
             "llm_idle_timeout": 5,
             "llm_total_timeout": 60,
         }
         values.update(overrides)
         app = build_app(load_settings(**values))
+        polls = sum(1 for c in self.tg.calls if c.method == "getUpdates")
         task = asyncio.create_task(run_polling(app, handle_signals=False, polling_timeout=1))
-        running.append((app, task))
-        await tg.wait_for(lambda: any(c.method == "getUpdates" for c in tg.calls), timeout=10)
+        self.running[id(app)] = (app, task)
+        await self.tg.wait_for(
+            lambda: sum(1 for c in self.tg.calls if c.method == "getUpdates") > polls, timeout=10
+        )
         return app
 
-    yield start
-
-    for app, task in running:
-        with contextlib.suppress(RuntimeError):
+    async def stop(self, app: Any) -> None:
+        """Stop one bot as a restart would: polling ends, storage is closed."""
+        app, task = self.running.pop(id(app))
+        with contextlib.suppress(RuntimeError):  # polling may have ended already
             await app.dispatcher.stop_polling()
         try:
             await asyncio.wait_for(task, 10)
         except (TimeoutError, asyncio.CancelledError):
             task.cancel()
 
+    async def stop_all(self) -> None:
+        for app, _ in list(self.running.values()):
+            await self.stop(app)
+
+
+StartBot = BotRunner
+
 
 @pytest.fixture
-async def bot_app(start_bot: StartBot) -> Any:
+async def start_bot(tg: FakeTelegram, llm: FakeLLM, tmp_path: Path) -> AsyncIterator[BotRunner]:
+    runner = BotRunner(tg, llm, tmp_path / "data")
+    yield runner
+    await runner.stop_all()
+
+
+@pytest.fixture
+async def bot_app(start_bot: BotRunner) -> Any:
     return await start_bot()

@@ -1,0 +1,148 @@
+"""End-to-end: memory as the backend sees it, branches, groups and topics, restarts, queueing."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tests.conftest import BotRunner
+from tests.fakes.llm import FakeLLM, Reply
+from tests.fakes.telegram import FakeTelegram
+from tests.helpers import answer_messages, final_answer
+
+USER = 3003
+GROUP = -100777
+ALICE, BOB = 31, 32
+
+
+def dialog(llm: FakeLLM, index: int = -1) -> list[tuple[str, str]]:
+    """The (role, content) pairs of one request the backend received."""
+    return [(m["role"], m["content"]) for m in llm.received[index].messages]
+
+
+async def ask(
+    tg: FakeTelegram, chat_id: int, text: str, **kw: Any
+) -> tuple[dict[str, Any], list[Any]]:
+    """Send a message and wait for the complete answer to it."""
+    question = tg.send_user_message(chat_id, text, **kw)["message"]
+    thread = kw.get("message_thread_id")
+    answer = await final_answer(tg, chat_id, after=question["message_id"], thread_id=thread)
+    return question, answer
+
+
+async def test_private_memory_is_sent_oldest_first(
+    tg: FakeTelegram, llm: FakeLLM, start_bot: BotRunner
+) -> None:
+    await start_bot(system_prompt="You are terse.")
+    for text in ("one", "two", "three"):
+        await ask(tg, USER, text)
+    assert dialog(llm) == [
+        ("system", "You are terse."),
+        ("user", "one"),
+        ("assistant", "You said: one"),
+        ("user", "two"),
+        ("assistant", "You said: two"),
+        ("user", "three"),
+    ]
+
+
+async def test_new_starts_afresh(tg: FakeTelegram, llm: FakeLLM, bot_app: object) -> None:
+    await ask(tg, USER, "remember me")
+    new = tg.send_user_message(USER, "/new")["message"]
+    await tg.wait_for(lambda: bool(answer_messages(tg, USER, new["message_id"])))
+    assert "New conversation" in answer_messages(tg, USER, new["message_id"])[0].text
+    await ask(tg, USER, "fresh")
+    assert dialog(llm) == [("user", "fresh")]
+
+
+async def test_reply_to_an_older_answer_branches(
+    tg: FakeTelegram, llm: FakeLLM, bot_app: object
+) -> None:
+    _, [first] = await ask(tg, USER, "A")
+    await ask(tg, USER, "B")
+    await ask(tg, USER, "C")
+    await ask(tg, USER, "A2", reply_to_message_id=first.message_id)
+    assert dialog(llm) == [("user", "A"), ("assistant", "You said: A"), ("user", "A2")]
+    # A plain message now continues the new branch, without B and C.
+    await ask(tg, USER, "next")
+    assert [c for _, c in dialog(llm)] == ["A", "You said: A", "A2", "You said: A2", "next"]
+
+
+async def test_group_threads_are_separate_and_replies_continue_them(
+    tg: FakeTelegram, llm: FakeLLM, bot_app: object
+) -> None:
+    group = {"chat_type": "supergroup"}
+    mention = f"@{tg.bot_username}"
+    await ask(tg, ALICE, "private secret")  # private memory must not leak into the group
+    _, [x] = await ask(tg, GROUP, f"{mention} x", user_id=ALICE, **group)
+    assert dialog(llm) == [("user", "x")]
+    await ask(tg, GROUP, f"{mention} y", user_id=BOB, **group)
+    assert dialog(llm) == [("user", "y")]
+    await ask(tg, GROUP, "more on x", user_id=BOB, reply_to_message_id=x.message_id, **group)
+    assert dialog(llm) == [("user", "x"), ("assistant", "You said: x"), ("user", "more on x")]
+    # Private memory continues by itself.
+    await ask(tg, ALICE, "private again")
+    assert dialog(llm)[0] == ("user", "private secret")
+
+
+async def test_forum_topics_do_not_share_memory(
+    tg: FakeTelegram, llm: FakeLLM, bot_app: object
+) -> None:
+    group = {"chat_type": "supergroup", "user_id": ALICE}
+    mention = f"@{tg.bot_username}"
+    _, [t1] = await ask(tg, GROUP, f"{mention} in topic 1", message_thread_id=101, **group)
+    assert t1.message_thread_id == 101
+    _, [t2] = await ask(tg, GROUP, f"{mention} in topic 2", message_thread_id=202, **group)
+    assert t2.message_thread_id == 202
+    assert dialog(llm) == [("user", "in topic 2")]
+    _, [again] = await ask(
+        tg, GROUP, "follow-up", reply_to_message_id=t1.message_id, message_thread_id=101, **group
+    )
+    assert again.message_thread_id == 101
+    assert [c for _, c in dialog(llm)] == ["in topic 1", "You said: in topic 1", "follow-up"]
+
+
+async def test_memory_survives_a_restart(
+    tg: FakeTelegram, llm: FakeLLM, start_bot: BotRunner
+) -> None:
+    app = await start_bot()
+    await ask(tg, USER, "before restart")
+    await start_bot.stop(app)
+    await start_bot()
+    await ask(tg, USER, "after restart")
+    assert [c for _, c in dialog(llm)] == [
+        "before restart",
+        "You said: before restart",
+        "after restart",
+    ]
+
+
+async def test_second_question_is_queued_and_sees_the_first_exchange(
+    tg: FakeTelegram, llm: FakeLLM, bot_app: object
+) -> None:
+    llm.script(Reply("first answer " * 40, chunk_size=10, delay=0.02))
+    first = tg.send_user_message(USER, "first")["message"]
+    await tg.wait_for(lambda: bool(answer_messages(tg, USER, first["message_id"])))
+    second = tg.send_user_message(USER, "second")["message"]
+    # The user sees at once that the second question waits.
+    await tg.wait_for(
+        lambda: any(
+            "right after the current answer" in m.text
+            and m.reply_to_message_id == second["message_id"]
+            for m in tg.bot_messages(USER)
+        )
+    )
+    assert len(llm.received) == 1  # not started yet
+    await tg.wait_for(lambda: len(llm.received) == 2, timeout=20)
+    await final_answer(tg, USER, after=second["message_id"])
+    assert [c for _, c in dialog(llm)] == ["first", ("first answer " * 40).strip(), "second"]
+
+
+async def test_failed_answer_is_stored_with_what_was_shown(
+    tg: FakeTelegram, llm: FakeLLM, bot_app: Any
+) -> None:
+    llm.script(Reply("Partial words then", fault="drop", fault_after=13))
+    await ask(tg, USER, "will fail")
+    turn = await bot_app.store.latest_turn(USER, None)
+    assert turn.status.value == "failed" and turn.answer == "Partial words"
+    await ask(tg, USER, "next")
+    assert dialog(llm)[:2] == [("user", "will fail"), ("assistant", "Partial words")]

@@ -1,0 +1,119 @@
+"""Units of the memory model: context trimming, the SQLite store and its migrations, rate limits."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from bot.conversations import SQLiteStore, Turn, TurnStatus
+from bot.conversations.context import build_context
+from bot.conversations.sqlite import MIGRATIONS
+from bot.ratelimit import RateLimiter
+
+
+def turn(i: int, question: str, answer: str) -> Turn:
+    return Turn(i, 1, None, 1, i - 1 or None, question, i * 10, answer, TurnStatus.DONE)
+
+
+def test_context_trims_whole_turns_from_the_oldest() -> None:
+    history = [turn(1, "q1" * 10, "a1" * 10), turn(2, "q2" * 10, "a2" * 10), turn(3, "q3", "a3")]
+    messages = build_context("sys", history, "new question", max_chars=3 + 12 + 4 + 40)
+    assert [m["content"] for m in messages] == [
+        "sys",
+        "q2" * 10,
+        "a2" * 10,
+        "q3",
+        "a3",
+        "new question",
+    ]
+
+
+def test_newest_question_is_always_kept_whole() -> None:
+    long_question = "x" * 500
+    messages = build_context("", [turn(1, "q", "a")], long_question, max_chars=100)
+    assert messages == [{"role": "user", "content": long_question}]
+
+
+def test_turns_without_an_answer_are_left_out() -> None:
+    history = [turn(1, "q1", "a1"), turn(2, "q2", ""), turn(3, "q3", "partial")]
+    contents = [m["content"] for m in build_context("", history, "q4", 1000)]
+    assert contents == ["q1", "a1", "q3", "partial", "q4"]
+
+
+async def test_store_migrates_and_keeps_its_version(tmp_path: Path) -> None:
+    path = tmp_path / "bot.sqlite3"
+    store = SQLiteStore(path)
+    await store.open()
+    a = await store.add_turn(
+        chat_id=5,
+        thread_id=None,
+        user_id=5,
+        parent_id=None,
+        question="q",
+        question_message_id=1,
+        model="m",
+    )
+    await store.finish_turn(a.id, answer="ans", status=TurnStatus.DONE, message_ids=[2, 3])
+    await store.close()
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
+    store = SQLiteStore(path)
+    await store.open()  # opening again applies nothing twice
+    found = await store.turn_by_message(5, 3)
+    assert found is not None and found.answer == "ans" and found.status is TurnStatus.DONE
+    assert await store.turn_by_message(6, 3) is None  # another chat
+    await store.close()
+
+
+async def test_store_refuses_a_newer_schema(tmp_path: Path) -> None:
+    path = tmp_path / "bot.sqlite3"
+    with sqlite3.connect(path) as db:
+        db.execute(f"PRAGMA user_version = {len(MIGRATIONS) + 1}")
+    with pytest.raises(RuntimeError, match="newer than this bot knows"):
+        await SQLiteStore(path).open()
+
+
+async def test_chain_follows_parents(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "db")
+    await store.open()
+    parent = None
+    ids = []
+    for i in range(5):
+        t = await store.add_turn(
+            chat_id=1,
+            thread_id=None,
+            user_id=1,
+            parent_id=parent,
+            question=f"q{i}",
+            question_message_id=i,
+            model=None,
+        )
+        ids.append(t.id)
+        parent = t.id
+    sibling = await store.add_turn(
+        chat_id=1,
+        thread_id=None,
+        user_id=1,
+        parent_id=ids[1],
+        question="s",
+        question_message_id=99,
+        model=None,
+    )
+    assert [t.question for t in await store.chain(ids[-1])] == ["q0", "q1", "q2", "q3", "q4"]
+    assert [t.question for t in await store.chain(sibling.id)] == ["q0", "q1", "s"]
+    assert [t.question for t in await store.chain(ids[-1], max_turns=2)] == ["q3", "q4"]
+    await store.close()
+
+
+def test_rate_limiter_sliding_window() -> None:
+    now = [0.0]
+    limiter = RateLimiter(2, 60, clock=lambda: now[0])
+    assert limiter.hit(1) == 0 and limiter.hit(1) == 0
+    assert limiter.hit(1) == pytest.approx(60)
+    assert limiter.hit(2) == 0  # per user
+    now[0] = 30
+    assert limiter.hit(1) == pytest.approx(30)
+    now[0] = 60.5
+    assert limiter.hit(1) == 0
