@@ -33,3 +33,8 @@ lint: $(VENV)/.installed-test
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
+
+## docker-test: build the image and run it against the fakes (needs a Docker daemon)
+.PHONY: docker-test
+docker-test: $(VENV)/.installed-test
+	RUN_DOCKER_TESTS=1 $(BIN)/python -m pytest -m docker tests/test_docker.py

@@ -1,17 +1,23 @@
-"""One pacer for every message call the bot makes, under Telegram's flood limits.
+"""One scheduler for every message call the bot makes, under Telegram's flood limits.
 
 Telegram documents about one message a second per chat (short bursts tolerated), 20 a minute per
 group and about 30 a second for the whole bot, and answers a call over the limit with 429 and
 `retry_after`; calling again inside that window extends it. The pacer keeps the bot under those
 limits instead of reacting to 429s, and never lets a call out while a `retry_after` window runs.
 
-Intermediate states of a streamed answer are paced at a steady interval and leave headroom; final
-states (the complete answer, a notice) may use the headroom, so they are not stuck behind edits.
+- Intermediate states of a streamed answer are paced at a steady interval and leave headroom in
+  the group and global budgets; final states (the complete answer, a notice) may use it.
+- When calls wait for the global budget, finals go first, then the chat that has waited longest
+  since its last update: the budget is shared fairly between chats.
+- A 429 pauses that chat for `retry_after` and slows its pace for a while; 429s in several chats
+  at once are taken as a global limit and pause everything.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import math
 import time
 from collections import deque
 from collections.abc import Callable
@@ -29,6 +35,7 @@ class Budgets:
     group_final_reserve: int = 2  # of those, kept for final states
     global_per_second: int = 30  # hard cap for the whole bot in any 1 s
     global_final_reserve: int = 5  # of those, kept for final states
+    max_slowdown: float = 8.0  # how far a chat's pace may be stretched after 429s
 
 
 @dataclass(slots=True)
@@ -38,18 +45,36 @@ class _Chat:
     refilled: float = 0.0
     window: deque[float] = field(default_factory=deque)  # call times in the last 60 s (groups)
     blocked_until: float = 0.0
+    slowdown: float = 1.0  # > 1 after 429s; decays back as calls succeed
+
+
+@dataclass(slots=True)
+class _Waiter:
+    chat_id: int
+    is_final: Callable[[], bool]
+    future: asyncio.Future[None]
+    since: float
 
 
 class Pacer:
     """`await pacer.acquire(chat_id, final=...)` before each send/edit/draft to that chat."""
 
-    def __init__(self, budgets: Budgets | None = None, clock: Callable[[], float] = time.monotonic):
+    def __init__(
+        self, budgets: Budgets | None = None, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.budgets = budgets or Budgets()
         self._clock = clock
         self._chats: dict[int, _Chat] = {}
         self._global: deque[float] = deque()
         self._global_blocked_until = 0.0
+        self._recent_429s: deque[tuple[float, int]] = deque()
+        self._waiters: list[_Waiter] = []
+        self._kick: asyncio.Event | None = None
+        self._pump: asyncio.Task[None] | None = None
         self.penalties = 0  # 429s reported to the pacer
+        self.granted = 0
+
+    # -- budgets -----------------------------------------------------------------------------------
 
     def _chat(self, chat_id: int, now: float) -> _Chat:
         chat = self._chats.get(chat_id)
@@ -67,27 +92,27 @@ class Pacer:
 
         while self._global and self._global[0] <= now - 1.0:
             self._global.popleft()
-        cap = b.global_per_second - (0 if final else b.global_final_reserve)
-        if len(self._global) >= max(cap, 1):
-            waits.append(self._global[len(self._global) - max(cap, 1)] + 1.0 - now)
+        cap = max(b.global_per_second - (0 if final else b.global_final_reserve), 1)
+        if len(self._global) >= cap:
+            waits.append(self._global[len(self._global) - cap] + 1.0 - now)
 
         if chat_id > 0:  # private chat: token bucket, refilled at 1 / private_interval
-            rate = 1.0 / b.private_interval if b.private_interval > 0 else float("inf")
+            interval = b.private_interval * chat.slowdown
+            rate = 1.0 / interval if interval > 0 else math.inf
             chat.tokens = min(float(b.private_burst), chat.tokens + (now - chat.refilled) * rate)
             chat.refilled = now
             if chat.tokens < 1.0:
                 waits.append((1.0 - chat.tokens) / rate)
             if not final:
-                waits.append(chat.last + b.private_interval - now)
+                waits.append(chat.last + interval - now)
         else:  # group: sliding 60 s window
             while chat.window and chat.window[0] <= now - 60.0:
                 chat.window.popleft()
-            cap = b.group_per_minute - (0 if final else b.group_final_reserve)
-            cap = max(cap, 1)
+            cap = max(b.group_per_minute - (0 if final else b.group_final_reserve), 1)
             if len(chat.window) >= cap:
                 waits.append(chat.window[len(chat.window) - cap] + 60.0 - now)
             if not final:
-                waits.append(chat.last + b.group_interval - now)
+                waits.append(chat.last + b.group_interval * chat.slowdown - now)
         return max(0.0, *waits)
 
     def record(self, chat_id: int) -> None:
@@ -95,24 +120,107 @@ class Pacer:
         now = self._clock()
         chat = self._chat(chat_id, now)
         chat.last = now
+        chat.slowdown = max(1.0, chat.slowdown * 0.95)
         if chat_id > 0:
             chat.tokens -= 1.0
         else:
             chat.window.append(now)
         self._global.append(now)
-
-    async def acquire(self, chat_id: int, *, final: bool = False) -> None:
-        """Wait until a call to this chat is within every budget, then count it."""
-        while (wait := self.delay(chat_id, final=final)) > 0:  # noqa: ASYNC110 - a computed wait
-            await asyncio.sleep(wait)
-        self.record(chat_id)
+        self.granted += 1
 
     def penalize(self, chat_id: int | None, retry_after: float) -> None:
         """Telegram answered 429: nothing goes to that chat (None: anywhere) for `retry_after`."""
         self.penalties += 1
-        until = self._clock() + retry_after + 0.05
+        now = self._clock()
+        until = now + retry_after + 0.05
+        if chat_id is not None:
+            chat = self._chat(chat_id, now)
+            chat.blocked_until = max(chat.blocked_until, until)
+            chat.slowdown = min(chat.slowdown * 2.0, self.budgets.max_slowdown)
+            self._recent_429s.append((now, chat_id))
+            while self._recent_429s and self._recent_429s[0][0] < now - 2.0:
+                self._recent_429s.popleft()
+            if len({c for _, c in self._recent_429s}) >= 3:
+                chat_id = None  # several chats at once: the bot-wide limit
         if chat_id is None:
             self._global_blocked_until = max(self._global_blocked_until, until)
-        else:
-            chat = self._chat(chat_id, self._clock())
-            chat.blocked_until = max(chat.blocked_until, until)
+        self.nudge()
+
+    # -- scheduling --------------------------------------------------------------------------------
+
+    async def acquire(
+        self,
+        chat_id: int,
+        *,
+        final: bool = False,
+        is_final: Callable[[], bool] | None = None,
+    ) -> None:
+        """Wait for a slot for a call to this chat, then count it.
+
+        `is_final` is asked again while waiting, so a waiting intermediate update that becomes
+        a final one (the answer ended meanwhile) gets a final's priority; call `nudge()` then.
+        """
+        check = is_final or (lambda: final)
+        if not self._waiters and self.delay(chat_id, final=check()) <= 0:
+            self.record(chat_id)
+            return
+        loop = asyncio.get_running_loop()
+        waiter = _Waiter(chat_id, check, loop.create_future(), self._clock())
+        self._waiters.append(waiter)
+        self._ensure_pump()
+        try:
+            await waiter.future
+        finally:
+            if waiter in self._waiters:
+                self._waiters.remove(waiter)
+
+    def nudge(self) -> None:
+        """Something changed (an answer ended, a 429 arrived): look at the waiters again."""
+        if self._kick is not None:
+            self._kick.set()
+
+    @property
+    def waiting(self) -> int:
+        return len(self._waiters)
+
+    def choose(self) -> tuple[_Waiter | None, float]:
+        """The waiter to serve now (finals first, then the stalest chat) or the time to wait."""
+        best: _Waiter | None = None
+        best_key: tuple[int, float, float] | None = None
+        soonest = math.inf
+        now = self._clock()
+        for waiter in self._waiters:
+            if waiter.future.done():
+                continue
+            final = waiter.is_final()
+            wait = self.delay(waiter.chat_id, final=final)
+            if wait > 0:
+                soonest = min(soonest, wait)
+                continue
+            key = (0 if final else 1, self._chat(waiter.chat_id, now).last, waiter.since)
+            if best_key is None or key < best_key:
+                best, best_key = waiter, key
+        return best, soonest
+
+    def _ensure_pump(self) -> None:
+        if self._kick is None:
+            self._kick = asyncio.Event()
+        self._kick.set()
+        if self._pump is None or self._pump.done():
+            self._pump = asyncio.create_task(self._serve(), name="pacer")
+
+    async def _serve(self) -> None:
+        assert self._kick is not None
+        while self._waiters:
+            waiter, soonest = self.choose()
+            if waiter is not None:
+                self._waiters.remove(waiter)
+                self.record(waiter.chat_id)
+                waiter.future.set_result(None)
+                await asyncio.sleep(0)  # let the granted call start before the next grant
+                continue
+            self._kick.clear()
+            timeout = None if math.isinf(soonest) else soonest
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(timeout):
+                    await self._kick.wait()

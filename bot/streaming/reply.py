@@ -110,6 +110,7 @@ class ReplyStream:
         self._closing = True
         self._notice = notice
         self._wake.set()
+        self.pacer.nudge()
         if self._task is None:
             self.start()
         assert self._task is not None
@@ -205,13 +206,8 @@ class ReplyStream:
                 self.failed = True
 
     async def _slot(self) -> None:
-        """Wait for the pacer; wake early when the answer closes (finals have more headroom)."""
-        while (wait := self.pacer.delay(self.chat_id, final=self._closing)) > 0:
-            self._wake.clear()
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(wait):
-                    await self._wake.wait()
-        self.pacer.record(self.chat_id)
+        """Wait for the pacer; once the answer closes, the wait counts as a final's."""
+        await self.pacer.acquire(self.chat_id, is_final=lambda: self._closing)
 
     async def _apply(self, op: _Op) -> None:
         entities = [MessageEntity(**e) for e in op.part.entities] or None
