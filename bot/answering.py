@@ -49,6 +49,7 @@ class Outcome:
     message_ids: list[int]
     failure: FailureKind | None = None
     stopped: bool = False
+    interrupted: bool = False
     first_text_after: float | None = None  # seconds from the question to the first text
 
 
@@ -60,10 +61,12 @@ class ActiveAnswer:
     question: Question
     task: asyncio.Task[None] | None = None
     stopped: bool = False
+    interrupted: bool = False  # stopped by a shutdown, not by a user
     started: float = field(default_factory=time.monotonic)
 
-    def stop(self) -> None:
+    def stop(self, *, interrupted: bool = False) -> None:
         self.stopped = True
+        self.interrupted = interrupted
         if self.task is not None:
             self.task.cancel()
 
@@ -132,6 +135,7 @@ class Answerer:
                 await reply.close(styled(t(question.lang, "notice_internal")))
                 raise
             outcome.stopped = True
+            outcome.interrupted = active.interrupted
         except LLMFailure as failure:
             outcome.failure = failure.kind
             log.warning(
@@ -148,7 +152,9 @@ class Answerer:
             self.active.pop(answer_id, None)
 
         notice = None
-        if outcome.stopped:
+        if outcome.interrupted:
+            notice = styled(t(question.lang, "notice_interrupted"))
+        elif outcome.stopped:
             notice = styled(t(question.lang, "notice_stopped"))
         elif outcome.failure is not None:
             notice = styled(t(question.lang, f"notice_{outcome.failure.value}"))
@@ -178,7 +184,9 @@ class Answerer:
             and (thread_id is None or a.question.thread_id == thread_id)
         ]
 
-    async def stop_all(self) -> None:
-        """Stop every answer in flight (used at shutdown)."""
-        for active in list(self.active.values()):
-            active.stop()
+    def interrupt_all(self) -> int:
+        """Stop every answer in flight with an "interrupted" notice (at shutdown)."""
+        running = list(self.active.values())
+        for active in running:
+            active.stop(interrupted=True)
+        return len(running)

@@ -147,7 +147,8 @@ async def startup(app: App) -> User:
 
 
 async def shutdown(app: App) -> None:
-    await app.answerer.stop_all()
+    """After updates stopped coming: finish or interrupt the answers, then close everything."""
+    await app.conversations.drain(app.settings.shutdown_grace)
     await app.llm.close()
     await app.store.close()
     await app.bot.session.close()

@@ -50,6 +50,8 @@ class Settings(BaseSettings):
     admin_user_ids: IdList = frozenset()
     user_rate_limit: str = "20/600"
 
+    shutdown_grace: float = Field(10.0, ge=0)
+
     data_dir: Path = Path("./data")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
 

@@ -63,6 +63,17 @@ class Conversations:
         self.limiter = limiter
         self.exempt = exempt  # user ids the rate limit does not apply to
         self._slots: dict[Hashable, _Slot] = {}
+        self._inflight: set[asyncio.Task[object]] = set()
+
+    async def drain(self, grace: float) -> None:
+        """At shutdown: let answers finish within `grace` s, then interrupt and record the rest."""
+        if self._inflight:
+            log.info("waiting up to %.0f s for %d answer(s)", grace, len(self._inflight))
+            await asyncio.wait(set(self._inflight), timeout=grace)
+        if self._inflight:
+            count = self.answerer.interrupt_all()
+            log.info("interrupting %d answer(s)", count)
+            await asyncio.wait(set(self._inflight), timeout=30)
 
     async def ask(self, question: Question, reply_to: int | None = None) -> Outcome | None:
         """Answer a question, continuing the conversation it belongs to."""
@@ -135,12 +146,16 @@ class Conversations:
         slot = self._slots.setdefault(key, _Slot())
         queued = slot.lock.locked()
         slot.users += 1
+        task = asyncio.current_task()
+        if task is not None:
+            self._inflight.add(task)
         try:
             if queued:
                 await self._notice(question, "queued")
             async with slot.lock:
                 return await work()
         finally:
+            self._inflight.discard(task)
             slot.users -= 1
             if slot.users == 0:
                 self._slots.pop(key, None)
@@ -177,7 +192,9 @@ class Conversations:
         outcome: Outcome | None = None
         try:
             outcome = await self.answerer.answer(question, messages, model=model, on_sent=link)
-            if outcome.stopped:
+            if outcome.interrupted:
+                status = TurnStatus.INTERRUPTED
+            elif outcome.stopped:
                 status = TurnStatus.STOPPED
             elif outcome.failure is not None:
                 status = TurnStatus.FAILED
