@@ -21,6 +21,7 @@ from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
 from bot.llm import ChatMessage, FailureKind, LLMClient, LLMFailure
 from bot.streaming import Pacer, ReplyStream
 from bot.streaming.render import styled
+from bot.streaming.reply import DraftSupport
 from bot.texts import t
 
 log = logging.getLogger(__name__)
@@ -59,6 +60,7 @@ class ActiveAnswer:
 
     answer_id: str
     question: Question
+    draft_id: int | None = None
     task: asyncio.Task[None] | None = None
     stopped: bool = False
     interrupted: bool = False  # stopped by a shutdown, not by a user
@@ -74,11 +76,15 @@ class ActiveAnswer:
 class Answerer:
     """Runs answers and keeps the registry of those in flight."""
 
-    def __init__(self, bot: Bot, llm: LLMClient, pacer: Pacer) -> None:
+    def __init__(
+        self, bot: Bot, llm: LLMClient, pacer: Pacer, drafts: DraftSupport | None = None
+    ) -> None:
         self.bot = bot
         self.llm = llm
         self.pacer = pacer
+        self.drafts = drafts or DraftSupport("edit")
         self.active: dict[str, ActiveAnswer] = {}
+        self.finished = 0  # answers whose final state has been delivered
         self._ids = itertools.count(1)
         self._salt = secrets.token_hex(3)
 
@@ -95,8 +101,10 @@ class Answerer:
         `messages` is the whole context (the question last); `on_sent` learns each message id
         as soon as a part of the answer is sent, so replies to a streaming answer can be placed.
         """
-        answer_id = f"{self._salt}{next(self._ids)}"
-        active = ActiveAnswer(answer_id, question)
+        number = next(self._ids)
+        answer_id = f"{self._salt}{number}"
+        draft_id = number if self.drafts.use_for(question.chat_id) else None
+        active = ActiveAnswer(answer_id, question, draft_id)
         self.active[answer_id] = active
         button = InlineKeyboardButton(
             text=t(question.lang, "stop_button"), callback_data=STOP_PREFIX + answer_id
@@ -109,6 +117,8 @@ class Answerer:
             thread_id=question.thread_id,
             stop_markup=InlineKeyboardMarkup(inline_keyboard=[[button]]),
             on_sent=on_sent,
+            draft_id=draft_id,
+            drafts=self.drafts,
         )
         reply.start()
         outcome = Outcome(text="", message_ids=[])
@@ -159,14 +169,16 @@ class Answerer:
         elif outcome.failure is not None:
             notice = styled(t(question.lang, f"notice_{outcome.failure.value}"))
         await reply.close(notice)
+        self.finished += 1
         outcome.message_ids = reply.message_ids
         log.info(
-            "chat %s: answered %d chars in %d message(s), %d sends, %d edits, %d×429%s",
+            "chat %s: answered %d chars in %d message(s), %d sends, %d edits, %d drafts, %d×429%s",
             question.chat_id,
             len(outcome.text),
             len(outcome.message_ids),
             reply.stats.sends,
             reply.stats.edits,
+            reply.stats.drafts,
             reply.stats.retry_afters,
             f", {outcome.failure.value}" if outcome.failure else "",
         )
@@ -174,6 +186,17 @@ class Answerer:
 
     def find(self, answer_id: str) -> ActiveAnswer | None:
         return self.active.get(answer_id)
+
+    def find_draft(self, chat_id: int, draft_id: int) -> ActiveAnswer | None:
+        """The answer streaming into a draft (the client's own stop control names it)."""
+        return next(
+            (
+                a
+                for a in self.active.values()
+                if a.question.chat_id == chat_id and a.draft_id == draft_id
+            ),
+            None,
+        )
 
     def in_chat(self, chat_id: int, thread_id: int | None = None) -> list[ActiveAnswer]:
         """Answers streaming in a chat (or one forum topic of it)."""

@@ -22,6 +22,7 @@ from bot.menu import set_menus
 from bot.notify import Notifier
 from bot.ratelimit import RateLimiter
 from bot.streaming import Budgets, Pacer
+from bot.streaming.reply import DraftSupport
 from config import Settings
 
 log = logging.getLogger(__name__)
@@ -77,7 +78,7 @@ def build_app(settings: Settings) -> App:
     )
     store = SQLiteStore(settings.data_dir / "bot.sqlite3")
     notifier = Notifier(bot, pacer)
-    answerer = Answerer(bot, llm, pacer)
+    answerer = Answerer(bot, llm, pacer, DraftSupport(settings.stream_mode))
     policy = AccessPolicy(
         settings.allowed_user_ids, settings.allowed_chat_ids, settings.admin_user_ids
     )

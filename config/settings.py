@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 _TOKEN_RE = re.compile(r"^\d{3,}:[A-Za-z0-9_-]{8,}$")
@@ -55,6 +55,8 @@ class Settings(BaseSettings):
     data_dir: Path = Path("./data")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
 
+    stream_mode: Literal["auto", "draft", "edit"] = "auto"
+
     # Delivery pacing (Telegram's documented limits; see README "Flood limits").
     private_interval: float = Field(1.0, ge=0)
     group_interval: float = Field(3.0, ge=0)
@@ -101,10 +103,12 @@ class Settings(BaseSettings):
             raise ValueError("must look like 20/600 (requests / seconds)")
         return value.replace(" ", "")
 
-    @field_validator("log_level", mode="before")
+    @field_validator("log_level", "stream_mode", mode="before")
     @classmethod
-    def _upper(cls, value: Any) -> Any:
-        return value.upper() if isinstance(value, str) else value
+    def _case(cls, value: Any, info: ValidationInfo) -> Any:
+        if not isinstance(value, str):
+            return value
+        return value.lower() if info.field_name == "stream_mode" else value.upper()
 
     @property
     def models(self) -> tuple[str, ...]:

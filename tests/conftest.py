@@ -65,6 +65,9 @@ class BotRunner:
             "data_dir": self.data_dir,
             "llm_idle_timeout": 5,
             "llm_total_timeout": 60,
+            # Edit-streaming is what most tests look at (and groups always use it); the tests of
+            # native drafts in private chats (the default, STREAM_MODE=auto) ask for them.
+            "stream_mode": "edit",
         }
         values.update(overrides)
         app = build_app(load_settings(**values))

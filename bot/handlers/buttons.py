@@ -7,7 +7,7 @@ import logging
 
 from aiogram import Bot, F, Router
 from aiogram.exceptions import TelegramAPIError
-from aiogram.types import CallbackQuery, Message
+from aiogram.types import CallbackQuery, Message, MessageGenerationStopped
 
 from bot.access import AccessPolicy, is_chat_admin
 from bot.answering import STOP_PREFIX, Answerer
@@ -39,6 +39,14 @@ async def stop_pressed(
     log.info("chat %s: answer stopped by user %s", question.chat_id, callback.from_user.id)
     active.stop()
     await callback.answer(t(lang, "stop_done"))
+
+
+async def generation_stopped(event: MessageGenerationStopped, answerer: Answerer) -> None:
+    """The client's own stop control under a draft (Bot API 10): private chats only."""
+    active = answerer.find_draft(event.chat.id, event.draft_id)
+    if active is not None:
+        log.info("chat %s: answer stopped from the draft", event.chat.id)
+        active.stop()
 
 
 async def model_chosen(
@@ -74,4 +82,5 @@ def create_router() -> Router:
     router = Router(name="buttons")
     router.callback_query.register(stop_pressed, F.data.startswith(STOP_PREFIX))
     router.callback_query.register(model_chosen, F.data.startswith(MODEL_PREFIX))
+    router.stopped_message_generation.register(generation_stopped)
     return router

@@ -4,6 +4,10 @@ It keeps the whole accumulated text, and whenever the pacer allows a call it ren
 snapshot into parts and reconciles them with what the chat shows: the first part that differs is
 edited, a part that is not shown yet is sent. Deltas are never appended to Telegram's state, so a
 skipped tick, a 429 or a retried call cannot lose or duplicate text.
+
+In a private chat it can stream into a native draft instead (`sendMessageDraft`, Bot API 9.5+):
+finished parts are sent as messages, the part being written is shown as a draft, and the final
+part is sent once, formatted. A refused draft falls back to editing messages.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Literal
 
 from aiogram import Bot
 from aiogram.exceptions import (
@@ -20,6 +25,7 @@ from aiogram.exceptions import (
     TelegramBadRequest,
     TelegramForbiddenError,
     TelegramNetworkError,
+    TelegramNotFound,
     TelegramRetryAfter,
     TelegramServerError,
     TelegramUnauthorizedError,
@@ -50,15 +56,42 @@ class _Op:
     index: int
     part: Part
     button: bool
-    edit: bool
+    kind: Literal["send", "edit", "draft"]
 
 
 @dataclass(slots=True)
 class DeliveryStats:
     sends: int = 0
     edits: int = 0
+    drafts: int = 0
     retry_afters: int = 0
     errors: int = 0
+
+
+StreamMode = Literal["auto", "draft", "edit"]
+
+
+class DraftSupport:
+    """Where drafts may be used. `auto` remembers refusals (per chat, or for the whole server
+    when it lacks the method); `draft` tries again with every answer; `edit` never uses them."""
+
+    def __init__(self, mode: StreamMode = "auto") -> None:
+        self.mode = mode
+        self._refused: set[int] = set()
+        self._server_lacks = False
+
+    def use_for(self, chat_id: int) -> bool:
+        if self.mode == "edit" or chat_id <= 0:
+            return False
+        if self.mode == "draft":
+            return True
+        return not self._server_lacks and chat_id not in self._refused
+
+    def refused(self, chat_id: int, error: TelegramAPIError) -> None:
+        log.info("chat %s: draft refused (%s); editing messages instead", chat_id, error.message)
+        if isinstance(error, TelegramNotFound):
+            self._server_lacks = True
+        self._refused.add(chat_id)
 
 
 class ReplyStream:
@@ -74,8 +107,12 @@ class ReplyStream:
         thread_id: int | None = None,
         stop_markup: InlineKeyboardMarkup | None = None,
         on_sent: Callable[[int], Awaitable[None]] | None = None,
+        draft_id: int | None = None,
+        drafts: DraftSupport | None = None,
     ) -> None:
         self.bot = bot
+        self.draft_id = draft_id  # None: stream by editing messages
+        self.drafts = drafts
         self.on_sent = on_sent
         self.pacer = pacer
         self.chat_id = chat_id
@@ -90,6 +127,7 @@ class ReplyStream:
         self._notice: Part | None = None
         self._plain = False  # entities were refused once: send plain text from then on
         self._shown: list[_Shown] = []
+        self._draft_shown: Part | None = None
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._typing: asyncio.Task[None] | None = None
@@ -132,34 +170,40 @@ class ReplyStream:
 
     # -- what the chat should show -----------------------------------------------------------------
 
-    def _target(self) -> list[tuple[Part, bool]]:
+    def _target(self) -> tuple[list[tuple[Part, bool]], Part | None]:
+        """The messages the chat should show (part, has Stop button), and the draft if any."""
         parts = self._segmenter.parts(self._text) if self._text.strip() else []
         if self._plain:
             parts = [Part(p.text) for p in parts]
         if not self._closing:
             if not parts:
-                return []
-            last = parts[-1]
+                return [], None
+            done, last = [(p, False) for p in parts[:-1]], parts[-1]
+            if self.draft_id is not None:
+                return done, last
             with_cursor = Part(last.text + CURSOR, last.entities)
-            return [(p, False) for p in parts[:-1]] + [(with_cursor, self.stop_markup is not None)]
+            return [*done, (with_cursor, self.stop_markup is not None)], None
         notice = self._notice
         if notice is not None:
             if parts and parts[-1].size + 2 + notice.size <= TELEGRAM_LIMIT:
                 parts[-1] = parts[-1].plus(notice)
             else:
                 parts.append(notice)
-        return [(p, False) for p in parts]
+        return [(p, False) for p in parts], None
 
-    def _next_op(self, target: list[tuple[Part, bool]]) -> _Op | None:
-        """The next call: a part not shown yet goes first (so the newest part always carries the
-        cursor), then the first shown part that differs from its target."""
-        if len(target) > len(self._shown):
-            part, button = target[len(self._shown)]
-            return _Op(len(self._shown), part, button, edit=False)
-        for i, (part, button) in enumerate(target):
+    def _next_op(self, target: tuple[list[tuple[Part, bool]], Part | None]) -> _Op | None:
+        """The next call: a message not shown yet goes first (so the newest part always carries
+        the cursor), then the first shown message that differs, then the draft."""
+        messages, draft = target
+        if len(messages) > len(self._shown):
+            part, button = messages[len(self._shown)]
+            return _Op(len(self._shown), part, button, "send")
+        for i, (part, button) in enumerate(messages):
             shown = self._shown[i]
             if shown.part != part or shown.button != button:
-                return _Op(i, part, button, edit=True)
+                return _Op(i, part, button, "edit")
+        if draft is not None and draft != self._draft_shown:
+            return _Op(len(messages), draft, False, "draft")
         return None
 
     # -- the delivery loop -------------------------------------------------------------------------
@@ -185,8 +229,15 @@ class ReplyStream:
                 self.stats.retry_afters += 1
                 log.warning("chat %s: 429, retry after %s s", self.chat_id, e.retry_after)
                 self.pacer.penalize(self.chat_id, float(e.retry_after))
-            except TelegramBadRequest as e:
+            except (TelegramBadRequest, TelegramNotFound) as e:
                 self.stats.errors += 1
+                if op.kind == "draft":
+                    self._draft_refused(e)
+                    continue
+                if isinstance(e, TelegramNotFound):
+                    log.error("chat %s: %s", self.chat_id, e)
+                    self.failed = True
+                    return
                 refused += 1
                 self._bad_request(op, e, refused)
             except (TelegramForbiddenError, TelegramUnauthorizedError) as e:
@@ -212,7 +263,22 @@ class ReplyStream:
     async def _apply(self, op: _Op) -> None:
         entities = [MessageEntity(**e) for e in op.part.entities] or None
         markup = self.stop_markup if op.button else None
-        if op.edit:
+        if op.kind == "draft":
+            assert self.draft_id is not None
+            await self.bot.send_message_draft(
+                chat_id=self.chat_id,
+                draft_id=self.draft_id,
+                text=op.part.text,
+                entities=entities,
+                message_thread_id=self.thread_id,
+                can_stop=True,
+                keep_on_stop=True,
+            )
+            self.stats.drafts += 1
+            self._draft_shown = op.part
+            await self._stop_typing()
+            return
+        if op.kind == "edit":
             shown = self._shown[op.index]
             await self.bot.edit_message_text(
                 text=op.part.text,
@@ -246,12 +312,19 @@ class ReplyStream:
                     "chat %s: recording message %s failed", self.chat_id, message.message_id
                 )
 
+    def _draft_refused(self, error: TelegramAPIError) -> None:
+        """Drafts do not work here: go on by editing messages."""
+        if self.drafts is not None:
+            self.drafts.refused(self.chat_id, error)
+        self.draft_id = None
+        self._draft_shown = None
+
     def _bad_request(self, op: _Op, error: TelegramBadRequest, refused: int) -> None:
         message = error.message.lower()
-        if "message is not modified" in message and op.edit:
+        if "message is not modified" in message and op.kind == "edit":
             shown = self._shown[op.index]
             self._shown[op.index] = _Shown(shown.message_id, op.part, op.button)
-        elif "message to edit not found" in message and op.edit:
+        elif "message to edit not found" in message and op.kind == "edit":
             log.info("chat %s: a part was deleted by the user; sending the rest anew", self.chat_id)
             del self._shown[op.index :]
         elif not self._plain:
@@ -266,8 +339,8 @@ class ReplyStream:
             self.failed = True
 
     async def _keep_typing(self) -> None:
-        """Show "typing…" until the first part is out (Telegram clears it after ~5 s)."""
-        while not self._shown and not self.failed:
+        """Show "typing…" until the first text is out (Telegram clears it after ~5 s)."""
+        while not self._shown and self._draft_shown is None and not self.failed:
             try:
                 await self.bot.send_chat_action(
                     self.chat_id, "typing", message_thread_id=self.thread_id

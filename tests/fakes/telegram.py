@@ -876,6 +876,8 @@ class FakeTelegram:
 
         self.calls: list[Call] = []
         self.drafts: list[Call] = []
+        self.drafts_enabled = True  # False: answer sendMessageDraft like a server without it
+        self.draft_texts: dict[int, str] = {}  # the last draft shown in each private chat
         self.commands: dict[tuple[str, str], list[Json]] = {}
         self.count_429 = 0
         self.violations = 0
@@ -975,6 +977,8 @@ class FakeTelegram:
         """
         self.calls.clear()
         self.drafts.clear()
+        self.drafts_enabled = True
+        self.draft_texts.clear()
         self.count_429 = 0
         self.violations = 0
         self._messages.clear()
@@ -1094,6 +1098,18 @@ class FakeTelegram:
                     "message": self._message_json(message),
                     "chat_instance": str(abs(chat_id) * 7919 + 17),
                     "data": data,
+                }
+            }
+        )
+
+    def stop_generation(self, chat_id: int, draft_id: int) -> Json:
+        """Queue `stopped_message_generation`: the user pressed the client's stop control."""
+        chat = self._chats[chat_id]
+        return self._push_update(
+            {
+                "stopped_message_generation": {
+                    "chat": {k: v for k, v in chat.items() if k in ("id", "type", "first_name")},
+                    "draft_id": draft_id,
                 }
             }
         )
@@ -1733,14 +1749,17 @@ class FakeTelegram:
         return self._message_json(message)
 
     async def _send_message_draft(self, params: Json) -> bool:
+        if not self.drafts_enabled:
+            raise ApiError(404, "Not Found: method not found")
         chat_id = self._chat(params)
         if chat_id <= 0 or self._chats[chat_id].get("type") != "private":
             raise bad_request("TEXTDRAFT_PEER_INVALID")
         if not _opt_int(params, "draft_id"):
             raise bad_request("draft_id must be non-zero")
         self._gate("sendMessageDraft", chat_id)
-        prepare_text(params, allow_empty=True)
+        text, _ = prepare_text(params, allow_empty=True)
         _opt_int(params, "message_thread_id")
+        self.draft_texts[chat_id] = text
         return True
 
 

@@ -1,0 +1,112 @@
+"""End-to-end: native draft streaming in private chats (STREAM_MODE=auto, the default)."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from tests.conftest import BotRunner
+from tests.fakes.llm import FakeLLM, Reply
+from tests.fakes.telegram import FakeTelegram
+from tests.helpers import answer_messages, full_text, refused_calls
+
+USER = 5005
+GROUP = -100555
+
+
+async def finished(tg: FakeTelegram, app: Any, count: int = 1, timeout: float = 30) -> None:  # noqa: ASYNC109
+    await tg.wait_for(lambda: app.answerer.finished >= count, timeout=timeout)
+
+
+async def test_private_answer_streams_into_a_draft_then_one_message(
+    tg: FakeTelegram, llm: FakeLLM, start_bot: BotRunner
+) -> None:
+    app = await start_bot(stream_mode="auto")
+    text = "Some **bold** words " * 40
+    llm.script(Reply(text, chunk_size=10, delay=0.03))
+    question = tg.send_user_message(USER, "draft please")["message"]
+    await finished(tg, app)
+
+    drafts = [c for c in tg.drafts if c.status == 200]
+    assert len(drafts) >= 2
+    ids = {str(c.params["draft_id"]) for c in drafts}
+    assert len(ids) == 1 and ids != {"0"}
+    assert all(str(c.params.get("can_stop")).lower() == "true" for c in drafts)
+    # Drafts grow; the final message is sent once, formatted, as a reply; no edits at all.
+    [answer] = answer_messages(tg, USER, question["message_id"])
+    assert answer.reply_to_message_id == question["message_id"]
+    assert answer.text == re.sub(r"\*\*", "", text).strip()
+    assert any(e["type"] == "bold" for e in answer.entities)
+    assert answer.edits == 0 and answer.reply_markup is None
+    assert not any(c.method == "editMessageText" for c in tg.calls)
+    assert tg.count_429 == 0 and refused_calls(tg) == []
+
+
+async def test_long_answer_with_drafts_sends_finished_parts_as_messages(
+    tg: FakeTelegram, llm: FakeLLM, start_bot: BotRunner
+) -> None:
+    app = await start_bot(stream_mode="auto")
+    text = "\n\n".join(f"Paragraph {i}: " + "word " * 60 for i in range(40))
+    llm.script(Reply(text, chunk_size=300, delay=0.01))
+    question = tg.send_user_message(USER, "long")["message"]
+    await finished(tg, app)
+    messages = answer_messages(tg, USER, question["message_id"])
+    assert len(messages) >= 3
+    assert re.sub(r"\s+", " ", full_text(messages)) == re.sub(r"\s+", " ", text).strip()
+    assert all(m.edits == 0 for m in messages)
+    assert tg.count_429 == 0 and refused_calls(tg) == []
+
+
+async def test_failure_in_draft_mode_keeps_the_partial_text(
+    tg: FakeTelegram, llm: FakeLLM, start_bot: BotRunner
+) -> None:
+    app = await start_bot(stream_mode="auto")
+    llm.script(Reply("Partial text before it breaks", fault="drop", fault_after=20))
+    question = tg.send_user_message(USER, "q")["message"]
+    await finished(tg, app)
+    [answer] = answer_messages(tg, USER, question["message_id"])
+    assert answer.text.startswith("Partial text before")
+    assert "connection to the model was lost" in answer.text
+
+
+async def test_client_stop_control_stops_the_answer(
+    tg: FakeTelegram, llm: FakeLLM, start_bot: BotRunner
+) -> None:
+    app = await start_bot(stream_mode="auto")
+    llm.script(Reply("word " * 3000, chunk_size=5, delay=0.01))
+    question = tg.send_user_message(USER, "go on")["message"]
+    await tg.wait_for(lambda: any(c.status == 200 for c in tg.drafts))
+    tg.stop_generation(USER, int(tg.drafts[0].params["draft_id"]))
+    await finished(tg, app)
+    await tg.wait_for(lambda: llm.received[-1].client_closed, timeout=5)
+    [answer] = answer_messages(tg, USER, question["message_id"])
+    assert answer.text.startswith("word") and answer.text.endswith("Stopped.")
+
+
+async def test_server_without_drafts_falls_back_to_edits(
+    tg: FakeTelegram, llm: FakeLLM, start_bot: BotRunner
+) -> None:
+    app = await start_bot(stream_mode="auto")
+    tg.drafts_enabled = False
+    llm.script(Reply("word " * 200, chunk_size=10, delay=0.01), Reply("second answer"))
+    question = tg.send_user_message(USER, "q")["message"]
+    await finished(tg, app)
+    [answer] = answer_messages(tg, USER, question["message_id"])
+    assert answer.text == ("word " * 200).strip()
+    assert answer.edits >= 1  # streamed by editing after the draft was refused
+    assert len(tg.drafts) == 1
+    # The refusal is remembered: the next answer does not try drafts again.
+    second = tg.send_user_message(USER + 1, "another chat")["message"]
+    await finished(tg, app, 2)
+    assert answer_messages(tg, USER + 1, second["message_id"])[0].text == "second answer"
+    assert len(tg.drafts) == 1
+
+
+async def test_groups_always_edit(tg: FakeTelegram, llm: FakeLLM, start_bot: BotRunner) -> None:
+    app = await start_bot(stream_mode="draft")
+    question = tg.send_user_message(
+        GROUP, f"@{tg.bot_username} hi", user_id=7, chat_type="supergroup"
+    )["message"]
+    await finished(tg, app)
+    assert answer_messages(tg, GROUP, question["message_id"])[0].text == "You said: hi"
+    assert tg.drafts == []
