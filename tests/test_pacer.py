@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 
 from bot.streaming.pacer import Budgets, Pacer
+from bot.streaming.reply import ReplyStream
 
 
 class Clock:
@@ -78,7 +80,7 @@ def test_global_budget_across_chats() -> None:
             sent += 1
     assert sent == 30
     assert pacer.delay(999, final=True) > 0
-    clock.now += 1.0
+    clock.now += 1.0 + pacer.budgets.margin
     assert pacer.delay(999, final=True) == 0
 
 
@@ -93,3 +95,139 @@ def test_retry_after_blocks_the_chat_for_the_whole_window() -> None:
     pacer.penalize(None, 3)  # a global 429
     assert pacer.delay(6, final=True) >= 3.0
     assert pacer.penalties == 2
+
+
+# -- the scheduler: who gets the next slot --------------------------------------------------------
+
+
+async def settle() -> None:
+    for _ in range(20):
+        await asyncio.sleep(0)
+
+
+async def test_waiting_chats_are_served_stalest_first() -> None:
+    """With the global budget used up, the chat that waited longest since its update goes next."""
+    clock = Clock()
+    budgets = Budgets(global_per_second=3, global_final_reserve=0, margin=0.0)
+    pacer = Pacer(budgets, clock=clock)
+    order: list[int] = []
+
+    async def take(chat: int) -> None:
+        await pacer.acquire(chat)
+        order.append(chat)
+
+    # Chats 1..3 were updated at different times; then the budget is spent elsewhere.
+    for chat, at in ((1, 10.0), (2, 5.0), (3, 8.0)):
+        clock.now = 1000.0 - at
+        pacer.record(chat)
+    clock.now = 1000.0
+    for chat in (7, 8, 9):
+        pacer.record(chat)
+    clock.now += 2.0  # every chat is past its own interval; the global window is full again:
+    for chat in (7, 8, 9):
+        pacer.record(chat)
+    tasks = [asyncio.create_task(take(chat)) for chat in (1, 3, 2)]
+    await settle()
+    assert order == []
+    clock.now += 1.0
+    pacer.nudge()
+    await settle()
+    assert order == [1, 3, 2]  # updated 10, 8 and 5 seconds before: stalest first
+    await asyncio.gather(*tasks)
+
+
+async def test_finals_go_before_intermediate_updates() -> None:
+    clock = Clock()
+    budgets = Budgets(global_per_second=2, global_final_reserve=0, margin=0.0)
+    pacer = Pacer(budgets, clock=clock)
+    pacer.record(50)
+    pacer.record(51)  # the global window is full
+    order: list[str] = []
+    closing = {"done": False}
+
+    async def take(name: str, chat: int, is_final: bool | None = None) -> None:
+        if is_final is None:
+            await pacer.acquire(chat, is_final=lambda: closing["done"])
+        else:
+            await pacer.acquire(chat, final=is_final)
+        order.append(name)
+
+    clock.now -= 30  # the chats below were last updated long ago
+    tasks = [
+        asyncio.create_task(take("intermediate", 1, False)),
+        asyncio.create_task(take("becomes-final", 2)),
+        asyncio.create_task(take("final", 3, True)),
+    ]
+    clock.now += 30
+    await settle()
+    closing["done"] = True  # that answer ended while it waited
+    clock.now += 1.0
+    pacer.nudge()
+    await settle()
+    assert order == ["becomes-final", "final"] or order == ["final", "becomes-final"]
+    clock.now += 1.0
+    pacer.nudge()
+    await settle()
+    assert order[-1] == "intermediate"
+    await asyncio.gather(*tasks)
+
+
+def test_a_429_slows_the_chat_down_for_a_while() -> None:
+    clock = Clock()
+    pacer = Pacer(clock=clock)
+    pacer.penalize(5, 2)
+    clock.now += 2.1
+    pacer.record(5)
+    assert pacer.delay(5, final=False) > 1.5  # slower than the usual 1 s
+    for _ in range(100):  # and back to normal after many good calls
+        clock.now += 10
+        pacer.record(5)
+    clock.now += 1.0
+    assert pacer.delay(5, final=False) == 0
+
+
+def test_429s_in_several_chats_pause_everything() -> None:
+    clock = Clock()
+    pacer = Pacer(clock=clock)
+    for chat in (1, 2, 3):
+        pacer.penalize(chat, 4)
+    assert pacer.delay(99, final=True) >= 4.0
+
+
+class RecordingBot:
+    """Just enough of aiogram's Bot for the reply engine: records what would be sent."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, str]] = []
+        self.ids = 0
+
+    async def send_message(self, *, text: str, **_: object) -> object:
+        self.calls.append(("send", text))
+        self.ids += 1
+        return type("Sent", (), {"message_id": self.ids})()
+
+    async def edit_message_text(self, *, text: str, **_: object) -> object:
+        self.calls.append(("edit", text))
+        return True
+
+    async def send_chat_action(self, *_: object, **__: object) -> bool:
+        return True
+
+
+async def test_only_the_newest_snapshot_is_sent() -> None:
+    """Coalescing: 200 updates within the pacing interval become a handful of calls."""
+    bot = RecordingBot()
+    pacer = Pacer(Budgets(private_interval=0.2))
+    reply = ReplyStream(bot, pacer, chat_id=1)  # type: ignore[arg-type]
+    reply.start()
+    text = ""
+    for i in range(200):
+        text += f"w{i} "
+        reply.update(text)
+        await asyncio.sleep(0.005)
+    await reply.close()
+    assert 2 <= len(bot.calls) <= 12
+    assert bot.calls[-1] == ("edit", text.strip())
+    # States only grow: nothing is shown twice or out of order.
+    shown = [t.rstrip(" ▌") for _, t in bot.calls]
+    assert all(b.startswith(a) for a, b in itertools.pairwise(shown))

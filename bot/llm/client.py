@@ -50,6 +50,7 @@ class LLMClient:
         self.total_timeout = total_timeout
         self._client: Any = None
         self._provider: Any = None
+        self._pooled_loop: asyncio.AbstractEventLoop | None = None
 
     def start(self) -> None:
         """Import and configure g4f. Raises `ValueError` naming an unknown provider."""
@@ -103,6 +104,30 @@ class LLMClient:
             model=model, messages=messages, provider=self._provider, stream=True
         )
 
+    def _widen_pool(self) -> None:
+        """g4f shares one aiohttp connector per event loop, capped at 20 connections per host:
+        the 21st simultaneous answer from one backend would wait for a free connection. Put a
+        connector without that cap in its place (once per loop, before g4f makes its own)."""
+        loop = asyncio.get_running_loop()
+        if self._pooled_loop is loop:
+            return
+        self._pooled_loop = loop
+        try:
+            from aiohttp import TCPConnector
+            from g4f.requests import aiohttp as g4f_aiohttp
+
+            connectors = g4f_aiohttp._loop_connectors
+            current = connectors.get(loop)
+            if current is None or current.closed or current.limit_per_host:
+                connectors[loop] = TCPConnector(
+                    limit=0,  # no cap: concurrency is bounded by the answers in flight
+                    keepalive_timeout=30,
+                    ttl_dns_cache=300,
+                    enable_cleanup_closed=True,
+                )
+        except (ImportError, AttributeError) as error:  # a g4f release that changed this
+            log.warning("could not widen g4f's connection pool: %s", error)
+
     async def stream(
         self, messages: list[ChatMessage], model: str | None = None
     ) -> AsyncGenerator[str, None]:
@@ -112,6 +137,7 @@ class LLMClient:
         """
         if self._client is None:
             raise RuntimeError("LLMClient.start() was not called")
+        self._widen_pool()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.total_timeout
         payload = copy.deepcopy(messages)  # g4f edits the list it is given

@@ -36,6 +36,9 @@ class Budgets:
     global_per_second: int = 30  # hard cap for the whole bot in any 1 s
     global_final_reserve: int = 5  # of those, kept for final states
     max_slowdown: float = 8.0  # how far a chat's pace may be stretched after 429s
+    # Windows are counted this much longer than Telegram's, because a call is counted here when it
+    # leaves and there when it arrives: jitter in between must not squeeze 31 calls into 1 s.
+    margin: float = 0.25
 
 
 @dataclass(slots=True)
@@ -90,11 +93,12 @@ class Pacer:
         chat = self._chat(chat_id, now)
         waits = [chat.blocked_until - now, self._global_blocked_until - now]
 
-        while self._global and self._global[0] <= now - 1.0:
+        second = 1.0 + b.margin
+        while self._global and self._global[0] <= now - second:
             self._global.popleft()
         cap = max(b.global_per_second - (0 if final else b.global_final_reserve), 1)
         if len(self._global) >= cap:
-            waits.append(self._global[len(self._global) - cap] + 1.0 - now)
+            waits.append(self._global[len(self._global) - cap] + second - now)
 
         if chat_id > 0:  # private chat: token bucket, refilled at 1 / private_interval
             interval = b.private_interval * chat.slowdown
@@ -106,11 +110,12 @@ class Pacer:
             if not final:
                 waits.append(chat.last + interval - now)
         else:  # group: sliding 60 s window
-            while chat.window and chat.window[0] <= now - 60.0:
+            minute = 60.0 + b.margin
+            while chat.window and chat.window[0] <= now - minute:
                 chat.window.popleft()
             cap = max(b.group_per_minute - (0 if final else b.group_final_reserve), 1)
             if len(chat.window) >= cap:
-                waits.append(chat.window[len(chat.window) - cap] + 60.0 - now)
+                waits.append(chat.window[len(chat.window) - cap] + minute - now)
             if not final:
                 waits.append(chat.last + b.group_interval * chat.slowdown - now)
         return max(0.0, *waits)

@@ -62,6 +62,8 @@ class FakeLLM:
     responder: Callable[[dict[str, Any]], Reply] = echo_responder
     replies: deque[Reply] = field(default_factory=deque)
     received: list[Received] = field(default_factory=list)
+    open_streams: int = 0
+    max_open_streams: int = 0  # the most requests served at the same time
     _runner: web.AppRunner | None = None
     _port: int = 0
 
@@ -90,6 +92,7 @@ class FakeLLM:
     def reset(self) -> None:
         self.replies.clear()
         self.received.clear()
+        self.max_open_streams = self.open_streams
         self.responder = echo_responder
 
     def script(self, *replies: Reply) -> None:
@@ -109,6 +112,8 @@ class FakeLLM:
         rec = Received(body=body, started=time.monotonic())
         self.received.append(rec)
         reply = self.replies.popleft() if self.replies else self.responder(body)
+        self.open_streams += 1
+        self.max_open_streams = max(self.max_open_streams, self.open_streams)
         try:
             return await self._serve(request, body, reply)
         except ConnectionResetError:
@@ -119,6 +124,7 @@ class FakeLLM:
             rec.client_closed = True
             raise
         finally:
+            self.open_streams -= 1
             rec.finished = time.monotonic()
 
     async def _serve(
