@@ -17,6 +17,10 @@ $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	@touch $@ $(VENV)/.installed
 
+$(VENV)/.installed-bench: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[bench]'
+	@touch $@ $(VENV)/.installed
+
 ## run: start the bot with the settings from .env / the environment
 run: $(VENV)/.installed
 	@$(BIN)/python -m bot
@@ -27,9 +31,13 @@ test: $(VENV)/.installed-test
 
 ## lint: ruff and mypy, as CI runs them
 lint: $(VENV)/.installed-test
-	$(BIN)/ruff check bot config tests
-	$(BIN)/ruff format --check bot config tests
+	$(BIN)/ruff check bot config tests bench
+	$(BIN)/ruff format --check bot config tests bench
 	$(BIN)/mypy bot config
+
+## bench: the bot against the fakes at 1, 10, 50 and 200 chats; see BENCHMARKS.md
+bench: $(VENV)/.installed-bench
+	$(BIN)/python -m bench.run
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -59,7 +59,7 @@ class Settings(BaseSettings):
 
     # Delivery pacing (Telegram's documented limits; see README "Flood limits").
     private_interval: float = Field(1.0, ge=0)
-    group_interval: float = Field(3.0, ge=0)
+    group_interval: float = Field(3.0, gt=0)
     group_per_minute: int = Field(20, ge=1)
     global_per_second: int = Field(30, ge=1)
 

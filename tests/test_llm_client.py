@@ -49,6 +49,25 @@ async def test_streams_text_only_and_leaves_messages_alone(llm: FakeLLM, tmp_pat
     assert list((tmp_path / "g4f").rglob("*.jsonl"))
 
 
+async def test_the_backend_receives_exactly_the_conversation(llm: FakeLLM, tmp_path: Path) -> None:
+    """g4f would drop a repeated question, rewrite the system prompt and collapse whitespace."""
+    client = make_client(llm, tmp_path)
+    code = "Why does this fail?\n\n\n\n```python\ndef f():   \n    return 1   \n```\n" + "x" * 80
+    messages: list[ChatMessage] = [
+        {
+            "role": "system",
+            "content": "You are a helpful assistant. Please always be concise. " * 3,
+        },
+        {"role": "user", "content": "continue"},
+        {"role": "assistant", "content": "Part one."},
+        {"role": "user", "content": code},
+        {"role": "assistant", "content": "Part two."},
+        {"role": "user", "content": "continue"},
+    ]
+    await collect(client, messages)
+    assert llm.received[-1].messages == messages
+
+
 @pytest.mark.parametrize(
     ("reply", "kind"),
     [

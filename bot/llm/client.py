@@ -4,6 +4,12 @@ g4f (measured on 8.8.6) blocks the event loop while it picks a provider, mutates
 it is given, writes state under `~/.g4f`, and never times a stream out by itself. `LLMClient` runs
 the set-up off the loop, passes a deep copy, keeps g4f's state in `DATA_DIR`, enforces the idle and
 total timeouts, and turns every failure into an `LLMFailure` with a kind a chat can be told.
+
+g4f also "optimizes" every request before sending it: it drops a user message that repeats an
+earlier one ("continue" asked twice vanishes, and the model answers the previous question),
+rewrites the system prompt, collapses whitespace (code indentation in a question) and drops old
+turns. The conversation the bot builds is already trimmed to `MAX_CONTEXT_CHARS`, so that step is
+switched off: the backend receives exactly the conversation.
 """
 
 from __future__ import annotations
@@ -63,6 +69,7 @@ class LLMClient:
         from g4f.client import AsyncClient
 
         g4f.cookies.set_cookies_dir(str(state / "cookies"))
+        _keep_messages_as_given()
         self._provider = self._build_provider()
         self._client = AsyncClient()
 
@@ -179,6 +186,22 @@ class LLMClient:
             from g4f.requests.aiohttp import close_shared_connectors
 
             await close_shared_connectors()
+
+
+def _no_optimization(messages: Any, tools: Any) -> tuple[int, dict[str, str]]:
+    return 0, {}
+
+
+def _keep_messages_as_given() -> None:
+    """Switch off g4f's request "optimizer" (see the module's docstring)."""
+    try:
+        from g4f.tools import run_tools
+
+        if not hasattr(run_tools, "optimize_request"):
+            raise AttributeError("g4f.tools.run_tools.optimize_request")
+        run_tools.optimize_request = _no_optimization
+    except (ImportError, AttributeError) as error:
+        log.warning("g4f may rewrite conversations before sending them: %s", error)
 
 
 def _text_of(chunk: Any) -> str:

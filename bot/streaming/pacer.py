@@ -30,7 +30,7 @@ class Budgets:
 
     private_interval: float = 1.0  # seconds between intermediate updates in a private chat
     private_burst: int = 2  # calls a private chat may take back to back (finals)
-    group_interval: float = 3.0  # seconds between intermediate updates in a group
+    group_interval: float = 3.0  # seconds between intermediate updates in a half-used group window
     group_per_minute: int = 20  # hard cap per group in any 60 s
     group_final_reserve: int = 2  # of those, kept for final states
     global_per_second: int = 30  # hard cap for the whole bot in any 1 s
@@ -38,7 +38,7 @@ class Budgets:
     max_slowdown: float = 8.0  # how far a chat's pace may be stretched after 429s
     # Windows are counted this much longer than Telegram's, because a call is counted here when it
     # leaves and there when it arrives: jitter in between must not squeeze 31 calls into 1 s.
-    margin: float = 0.25
+    margin: float = 0.15
 
 
 @dataclass(slots=True)
@@ -117,7 +117,10 @@ class Pacer:
             if len(chat.window) >= cap:
                 waits.append(chat.window[len(chat.window) - cap] + minute - now)
             if not final:
-                waits.append(chat.last + b.group_interval * chat.slowdown - now)
+                # Quick while the minute's budget is mostly unused, slower as it fills up: short
+                # answers update often, long ones never run into the cap.
+                interval = b.group_interval * (0.5 + len(chat.window) / cap)
+                waits.append(chat.last + interval * chat.slowdown - now)
         return max(0.0, *waits)
 
     def record(self, chat_id: int) -> None:

@@ -39,6 +39,7 @@ class Received:
     started: float
     finished: float | None = None
     client_closed: bool = False  # the client hung up before the stream ended
+    chunks: list[tuple[float, int]] = field(default_factory=list)  # (sent at, characters so far)
 
     @property
     def messages(self) -> list[dict[str, Any]]:
@@ -115,7 +116,7 @@ class FakeLLM:
         self.open_streams += 1
         self.max_open_streams = max(self.max_open_streams, self.open_streams)
         try:
-            return await self._serve(request, body, reply)
+            return await self._serve(request, body, reply, rec)
         except ConnectionResetError:
             # The client hung up (a Stop, a timeout): that is what some tests look for.
             rec.client_closed = True
@@ -128,7 +129,7 @@ class FakeLLM:
             rec.finished = time.monotonic()
 
     async def _serve(
-        self, request: web.Request, body: dict[str, Any], reply: Reply
+        self, request: web.Request, body: dict[str, Any], reply: Reply, rec: Received
     ) -> web.StreamResponse:
         if reply.fault == "http500":
             err = {"error": {"message": "internal failure in model worker", "type": "server_error"}}
@@ -167,6 +168,7 @@ class FakeLLM:
             piece = text[sent : min(sent + reply.chunk_size, limit)]
             await event(chunk({"role": "assistant", "content": piece}))
             sent += len(piece)
+            rec.chunks.append((time.monotonic(), sent))
             if reply.delay:
                 await asyncio.sleep(reply.delay)
 

@@ -811,6 +811,7 @@ class Call:
     status: int
     at: float
     chat_id: int | None
+    result: Any = None  # what a successful call returned
 
 
 @dataclass
@@ -1376,6 +1377,7 @@ class FakeTelegram:
             call.status = 499
             raise
         call.status = 200
+        call.result = result
         return web.json_response({"ok": True, "result": result}, dumps=_dumps)
 
     async def _read_params(self, request: web.Request) -> Json:

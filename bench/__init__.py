@@ -1,0 +1,1 @@
+"""`make bench`: the real bot against the fake Telegram and backend at growing loads."""
