@@ -1,6 +1,6 @@
 """The benchmark: the real bot against the fake Telegram (with its flood limits) and backend.
 
-For each load (1, 10, 50, 200 chats asking at the same moment; one in ten is a group) it measures
+For each load (1, 10, 25, 50, 200 chats asking at the same moment; one in ten is a group) it measures
 what a user feels and what the bot costs:
 
 - first visible: from the question to the first text the user can see;
@@ -322,7 +322,7 @@ def chart(results: list[Level], path: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--levels", default="1,10,50,200")
+    parser.add_argument("--levels", default="1,10,25,50,200")
     parser.add_argument("--mode", default="auto", choices=("auto", "draft", "edit"))
     parser.add_argument("--no-chart", action="store_true")
     args = parser.parse_args()

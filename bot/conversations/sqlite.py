@@ -6,9 +6,11 @@ runs once, in a transaction, at start-up.
 
 from __future__ import annotations
 
+import asyncio
 import time
+from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Any
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import aiosqlite
 
@@ -59,6 +61,27 @@ _TURN_COLUMNS = (
 )
 
 
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _serialized(
+    method: Callable[Concatenate[SQLiteStore, P], Coroutine[Any, Any, R]],
+) -> Callable[Concatenate[SQLiteStore, P], Coroutine[Any, Any, R]]:
+    """One operation at a time on the shared connection.
+
+    aiosqlite runs calls in order on its thread, but an operation is several calls; interleaved,
+    two of them could re-bind the same cached statement while a cursor still reads it
+    ("bad parameter or other API misuse", seen with 200 answers finishing at once).
+    """
+
+    async def wrapper(self: SQLiteStore, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        async with self._lock:
+            return await method(self, *args, **kwargs)
+
+    return wrapper
+
+
 def _turn(row: Any) -> Turn:
     return Turn(
         id=row[0],
@@ -81,6 +104,7 @@ class SQLiteStore:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._db: aiosqlite.Connection | None = None
+        self._lock = asyncio.Lock()
 
     @property
     def db(self) -> aiosqlite.Connection:
@@ -116,6 +140,7 @@ class SQLiteStore:
             await self._db.close()
             self._db = None
 
+    @_serialized
     async def ping(self) -> bool:
         try:
             await self.db.execute("SELECT 1")
@@ -123,6 +148,7 @@ class SQLiteStore:
             return False
         return True
 
+    @_serialized
     async def add_turn(
         self,
         *,
@@ -158,6 +184,7 @@ class SQLiteStore:
             created_at=now,
         )
 
+    @_serialized
     async def finish_turn(
         self, turn_id: int, *, answer: str, status: TurnStatus, message_ids: list[int]
     ) -> None:
@@ -174,6 +201,7 @@ class SQLiteStore:
             )
         await self.db.commit()
 
+    @_serialized
     async def link_message(self, chat_id: int, message_id: int, turn_id: int) -> None:
         await self.db.execute(
             "INSERT OR REPLACE INTO messages (chat_id, message_id, turn_id) VALUES (?, ?, ?)",
@@ -181,6 +209,7 @@ class SQLiteStore:
         )
         await self.db.commit()
 
+    @_serialized
     async def turn_by_message(self, chat_id: int, message_id: int) -> Turn | None:
         async with self.db.execute(
             f"SELECT {_TURN_COLUMNS} FROM turns WHERE id = "
@@ -190,6 +219,7 @@ class SQLiteStore:
             row = await cursor.fetchone()
         return _turn(row) if row else None
 
+    @_serialized
     async def get_turn(self, turn_id: int) -> Turn | None:
         async with self.db.execute(
             f"SELECT {_TURN_COLUMNS} FROM turns WHERE id = ?", (turn_id,)
@@ -197,6 +227,7 @@ class SQLiteStore:
             row = await cursor.fetchone()
         return _turn(row) if row else None
 
+    @_serialized
     async def chain(self, turn_id: int, max_turns: int = 500) -> list[Turn]:
         query = f"""
             WITH RECURSIVE up(id, depth) AS (
@@ -212,6 +243,7 @@ class SQLiteStore:
             rows = await cursor.fetchall()
         return [_turn(r) for r in rows]
 
+    @_serialized
     async def latest_turn(
         self, chat_id: int, thread_id: int | None, user_id: int | None = None
     ) -> Turn | None:
@@ -224,6 +256,7 @@ class SQLiteStore:
             row = await cursor.fetchone()
         return _turn(row) if row else None
 
+    @_serialized
     async def get_head(self, chat_id: int, thread_id: int | None) -> int | None:
         async with self.db.execute(
             "SELECT turn_id FROM heads WHERE chat_id = ? AND thread_id = ?",
@@ -232,6 +265,7 @@ class SQLiteStore:
             row = await cursor.fetchone()
         return int(row[0]) if row and row[0] is not None else None
 
+    @_serialized
     async def set_head(self, chat_id: int, thread_id: int | None, turn_id: int | None) -> None:
         await self.db.execute(
             "INSERT OR REPLACE INTO heads (chat_id, thread_id, turn_id) VALUES (?, ?, ?)",
@@ -239,6 +273,7 @@ class SQLiteStore:
         )
         await self.db.commit()
 
+    @_serialized
     async def prefs(self, chat_id: int) -> ChatPrefs:
         async with self.db.execute(
             "SELECT model, system_prompt, denied_notice_sent FROM chat_prefs WHERE chat_id = ?",
@@ -249,6 +284,7 @@ class SQLiteStore:
             return ChatPrefs(chat_id)
         return ChatPrefs(chat_id, row[0], row[1], bool(row[2]))
 
+    @_serialized
     async def save_prefs(self, prefs: ChatPrefs) -> None:
         await self.db.execute(
             "INSERT OR REPLACE INTO chat_prefs (chat_id, model, system_prompt, denied_notice_sent)"
@@ -257,6 +293,7 @@ class SQLiteStore:
         )
         await self.db.commit()
 
+    @_serialized
     async def unfinished(self) -> list[Turn]:
         async with self.db.execute(
             f"SELECT {_TURN_COLUMNS} FROM turns WHERE status = ?", (TurnStatus.STREAMING.value,)

@@ -1,0 +1,52 @@
+"""Nothing blocks the event loop: g4f's blocking set-up runs off it."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+from bot.llm import LLMClient
+
+
+async def test_blocking_provider_setup_does_not_stall_the_loop(tmp_path: Path) -> None:
+    """Without an explicit provider g4f fetches a provider list with blocking I/O inside
+    `create()`; here `create()` blocks for 0.6 s and the loop must keep ticking meanwhile."""
+    client = LLMClient(
+        model="gpt-4",
+        providers=[],
+        api_base="",
+        api_key="",
+        data_dir=tmp_path,
+        idle_timeout=5,
+        total_timeout=10,
+    )
+    client.start()
+
+    async def pieces() -> AsyncIterator[Any]:
+        chunk = type("Chunk", (), {})()
+        chunk.choices = [type("Choice", (), {"delta": type("D", (), {"content": "hi"})()})()]
+        yield chunk
+
+    def blocking_create(messages: object, model: object) -> AsyncIterator[Any]:
+        time.sleep(0.6)  # what g4f's provider bootstrap does on a slow network
+        return pieces()
+
+    client._create = blocking_create  # type: ignore[method-assign]
+    ticks: list[float] = []
+
+    async def ticker() -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            start = loop.time()
+            await asyncio.sleep(0.02)
+            ticks.append(loop.time() - start - 0.02)
+
+    task = asyncio.create_task(ticker())
+    text = "".join([p async for p in client.stream([{"role": "user", "content": "q"}])])
+    task.cancel()
+    assert text == "hi"
+    assert len(ticks) >= 10
+    assert max(ticks) < 0.3  # the loop never stalled for the 0.6 s the set-up blocked
