@@ -117,3 +117,30 @@ def test_rate_limiter_sliding_window() -> None:
     assert limiter.hit(1) == pytest.approx(30)
     now[0] = 60.5
     assert limiter.hit(1) == 0
+
+
+async def test_store_survives_many_concurrent_operations(tmp_path: Path) -> None:
+    """200 answers finishing at once share one connection (interleaved cursors broke it)."""
+    import asyncio
+
+    store = SQLiteStore(tmp_path / "db")
+    await store.open()
+
+    async def one(i: int) -> None:
+        t = await store.add_turn(
+            chat_id=i,
+            thread_id=None,
+            user_id=i,
+            parent_id=None,
+            question="q",
+            question_message_id=1,
+            model=None,
+        )
+        await store.link_message(i, 2, t.id)
+        await store.finish_turn(t.id, answer="a", status=TurnStatus.DONE, message_ids=[2, 3])
+        assert (await store.turn_by_message(i, 3)) is not None
+        await store.set_head(i, None, t.id)
+
+    await asyncio.gather(*(one(i) for i in range(200)))
+    assert await store.get_head(199, None) is not None
+    await store.close()
