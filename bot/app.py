@@ -15,7 +15,7 @@ from aiogram.types import User
 
 from bot.access import AccessMiddleware, AccessPolicy
 from bot.answering import Answerer
-from bot.conversations import Conversations, Defaults, SQLiteStore, Store, TurnStatus
+from bot.conversations import Conversations, Defaults, SQLiteStore, Store
 from bot.handlers import get_routers
 from bot.llm import LLMClient
 from bot.menu import set_menus
@@ -132,11 +132,8 @@ async def wait_for_telegram(bot: Bot, url: str, max_delay: float = 60.0) -> User
 async def startup(app: App) -> User:
     """Open storage, reach Telegram, set the menus; what every runner does first."""
     await app.store.open()
-    for turn in await app.store.unfinished():
-        await app.store.finish_turn(
-            turn.id, answer=turn.answer, status=TurnStatus.INTERRUPTED, message_ids=[]
-        )
     me = await wait_for_telegram(app.bot, app.settings.telegram_api_url)
+    await app.conversations.recover()
     await set_menus(app.bot)
     log.info(
         "started as @%s; model %s via %s",

@@ -50,6 +50,16 @@ class Notifier:
                 return None
         return None
 
+    async def remove_keyboard(self, chat_id: int, message_id: int) -> None:
+        """Take the buttons off a message (a Stop button left by a crash); errors are ignored."""
+        await self.pacer.acquire(chat_id, final=True)
+        try:
+            await self.bot.edit_message_reply_markup(
+                chat_id=chat_id, message_id=message_id, reply_markup=None
+            )
+        except TelegramAPIError as e:
+            log.debug("chat %s: could not remove the keyboard of %s: %s", chat_id, message_id, e)
+
     async def to(self, message: Message, text: str, **kw: object) -> Message | None:
         """Reply to a user's message (in its topic)."""
         thread = message.message_thread_id if message.is_topic_message else None

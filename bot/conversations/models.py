@@ -29,6 +29,7 @@ class Turn:
     status: TurnStatus = TurnStatus.STREAMING
     model: str | None = None
     created_at: float = 0.0
+    lang: str | None = None  # the asker's language_code
     message_ids: list[int] = field(default_factory=list)  # the answer's messages
 
 

@@ -106,6 +106,26 @@ class Conversations:
             key, again, lambda: self._answer(again, parent, fresh=parent is None)
         )
 
+    async def recover(self) -> int:
+        """At start-up: answers a crash left unfinished are marked interrupted, their Stop button
+        is removed and the asker is told to ask again. Returns how many there were."""
+        turns = await self.store.unfinished()
+        for turn in turns:
+            await self.store.finish_turn(
+                turn.id, answer=turn.answer, status=TurnStatus.INTERRUPTED, message_ids=[]
+            )
+            for message_id in turn.message_ids[-1:]:
+                await self.notifier.remove_keyboard(turn.chat_id, message_id)
+            await self.notifier.reply(
+                turn.chat_id,
+                t(turn.lang, "notice_interrupted"),
+                reply_to=turn.question_message_id,
+                thread_id=turn.thread_id,
+            )
+        if turns:
+            log.info("marked %d unfinished answer(s) as interrupted", len(turns))
+        return len(turns)
+
     async def new(self, question: Question) -> None:
         """`/new`: the next plain message in this private chat starts a new conversation."""
         await self.store.set_head(question.chat_id, question.thread_id, None)
@@ -181,6 +201,7 @@ class Conversations:
             question=question.text,
             question_message_id=question.message_id,
             model=model,
+            lang=question.lang,
         )
         if question.is_private:
             await self.store.set_head(question.chat_id, question.thread_id, turn.id)

@@ -53,11 +53,15 @@ MIGRATIONS: list[str] = [
         denied_notice_sent INTEGER NOT NULL DEFAULT 0
     );
     """,
+    # 1 → 2: the asker's language, for notices sent later (after a restart)
+    """
+    ALTER TABLE turns ADD COLUMN lang TEXT;
+    """,
 ]
 
 _TURN_COLUMNS = (
     "id, chat_id, thread_id, user_id, parent_id, question, question_message_id, answer, status, "
-    "model, created_at"
+    "model, created_at, lang"
 )
 
 
@@ -95,6 +99,7 @@ def _turn(row: Any) -> Turn:
         status=TurnStatus(row[8]),
         model=row[9],
         created_at=row[10],
+        lang=row[11],
     )
 
 
@@ -159,12 +164,23 @@ class SQLiteStore:
         question: str,
         question_message_id: int,
         model: str | None,
+        lang: str | None = None,
     ) -> Turn:
         now = time.time()
         cursor = await self.db.execute(
             "INSERT INTO turns (chat_id, thread_id, user_id, parent_id, question, "
-            "question_message_id, model, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (chat_id, thread_id, user_id, parent_id, question, question_message_id, model, now),
+            "question_message_id, model, created_at, lang) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                chat_id,
+                thread_id,
+                user_id,
+                parent_id,
+                question,
+                question_message_id,
+                model,
+                now,
+                lang,
+            ),
         )
         turn_id = int(cursor.lastrowid or 0)
         await self.db.execute(
@@ -182,6 +198,7 @@ class SQLiteStore:
             question_message_id=question_message_id,
             model=model,
             created_at=now,
+            lang=lang,
         )
 
     @_serialized

@@ -24,6 +24,7 @@ class Store(Protocol):
         question: str,
         question_message_id: int,
         model: str | None,
+        lang: str | None = None,
     ) -> Turn: ...
 
     async def finish_turn(
