@@ -1,0 +1,123 @@
+"""Restarts lose nothing: SIGTERM lets answers finish or interrupts them cleanly; after SIGKILL the
+unfinished answer is found at start-up and the asker is told. The bot runs as `python -m bot`."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.conftest import TOKEN, BotRunner
+from tests.fakes.llm import FakeLLM, Reply
+from tests.fakes.telegram import FakeTelegram
+from tests.helpers import answer_messages, final_answer
+
+ROOT = Path(__file__).resolve().parent.parent
+USER = 6006
+
+
+def start_process(
+    tg: FakeTelegram, llm: FakeLLM, data_dir: Path, **env: str
+) -> subprocess.Popen[str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("BOT_", "G4F_", "LLM_"))}
+    return subprocess.Popen(
+        [sys.executable, "-m", "bot"],
+        cwd=data_dir.parent,
+        env={
+            **clean,
+            "PYTHONPATH": str(ROOT),
+            "BOT_TOKEN": TOKEN,
+            "TELEGRAM_API_URL": tg.base_url,
+            "G4F_API_BASE": llm.base_url,
+            "DATA_DIR": str(data_dir),
+            "STREAM_MODE": "edit",
+            "LOG_LEVEL": "INFO",
+            **env,
+        },
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+async def wait_exit(process: subprocess.Popen[str], timeout: float = 30) -> int:  # noqa: ASYNC109
+    for _ in range(int(timeout * 20)):
+        if process.poll() is not None:
+            return process.returncode
+        await asyncio.sleep(0.05)
+    process.kill()
+    raise AssertionError("the bot did not exit")
+
+
+async def test_sigterm_interrupts_a_long_answer_and_exits_0(
+    tg: FakeTelegram, llm: FakeLLM, tmp_path: Path
+) -> None:
+    process = start_process(tg, llm, tmp_path / "data", SHUTDOWN_GRACE="1")
+    try:
+        await tg.wait_for(lambda: any(c.method == "getUpdates" for c in tg.calls), timeout=60)
+        llm.script(Reply("word " * 3000, chunk_size=5, delay=0.02))
+        question = tg.send_user_message(USER, "a long answer please")["message"]
+        await tg.wait_for(lambda: bool(answer_messages(tg, USER, question["message_id"])))
+        process.send_signal(signal.SIGTERM)
+        assert await wait_exit(process) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+    messages = answer_messages(tg, USER, question["message_id"])
+    text = messages[-1].text
+    assert text.startswith("word") and "restarted before this answer was finished" in text
+    assert all(m.reply_markup is None for m in messages)
+    await tg.wait_for(lambda: llm.received[-1].client_closed, timeout=5)
+
+
+async def test_sigterm_lets_a_short_answer_finish(
+    tg: FakeTelegram, llm: FakeLLM, tmp_path: Path
+) -> None:
+    process = start_process(tg, llm, tmp_path / "data", SHUTDOWN_GRACE="10")
+    try:
+        await tg.wait_for(lambda: any(c.method == "getUpdates" for c in tg.calls), timeout=60)
+        llm.script(Reply("short answer " * 30, chunk_size=10, delay=0.03))
+        question = tg.send_user_message(USER, "q")["message"]
+        await tg.wait_for(lambda: bool(answer_messages(tg, USER, question["message_id"])))
+        process.send_signal(signal.SIGTERM)
+        assert await wait_exit(process) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+    [answer] = answer_messages(tg, USER, question["message_id"])
+    assert answer.text == ("short answer " * 30).strip()
+
+
+async def test_after_sigkill_the_unfinished_answer_is_marked_interrupted(
+    tg: FakeTelegram, llm: FakeLLM, tmp_path: Path, start_bot: BotRunner
+) -> None:
+    data_dir = tmp_path / "data"
+    process = start_process(tg, llm, data_dir)
+    try:
+        await tg.wait_for(lambda: any(c.method == "getUpdates" for c in tg.calls), timeout=60)
+        llm.script(Reply("word " * 3000, chunk_size=5, delay=0.02))
+        question = tg.send_user_message(USER, "a long answer please", language_code="ru")["message"]
+        await tg.wait_for(
+            lambda: any(m.reply_markup for m in answer_messages(tg, USER, question["message_id"]))
+        )
+    finally:
+        process.kill()  # SIGKILL: no chance to clean up
+        process.wait(10)
+    shown = answer_messages(tg, USER, question["message_id"])[-1]
+    assert shown.reply_markup is not None  # left with its Stop button
+
+    start_bot.data_dir = data_dir
+    await start_bot()
+    await tg.wait_for(
+        lambda: any("перезапустился" in m.text for m in tg.bot_messages(USER)), timeout=20
+    )
+    notice = next(m for m in tg.bot_messages(USER) if "перезапустился" in m.text)
+    assert notice.reply_to_message_id == question["message_id"]
+    assert tg.message(USER, shown.message_id).reply_markup is None
+    # The conversation goes on; the interrupted turn keeps no text.
+    follow = tg.send_user_message(USER, "again")["message"]
+    await final_answer(tg, USER, after=follow["message_id"])
+    assert llm.received[-1].messages == [{"role": "user", "content": "again"}]
