@@ -1,0 +1,35 @@
+"""The token never appears in logs, whatever quotes it."""
+
+from __future__ import annotations
+
+import io
+import logging
+
+from bot.logs import RedactingFilter
+
+TOKEN = "123456789:AAEhBOweik9ai2o4yz-SECRETSECRETSECRET"
+
+
+def test_token_is_redacted_from_messages_arguments_and_tracebacks() -> None:
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.addFilter(RedactingFilter([TOKEN, "webhook-secret-value"]))
+    log = logging.getLogger("test.redaction")
+    log.addHandler(handler)
+    log.propagate = False
+    try:
+        log.error("GET https://api.telegram.org/bot%s/getMe failed", TOKEN)
+        log.warning("secret header %s", "webhook-secret-value")
+        log.warning("another bot's token 987654321:ZZZyyyXXXwwwVVVuuuTTTsss leaked")
+        try:
+            raise RuntimeError(f"Cannot connect to https://api.telegram.org/bot{TOKEN}/sendMessage")
+        except RuntimeError:
+            log.exception("request failed")
+    finally:
+        log.removeHandler(handler)
+    output = stream.getvalue()
+    assert TOKEN not in output and "SECRETSECRET" not in output
+    assert "webhook-secret-value" not in output
+    assert "ZZZyyyXXX" not in output
+    assert output.count("<redacted>") == 4
+    assert "RuntimeError" in output  # the traceback is still there, minus the secret
