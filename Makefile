@@ -29,11 +29,12 @@ run: $(VENV)/.installed
 test: $(VENV)/.installed-test
 	$(BIN)/python -m pytest
 
-## lint: ruff and mypy, as CI runs them
+## lint: ruff, mypy and hadolint, as CI runs them
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check bot config tests bench
 	$(BIN)/ruff format --check bot config tests bench
 	$(BIN)/mypy bot config
+	$(BIN)/hadolint Dockerfile
 
 ## bench: the bot against the fakes at 1, 10, 50 and 200 chats; see BENCHMARKS.md
 bench: $(VENV)/.installed-bench
