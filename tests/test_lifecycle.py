@@ -35,6 +35,8 @@ def start_process(
             "DATA_DIR": str(data_dir),
             "STREAM_MODE": "edit",
             "LOG_LEVEL": "INFO",
+            "WEB_HOST": "127.0.0.1",
+            "WEB_PORT": "0",  # /healthz and /metrics on a free port, not 8080
             **env,
         },
         stdout=subprocess.PIPE,
@@ -52,21 +54,30 @@ async def wait_exit(process: subprocess.Popen[str], timeout: float = 30) -> int:
     raise AssertionError("the bot did not exit")
 
 
-async def test_sigterm_interrupts_a_long_answer_and_exits_0(
-    tg: FakeTelegram, llm: FakeLLM, tmp_path: Path
-) -> None:
-    process = start_process(tg, llm, tmp_path / "data", SHUTDOWN_GRACE="1")
+async def sigterm_mid_answer(
+    tg: FakeTelegram, llm: FakeLLM, tmp_path: Path, reply: Reply, grace: str
+) -> int:
+    """Run the bot, ask, send SIGTERM once the answer shows; the bot must exit with code 0."""
+    process = start_process(tg, llm, tmp_path / "data", SHUTDOWN_GRACE=grace)
     try:
         await tg.wait_for(lambda: any(c.method == "getUpdates" for c in tg.calls), timeout=60)
-        llm.script(Reply("word " * 3000, chunk_size=5, delay=0.02))
-        question = tg.send_user_message(USER, "a long answer please")["message"]
+        llm.script(reply)
+        question = tg.send_user_message(USER, "a question")["message"]
         await tg.wait_for(lambda: bool(answer_messages(tg, USER, question["message_id"])))
         process.send_signal(signal.SIGTERM)
         assert await wait_exit(process) == 0
     finally:
         if process.poll() is None:
             process.kill()
-    messages = answer_messages(tg, USER, question["message_id"])
+    return int(question["message_id"])
+
+
+async def test_sigterm_interrupts_a_long_answer_and_exits_0(
+    tg: FakeTelegram, llm: FakeLLM, tmp_path: Path
+) -> None:
+    reply = Reply("word " * 3000, chunk_size=5, delay=0.02)
+    question_id = await sigterm_mid_answer(tg, llm, tmp_path, reply, grace="1")
+    messages = answer_messages(tg, USER, question_id)
     text = messages[-1].text
     assert text.startswith("word") and "restarted before this answer was finished" in text
     assert all(m.reply_markup is None for m in messages)
@@ -76,18 +87,9 @@ async def test_sigterm_interrupts_a_long_answer_and_exits_0(
 async def test_sigterm_lets_a_short_answer_finish(
     tg: FakeTelegram, llm: FakeLLM, tmp_path: Path
 ) -> None:
-    process = start_process(tg, llm, tmp_path / "data", SHUTDOWN_GRACE="10")
-    try:
-        await tg.wait_for(lambda: any(c.method == "getUpdates" for c in tg.calls), timeout=60)
-        llm.script(Reply("short answer " * 30, chunk_size=10, delay=0.03))
-        question = tg.send_user_message(USER, "q")["message"]
-        await tg.wait_for(lambda: bool(answer_messages(tg, USER, question["message_id"])))
-        process.send_signal(signal.SIGTERM)
-        assert await wait_exit(process) == 0
-    finally:
-        if process.poll() is None:
-            process.kill()
-    [answer] = answer_messages(tg, USER, question["message_id"])
+    reply = Reply("short answer " * 30, chunk_size=10, delay=0.03)
+    question_id = await sigterm_mid_answer(tg, llm, tmp_path, reply, grace="10")
+    [answer] = answer_messages(tg, USER, question_id)
     assert answer.text == ("short answer " * 30).strip()
 
 
