@@ -52,13 +52,30 @@ class Notifier:
 
     async def remove_keyboard(self, chat_id: int, message_id: int) -> None:
         """Take the buttons off a message (a Stop button left by a crash); errors are ignored."""
+        await self.edit(chat_id, message_id, None, None)
+
+    async def edit(
+        self,
+        chat_id: int,
+        message_id: int,
+        text: str | None,
+        markup: InlineKeyboardMarkup | None,
+    ) -> None:
+        """Edit a message's text (or, with `text` None, only its buttons) through the pacer."""
         await self.pacer.acquire(chat_id, final=True)
         try:
-            await self.bot.edit_message_reply_markup(
-                chat_id=chat_id, message_id=message_id, reply_markup=None
-            )
+            if text is None:
+                await self.bot.edit_message_reply_markup(
+                    chat_id=chat_id, message_id=message_id, reply_markup=markup
+                )
+            else:
+                await self.bot.edit_message_text(
+                    text=text, chat_id=chat_id, message_id=message_id, reply_markup=markup
+                )
+        except TelegramRetryAfter as e:
+            self.pacer.penalize(chat_id, float(e.retry_after))
         except TelegramAPIError as e:
-            log.debug("chat %s: could not remove the keyboard of %s: %s", chat_id, message_id, e)
+            log.debug("chat %s: could not edit message %s: %s", chat_id, message_id, e)
 
     async def to(self, message: Message, text: str, **kw: object) -> Message | None:
         """Reply to a user's message (in its topic)."""

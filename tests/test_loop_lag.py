@@ -50,3 +50,33 @@ async def test_blocking_provider_setup_does_not_stall_the_loop(tmp_path: Path) -
     assert text == "hi"
     assert len(ticks) >= 10
     assert max(ticks) < 0.3  # the loop never stalled for the 0.6 s the set-up blocked
+
+
+async def test_a_hanging_provider_setup_times_out(tmp_path: Path) -> None:
+    """g4f's provider-list fetch has no timeout; the idle timeout bounds it."""
+    import pytest
+
+    from bot.llm import FailureKind, LLMFailure
+
+    client = LLMClient(
+        model="gpt-4",
+        providers=[],
+        api_base="",
+        api_key="",
+        data_dir=tmp_path,
+        idle_timeout=0.3,
+        total_timeout=10,
+    )
+    client.start()
+
+    def hanging_create(messages: object, model: object) -> Any:
+        time.sleep(1.5)
+        raise AssertionError("not reached in time")
+
+    client._create = hanging_create  # type: ignore[method-assign]
+    started = time.monotonic()
+    with pytest.raises(LLMFailure) as failure:
+        async for _ in client.stream([{"role": "user", "content": "q"}]):
+            pass
+    assert failure.value.kind is FailureKind.IDLE_TIMEOUT
+    assert time.monotonic() - started < 1.0

@@ -43,7 +43,9 @@ def squash(text: str) -> str:
 
 
 # Markdown-ish documents: words, emphasis, inline code, fenced code, lists, quotes, emoji.
-_word = st.text(alphabet="abcdefghijklmnopqrstuvwxyzАБВгдё0123456789😀🚀", min_size=1, max_size=12)
+_word = st.text(
+    alphabet="abcdefghijklmnopqrstuvwxyzАБВгдё0123456789😀🚀<>", min_size=1, max_size=12
+)
 _inline = st.one_of(
     _word,
     _word.map(lambda w: f"**{w}**"),
@@ -63,7 +65,7 @@ _block = st.one_of(
 )
 _document = st.lists(_block, min_size=1, max_size=60).map("\n\n".join)
 _plain_text = st.lists(
-    st.text(alphabet="abc xyz😀\n", min_size=1, max_size=400), min_size=1, max_size=40
+    st.text(alphabet="abc xyz😀</\n", min_size=1, max_size=400), min_size=1, max_size=40
 ).map("".join)
 
 
@@ -142,6 +144,22 @@ def test_partial_markdown_renders_safely() -> None:
     for text in ["**bold", "```py\nprint(", "a `code", "[link](http://exa", "> quote\n>> nested"]:
         part = render(text)
         assert_valid(part)
+
+
+def test_angle_brackets_are_text_not_html() -> None:
+    """telegramify-markdown drops HTML; a model's `<` must survive, inside code and out."""
+    cases = {
+        "Vec<T> and Option<i32>": "Vec<T> and Option<i32>",
+        "Use the <br> tag": "Use the <br> tag",
+        "Page:\n\n<div>\nhello\n</div>\n\nDone.": "Page:\n\n<div>\nhello\n</div>\n\nDone.",
+        "<think>\nplan one\n\nplan two\n</think>\n\nThe answer": (
+            "<think>\nplan one\n\nplan two\n</think>\n\nThe answer"
+        ),
+        "a `Vec<T>` b": "a Vec<T> b",
+        "```rust\nlet v: Vec<T>;\n```": "let v: Vec<T>;",
+    }
+    for markdown, shown in cases.items():
+        assert render(markdown).text == shown
 
 
 def test_sanitize_drops_what_telegram_refuses() -> None:

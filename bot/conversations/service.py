@@ -64,9 +64,14 @@ class Conversations:
         self.exempt = exempt  # user ids the rate limit does not apply to
         self._slots: dict[Hashable, _Slot] = {}
         self._inflight: set[asyncio.Task[object]] = set()
+        self._closing = False
 
     async def drain(self, grace: float) -> None:
-        """At shutdown: let answers finish within `grace` s, then interrupt and record the rest."""
+        """At shutdown: let answers finish within `grace` s, then interrupt and record the rest.
+
+        Questions still queued are not started any more: they get the "interrupted" notice.
+        """
+        self._closing = True
         if self._inflight:
             log.info("waiting up to %.0f s for %d answer(s)", grace, len(self._inflight))
             await asyncio.wait(set(self._inflight), timeout=grace)
@@ -162,7 +167,7 @@ class Conversations:
 
     async def _run(
         self, key: Hashable, question: Question, work: Callable[[], Awaitable[Outcome]]
-    ) -> Outcome:
+    ) -> Outcome | None:
         slot = self._slots.setdefault(key, _Slot())
         queued = slot.lock.locked()
         slot.users += 1
@@ -173,6 +178,9 @@ class Conversations:
             if queued:
                 await self._notice(question, "queued")
             async with slot.lock:
+                if self._closing:
+                    await self._notice(question, "notice_interrupted")
+                    return None
                 return await work()
         finally:
             self._inflight.discard(task)

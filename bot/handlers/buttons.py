@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
 
 from aiogram import Bot, F, Router
-from aiogram.exceptions import TelegramAPIError
 from aiogram.types import CallbackQuery, Message, MessageGenerationStopped
 
 from bot.access import AccessPolicy, is_chat_admin
 from bot.answering import STOP_PREFIX, Answerer
 from bot.conversations import Store
 from bot.handlers.commands import MODEL_PREFIX, model_keyboard
+from bot.notify import Notifier
 from bot.texts import t
 from config import Settings
 
@@ -20,15 +19,16 @@ log = logging.getLogger(__name__)
 
 
 async def stop_pressed(
-    callback: CallbackQuery, answerer: Answerer, bot: Bot, policy: AccessPolicy
+    callback: CallbackQuery, answerer: Answerer, bot: Bot, policy: AccessPolicy, notifier: Notifier
 ) -> None:
     lang = callback.from_user.language_code
     active = answerer.find((callback.data or "")[len(STOP_PREFIX) :])
     if active is None:
         await callback.answer(t(lang, "stop_gone"))
-        if isinstance(callback.message, Message) and callback.message.reply_markup:
-            with contextlib.suppress(TelegramAPIError):  # a button left from before a restart
-                await callback.message.edit_reply_markup(reply_markup=None)
+        message = callback.message
+        if isinstance(message, Message) and message.reply_markup:
+            # a button left from before a restart
+            await notifier.remove_keyboard(message.chat.id, message.message_id)
         return
     question = active.question
     if callback.from_user.id != question.user_id and not await is_chat_admin(
@@ -50,7 +50,12 @@ async def generation_stopped(event: MessageGenerationStopped, answerer: Answerer
 
 
 async def model_chosen(
-    callback: CallbackQuery, bot: Bot, store: Store, settings: Settings, policy: AccessPolicy
+    callback: CallbackQuery,
+    bot: Bot,
+    store: Store,
+    settings: Settings,
+    policy: AccessPolicy,
+    notifier: Notifier,
 ) -> None:
     lang = callback.from_user.language_code
     message = callback.message
@@ -70,11 +75,12 @@ async def model_chosen(
     prefs.model = choice
     await store.save_prefs(prefs)
     await callback.answer(t(lang, "model_set", model=choice))
-    with contextlib.suppress(TelegramAPIError):
-        await message.edit_text(
-            t(lang, "model_current", model=choice),
-            reply_markup=model_keyboard(settings.models, choice),
-        )
+    await notifier.edit(
+        chat_id,
+        message.message_id,
+        t(lang, "model_current", model=choice),
+        model_keyboard(settings.models, choice),
+    )
 
 
 def create_router() -> Router:

@@ -15,6 +15,7 @@ from bot.texts import t
 from config import Settings
 
 MODEL_PREFIX = "model:"
+SHOWN_PROMPT_CHARS = 1800  # UTF-16 units at most twice this: well within a message
 
 
 async def start(message: Message, notifier: Notifier) -> None:
@@ -103,6 +104,8 @@ async def system(
     text = (command.args or "").strip()
     if not text:
         current = prefs.system_prompt if prefs.system_prompt is not None else settings.system_prompt
+        if len(current) > SHOWN_PROMPT_CHARS:  # the notice must fit one message
+            current = current[:SHOWN_PROMPT_CHARS].rstrip() + "…"
         await notifier.to(
             message,
             t(lang, "system_show", prompt=current) if current else t(lang, "system_none"),

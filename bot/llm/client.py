@@ -149,8 +149,13 @@ class LLMClient:
         deadline = loop.time() + self.total_timeout
         payload = copy.deepcopy(messages)  # g4f edits the list it is given
         try:
-            # Without an explicit provider g4f fetches a provider list with blocking I/O here.
-            chunks = await asyncio.to_thread(self._create, payload, model or self.model)
+            # Without an explicit provider g4f fetches a provider list with blocking I/O here,
+            # with no timeout of its own: the idle timeout bounds the wait (the thread may
+            # linger, the answer does not).
+            async with asyncio.timeout(min(self.idle_timeout, self.total_timeout)):
+                chunks = await asyncio.to_thread(self._create, payload, model or self.model)
+        except TimeoutError as exc:
+            raise LLMFailure(FailureKind.IDLE_TIMEOUT, "provider set-up hung") from exc
         except Exception as exc:
             raise LLMFailure(classify(exc), _describe(exc)) from exc
 

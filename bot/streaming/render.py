@@ -12,7 +12,9 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+import pyromark
 import telegramify_markdown
+from telegramify_markdown.converter import STANDARD_OPTIONS
 
 Entity = dict[str, Any]
 
@@ -40,6 +42,7 @@ _ALLOWED_TYPES = frozenset(
 _LEAF_TYPES = frozenset({"code", "pre"})
 _QUOTE_TYPES = frozenset({"blockquote", "expandable_blockquote"})
 _URL_RE = re.compile(r"^(https?|tg|mailto)://[^\s]+$|^mailto:[^\s]+$", re.IGNORECASE)
+_BARE_LT = re.compile(r"(?<!\\)<")
 
 
 def utf16_len(text: str) -> int:
@@ -71,9 +74,35 @@ class Part:
 
 def render(markdown: str) -> Part:
     """Render (possibly partial) Markdown into a `Part` that Telegram will accept."""
-    text, raw = telegramify_markdown.convert(markdown)
+    text, raw = telegramify_markdown.convert(keep_angle_brackets(markdown))
     entities = [e.to_dict() for e in raw]
     return strip(text, sanitize(text, entities))
+
+
+def keep_angle_brackets(markdown: str) -> str:
+    """Escape `<` outside code, so that it is shown rather than parsed as HTML.
+
+    telegramify-markdown drops inline and block HTML without a trace: `Vec<T>` would become
+    `Vec`, a `<br>` or a whole `<div>` block would vanish. A model's `<` is text.
+    """
+    if "<" not in markdown:
+        return markdown
+    data = markdown.encode("utf-8")
+    pieces: list[str] = []
+    cursor = 0
+    for payload, span in pyromark.events_with_range(markdown, options=STANDARD_OPTIONS):
+        if not isinstance(payload, dict):
+            continue
+        start = payload.get("Start")
+        if "Code" in payload or (isinstance(start, dict) and "CodeBlock" in start):
+            begin, end = span["start"], span["end"]
+            if begin < cursor:
+                continue
+            pieces.append(_BARE_LT.sub(r"\\<", data[cursor:begin].decode("utf-8")))
+            pieces.append(data[begin:end].decode("utf-8"))
+            cursor = end
+    pieces.append(_BARE_LT.sub(r"\\<", data[cursor:].decode("utf-8")))
+    return "".join(pieces)
 
 
 def plain(text: str) -> Part:
