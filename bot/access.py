@@ -18,6 +18,7 @@ from aiogram.types import CallbackQuery, Chat, Message, TelegramObject, User
 
 from bot.conversations.store import Store
 from bot.notify import Notifier
+from bot.ratelimit import Throttle
 from bot.texts import t
 
 log = logging.getLogger(__name__)
@@ -73,6 +74,7 @@ class AccessMiddleware(BaseMiddleware):
         self.policy = policy
         self.store = store
         self.notifier = notifier
+        self.throttle = Throttle(60.0)
 
     async def __call__(
         self,
@@ -93,13 +95,12 @@ class AccessMiddleware(BaseMiddleware):
         return None
 
     async def _refuse(self, message: Message, user: User, chat: Chat, lang: str | None) -> None:
+        if not self.throttle.allow(chat.id, user.id):
+            return
         if chat.type == "private":
             await self.notifier.to(message, t(lang, "access_denied_private", user_id=user.id))
         elif not self.policy.chat_allowed(chat):
-            prefs = await self.store.prefs(chat.id)
-            if not prefs.denied_notice_sent:
-                prefs.denied_notice_sent = True
-                await self.store.save_prefs(prefs)
+            if await self.store.claim_denied_notice(chat.id):
                 await self.notifier.to(message, t(lang, "access_denied_chat", chat_id=chat.id))
         else:
             await self.notifier.to(message, t(lang, "access_denied_user", user_id=user.id))

@@ -144,3 +144,15 @@ async def test_store_survives_many_concurrent_operations(tmp_path: Path) -> None
     await asyncio.gather(*(one(i) for i in range(200)))
     assert await store.get_head(199, None) is not None
     await store.close()
+
+
+def test_notices_are_throttled_per_chat_and_user() -> None:
+    from bot.ratelimit import Throttle
+
+    now = [0.0]
+    throttle = Throttle(60, clock=lambda: now[0])
+    assert throttle.allow(-1, 5)
+    assert not throttle.allow(-1, 5)  # the same person again: no second notice
+    assert throttle.allow(-1, 6) and throttle.allow(-2, 5)
+    now[0] = 61
+    assert throttle.allow(-1, 5)

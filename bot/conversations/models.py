@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
+from typing import Literal
+
+PrefName = Literal["model", "system_prompt"]
 
 
 class TurnStatus(enum.StrEnum):

@@ -22,7 +22,7 @@ from bot.conversations.context import build_context
 from bot.conversations.models import Turn, TurnStatus
 from bot.conversations.store import Store
 from bot.notify import Notifier
-from bot.ratelimit import RateLimiter
+from bot.ratelimit import RateLimiter, Throttle
 from bot.texts import t
 
 log = logging.getLogger(__name__)
@@ -62,6 +62,7 @@ class Conversations:
         self.defaults = defaults
         self.limiter = limiter
         self.exempt = exempt  # user ids the rate limit does not apply to
+        self._limit_notices = Throttle(60.0)
         self._slots: dict[Hashable, _Slot] = {}
         self._inflight: set[asyncio.Task[object]] = set()
         self._closing = False
@@ -145,7 +146,8 @@ class Conversations:
         if wait <= 0:
             return False
         log.info("user %s: rate limited for %.0f s", question.user_id, wait)
-        await self._notice(question, "rate_limited", minutes=max(1, math.ceil(wait / 60)))
+        if self._limit_notices.allow(question.chat_id, question.user_id):
+            await self._notice(question, "rate_limited", minutes=max(1, math.ceil(wait / 60)))
         return True
 
     async def _notice(self, question: Question, key: str, **values: object) -> None:

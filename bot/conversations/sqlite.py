@@ -14,7 +14,7 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import aiosqlite
 
-from bot.conversations.models import ChatPrefs, Turn, TurnStatus
+from bot.conversations.models import ChatPrefs, PrefName, Turn, TurnStatus
 
 MIGRATIONS: list[str] = [
     # 0 → 1: turns, the message index, branch heads, chat preferences
@@ -302,13 +302,26 @@ class SQLiteStore:
         return ChatPrefs(chat_id, row[0], row[1], bool(row[2]))
 
     @_serialized
-    async def save_prefs(self, prefs: ChatPrefs) -> None:
+    async def set_pref(self, chat_id: int, name: PrefName, value: str | None) -> None:
+        if name not in ("model", "system_prompt"):
+            raise ValueError(name)
         await self.db.execute(
-            "INSERT OR REPLACE INTO chat_prefs (chat_id, model, system_prompt, denied_notice_sent)"
-            " VALUES (?, ?, ?, ?)",
-            (prefs.chat_id, prefs.model, prefs.system_prompt, int(prefs.denied_notice_sent)),
+            f"INSERT INTO chat_prefs (chat_id, {name}) VALUES (?, ?) "
+            f"ON CONFLICT(chat_id) DO UPDATE SET {name} = excluded.{name}",
+            (chat_id, value),
         )
         await self.db.commit()
+
+    @_serialized
+    async def claim_denied_notice(self, chat_id: int) -> bool:
+        await self.db.execute("INSERT OR IGNORE INTO chat_prefs (chat_id) VALUES (?)", (chat_id,))
+        cursor = await self.db.execute(
+            "UPDATE chat_prefs SET denied_notice_sent = 1 "
+            "WHERE chat_id = ? AND denied_notice_sent = 0",
+            (chat_id,),
+        )
+        await self.db.commit()
+        return cursor.rowcount == 1
 
     @_serialized
     async def unfinished(self) -> list[Turn]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from bot.conversations.models import ChatPrefs, Turn, TurnStatus
+from bot.conversations.models import ChatPrefs, PrefName, Turn, TurnStatus
 
 
 class Store(Protocol):
@@ -51,7 +51,13 @@ class Store(Protocol):
 
     async def prefs(self, chat_id: int) -> ChatPrefs: ...
 
-    async def save_prefs(self, prefs: ChatPrefs) -> None: ...
+    async def set_pref(self, chat_id: int, name: PrefName, value: str | None) -> None:
+        """Set one preference, leaving the others as they are."""
+        ...
+
+    async def claim_denied_notice(self, chat_id: int) -> bool:
+        """True once per chat: whoever gets it sends the "not enabled here" notice."""
+        ...
 
     async def unfinished(self) -> list[Turn]:
         """Turns still marked streaming (left by a crash)."""

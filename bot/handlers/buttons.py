@@ -71,9 +71,7 @@ async def model_chosen(
     if not await is_chat_admin(bot, policy, chat_id, callback.from_user.id):
         await callback.answer(t(lang, "model_not_allowed"), show_alert=True)
         return
-    prefs = await store.prefs(chat_id)
-    prefs.model = choice
-    await store.save_prefs(prefs)
+    await store.set_pref(chat_id, "model", choice)
     await callback.answer(t(lang, "model_set", model=choice))
     await notifier.edit(
         chat_id,

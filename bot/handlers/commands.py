@@ -116,12 +116,10 @@ async def system(
         await notifier.to(message, t(lang, "system_not_allowed"))
         return
     if text.lower() in ("reset", "default", "-"):
-        prefs.system_prompt = None
-        await store.save_prefs(prefs)
+        await store.set_pref(message.chat.id, "system_prompt", None)
         await notifier.to(message, t(lang, "system_reset"))
         return
-    prefs.system_prompt = text
-    await store.save_prefs(prefs)
+    await store.set_pref(message.chat.id, "system_prompt", text)
     await notifier.to(message, t(lang, "system_set"))
 
 

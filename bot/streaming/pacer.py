@@ -126,6 +126,8 @@ class Pacer:
     def record(self, chat_id: int) -> None:
         """Count a call that is going out now."""
         now = self._clock()
+        if self.granted % 10_000 == 9_999:
+            self._forget_idle(now)
         chat = self._chat(chat_id, now)
         chat.last = now
         chat.slowdown = max(1.0, chat.slowdown * 0.95)
@@ -135,6 +137,14 @@ class Pacer:
             chat.window.append(now)
         self._global.append(now)
         self.granted += 1
+
+    def _forget_idle(self, now: float) -> None:
+        """Drop chats idle for 10 minutes (nothing of theirs is in any window any more)."""
+        self._chats = {
+            chat_id: chat
+            for chat_id, chat in self._chats.items()
+            if chat.last > now - 600 or chat.blocked_until > now
+        }
 
     def penalize(self, chat_id: int | None, retry_after: float) -> None:
         """Telegram answered 429: nothing goes to that chat (None: anywhere) for `retry_after`."""
