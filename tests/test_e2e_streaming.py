@@ -106,3 +106,19 @@ async def test_help_and_start(tg: FakeTelegram, llm: FakeLLM, bot_app: object) -
     await tg.wait_for(lambda: bool(answer_messages(tg, USER, help_["message_id"])))
     assert f"@{tg.bot_username}" in answer_messages(tg, USER, help_["message_id"])[0].text
     assert llm.received == []
+
+
+async def test_a_part_the_user_deletes_stays_deleted(
+    tg: FakeTelegram, llm: FakeLLM, bot_app: object
+) -> None:
+    """The user deletes the answer while it streams: no error loop, no resent copy, no crash."""
+    llm.script(Reply("word " * 600, chunk_size=10, delay=0.01))
+    question = tg.send_user_message(USER, "then delete it")["message"]
+    await tg.wait_for(lambda: bool(answer_messages(tg, USER, question["message_id"])))
+    first = answer_messages(tg, USER, question["message_id"])[0]
+    tg.delete_by_user(USER, first.message_id)
+    await tg.wait_for(lambda: not bot_app.answerer.active, timeout=20)  # type: ignore[attr-defined]
+    await tg.wait_idle(quiet=0.5)
+    assert answer_messages(tg, USER, question["message_id"]) == []
+    refused = [c for c in tg.calls if c.status >= 400 and c.method != "getUpdates"]
+    assert len(refused) <= 1  # at most the one edit that found the message gone

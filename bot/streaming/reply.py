@@ -128,6 +128,7 @@ class ReplyStream:
         self._plain = False  # entities were refused once: send plain text from then on
         self._shown: list[_Shown] = []
         self._draft_shown: Part | None = None
+        self._gone: set[int] = set()  # parts the user deleted
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._typing: asyncio.Task[None] | None = None
@@ -200,6 +201,8 @@ class ReplyStream:
             return _Op(len(self._shown), part, button, "send")
         for i, (part, button) in enumerate(messages):
             shown = self._shown[i]
+            if i in self._gone:
+                continue
             if shown.part != part or shown.button != button:
                 return _Op(i, part, button, "edit")
         if draft is not None and draft != self._draft_shown:
@@ -325,8 +328,10 @@ class ReplyStream:
             shown = self._shown[op.index]
             self._shown[op.index] = _Shown(shown.message_id, op.part, op.button)
         elif "message to edit not found" in message and op.kind == "edit":
-            log.info("chat %s: a part was deleted by the user; sending the rest anew", self.chat_id)
-            del self._shown[op.index :]
+            # The user deleted this part: leave it deleted (resending it would put it out of
+            # order, and the user chose to remove it); the other parts go on.
+            log.info("chat %s: part %d was deleted by the user", self.chat_id, op.index)
+            self._gone.add(op.index)
         elif not self._plain:
             log.error(
                 "chat %s: Telegram refused formatting (%s); sending plain text",
