@@ -50,4 +50,7 @@ VOLUME ["/data"]
 # (also while it is still waiting for Telegram at start-up).
 STOPSIGNAL SIGINT
 
+# /healthz, /metrics and, with BOT_MODE=webhook, the webhook (WEB_PORT).
+EXPOSE 8080
+
 ENTRYPOINT ["python", "-m", "bot"]

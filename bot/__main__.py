@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import sys
 
+from bot.logs import setup_logging
 from config import SettingsError, load_settings
 
 
@@ -15,15 +15,16 @@ def main() -> None:
     except SettingsError as error:
         print(f"error: {error}", file=sys.stderr)
         raise SystemExit(2) from None
-    logging.basicConfig(
-        level=settings.log_level,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    from bot.app import StartupError, build_app, run_polling  # aiogram is slow to import
+    secrets = (settings.bot_token, settings.g4f_api_key, settings.webhook_secret)
+    setup_logging(settings.log_level, [s.get_secret_value() for s in secrets])
+    from bot.app import StartupError, build_app, run_polling, run_webhook  # slow to import
 
     try:
         app = build_app(settings)
-        asyncio.run(run_polling(app))
+        if settings.bot_mode == "webhook":
+            asyncio.run(run_webhook(app))
+        else:
+            asyncio.run(run_polling(app, web=True))
     except StartupError as error:
         print(f"error: {error}", file=sys.stderr)
         raise SystemExit(2) from None

@@ -14,15 +14,19 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from aiogram import Bot
 from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
 
 from bot.llm import ChatMessage, FailureKind, LLMClient, LLMFailure
 from bot.streaming import Pacer, ReplyStream
-from bot.streaming.render import styled
+from bot.streaming.render import render, styled
 from bot.streaming.reply import DraftSupport
 from bot.texts import t
+
+if TYPE_CHECKING:
+    from bot.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
@@ -77,9 +81,15 @@ class Answerer:
     """Runs answers and keeps the registry of those in flight."""
 
     def __init__(
-        self, bot: Bot, llm: LLMClient, pacer: Pacer, drafts: DraftSupport | None = None
+        self,
+        bot: Bot,
+        llm: LLMClient,
+        pacer: Pacer,
+        drafts: DraftSupport | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.bot = bot
+        self.metrics = metrics
         self.llm = llm
         self.pacer = pacer
         self.drafts = drafts or DraftSupport("edit")
@@ -161,6 +171,10 @@ class Answerer:
         finally:
             self.active.pop(answer_id, None)
 
+        shown_nothing = not reply.message_ids and not reply.stats.drafts
+        if outcome.failure is None and not outcome.stopped and shown_nothing:
+            if not render(outcome.text).text:  # only whitespace or markup: nothing to show
+                outcome.failure = FailureKind.EMPTY
         notice = None
         if outcome.interrupted:
             notice = styled(t(question.lang, "notice_interrupted"))
@@ -171,6 +185,8 @@ class Answerer:
         await reply.close(notice)
         self.finished += 1
         outcome.message_ids = reply.message_ids
+        if self.metrics is not None:
+            self.metrics.record_answer(outcome, reply.stats)
         log.info(
             "chat %s: answered %d chars in %d message(s), %d sends, %d edits, %d drafts, %d×429%s",
             question.chat_id,
@@ -198,13 +214,12 @@ class Answerer:
             None,
         )
 
-    def in_chat(self, chat_id: int, thread_id: int | None = None) -> list[ActiveAnswer]:
-        """Answers streaming in a chat (or one forum topic of it)."""
+    def in_chat(self, chat_id: int, thread_id: int | None) -> list[ActiveAnswer]:
+        """Answers streaming in a chat's topic (None: outside topics, or a forum's General)."""
         return [
             a
             for a in self.active.values()
-            if a.question.chat_id == chat_id
-            and (thread_id is None or a.question.thread_id == thread_id)
+            if a.question.chat_id == chat_id and a.question.thread_id == thread_id
         ]
 
     def interrupt_all(self) -> int:

@@ -3,14 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import signal
 from dataclasses import dataclass
 
 from aiogram import Bot, Dispatcher
 from aiogram.client.default import DefaultBotProperties
 from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
-from aiogram.exceptions import TelegramAPIError, TelegramUnauthorizedError
+from aiogram.exceptions import (
+    TelegramAPIError,
+    TelegramNetworkError,
+    TelegramRetryAfter,
+    TelegramServerError,
+    TelegramUnauthorizedError,
+)
 from aiogram.types import User
 
 from bot.access import AccessMiddleware, AccessPolicy
@@ -19,8 +27,10 @@ from bot.conversations import Conversations, Defaults, SQLiteStore, Store
 from bot.handlers import get_routers
 from bot.llm import LLMClient
 from bot.menu import set_menus
+from bot.metrics import Metrics
 from bot.notify import Notifier
 from bot.ratelimit import RateLimiter
+from bot.server import WebServer
 from bot.streaming import Budgets, Pacer
 from bot.streaming.reply import DraftSupport
 from config import Settings
@@ -44,6 +54,7 @@ class App:
     store: Store
     answerer: Answerer
     conversations: Conversations
+    metrics: Metrics
 
 
 def build_app(settings: Settings) -> App:
@@ -78,7 +89,9 @@ def build_app(settings: Settings) -> App:
     )
     store = SQLiteStore(settings.data_dir / "bot.sqlite3")
     notifier = Notifier(bot, pacer)
-    answerer = Answerer(bot, llm, pacer, DraftSupport(settings.stream_mode))
+    metrics = Metrics()
+    answerer = Answerer(bot, llm, pacer, DraftSupport(settings.stream_mode), metrics)
+    metrics.track_active_streams(lambda: len(answerer.active))
     policy = AccessPolicy(
         settings.allowed_user_ids, settings.allowed_chat_ids, settings.admin_user_ids
     )
@@ -103,11 +116,12 @@ def build_app(settings: Settings) -> App:
         notifier=notifier,
         policy=policy,
     )
+    dispatcher.update.outer_middleware(metrics.count_update)
     access = AccessMiddleware(policy, store, notifier)
     dispatcher.message.middleware(access)
     dispatcher.callback_query.middleware(access)
     dispatcher.include_routers(*get_routers())
-    return App(settings, bot, dispatcher, llm, pacer, store, answerer, conversations)
+    return App(settings, bot, dispatcher, llm, pacer, store, answerer, conversations, metrics)
 
 
 async def wait_for_telegram(bot: Bot, url: str, max_delay: float = 60.0) -> User:
@@ -152,16 +166,108 @@ async def shutdown(app: App) -> None:
     await app.bot.session.close()
 
 
-async def run_polling(app: App, *, handle_signals: bool = True, polling_timeout: int = 10) -> None:
-    """Start-up, then long polling until stopped; cleans up on the way out."""
+async def start_web(app: App, *, webhook: bool) -> WebServer:
+    """Listen on WEB_HOST:WEB_PORT; a port that cannot be had is a `StartupError`."""
+    server = WebServer(app, webhook=webhook, max_updates=MAX_CONCURRENT_UPDATES)
     try:
+        await server.start()
+    except OSError as error:
+        where = f"{app.settings.web_host}:{app.settings.web_port}"
+        reason = error.strerror or type(error).__name__
+        raise StartupError(f"cannot listen on {where} (WEB_HOST, WEB_PORT): {reason}") from None
+    return server
+
+
+async def run_polling(
+    app: App, *, handle_signals: bool = True, polling_timeout: int = 10, web: bool = False
+) -> None:
+    """Start-up, then long polling until stopped; cleans up on the way out.
+
+    `web=True` also serves /healthz and /metrics on WEB_HOST:WEB_PORT (`python -m bot` does).
+    """
+    server = None
+    try:
+        if web:
+            server = await start_web(app, webhook=False)
         await startup(app)
+        with contextlib.suppress(TelegramAPIError):  # a webhook left set blocks getUpdates
+            await app.bot.delete_webhook(drop_pending_updates=False)
         await app.dispatcher.start_polling(
             app.bot,
+            close_bot_session=False,  # shutdown() closes it, after the answers are drained
             handle_signals=handle_signals,
             polling_timeout=polling_timeout,
             allowed_updates=app.dispatcher.resolve_used_update_types(),
             tasks_concurrency_limit=MAX_CONCURRENT_UPDATES,
         )
     finally:
+        if server is not None:
+            await server.stop()
+        await shutdown(app)
+
+
+async def set_webhook(app: App, max_delay: float = 60.0) -> None:
+    """Tell Telegram where to post updates; retried while Telegram is unreachable or busy."""
+    settings = app.settings
+    delay = 1.0
+    while True:
+        try:
+            await app.bot.set_webhook(
+                url=settings.webhook_url,
+                secret_token=settings.webhook_secret.get_secret_value(),
+                allowed_updates=app.dispatcher.resolve_used_update_types(),
+                drop_pending_updates=False,
+            )
+            log.info("webhook set; Telegram posts updates to %s", settings.webhook_path)
+            return
+        except TelegramRetryAfter as error:
+            wait = float(error.retry_after)
+        except (TimeoutError, TelegramNetworkError, TelegramServerError, OSError) as error:
+            log.warning("setWebhook failed (%s); retrying in %.0f s", type(error).__name__, delay)
+            wait, delay = delay, min(delay * 2, max_delay)
+        except TelegramAPIError as error:
+            raise StartupError(f"Telegram refused WEBHOOK_URL: {error.message}") from None
+        await asyncio.sleep(wait)
+
+
+async def run_webhook(
+    app: App, *, handle_signals: bool = True, stop: asyncio.Event | None = None
+) -> None:
+    """Start-up, the web server with the webhook, `setWebhook`, then serve until stopped
+    (SIGTERM/SIGINT, or `stop` set); then the same graceful drain as polling.
+
+    The webhook stays set when the bot stops: Telegram keeps the updates until it is back.
+    """
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    signals = (signal.SIGTERM, signal.SIGINT) if handle_signals else ()
+    for sig in signals:
+        loop.add_signal_handler(sig, stop.set)
+    server = None
+    try:
+        server = await start_web(app, webhook=True)
+
+        async def serve() -> None:
+            assert server is not None
+            await startup(app)
+            server.set_ready()
+            await set_webhook(app)
+            await asyncio.Event().wait()  # until stopped
+
+        serving = asyncio.create_task(serve(), name="webhook")
+        stopping = asyncio.create_task(stop.wait(), name="webhook-stop")
+        try:
+            done, _ = await asyncio.wait({serving, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            serving.cancel()
+            stopping.cancel()
+            await asyncio.gather(serving, stopping, return_exceptions=True)
+        if serving in done:
+            serving.result()  # it only ends by itself by raising (a StartupError, say)
+        log.info("stopping: webhook requests are refused from now on")
+    finally:
+        for sig in signals:
+            loop.remove_signal_handler(sig)
+        if server is not None:
+            await server.stop()
         await shutdown(app)

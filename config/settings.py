@@ -5,12 +5,24 @@ from __future__ import annotations
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
+from pydantic import (
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 _TOKEN_RE = re.compile(r"^\d{3,}:[A-Za-z0-9_-]{8,}$")
 _RATE_RE = re.compile(r"^\s*(\d+)\s*/\s*(\d+(?:\.\d+)?)\s*$")
+_SECRET_RE = re.compile(r"^[A-Za-z0-9_-]{1,256}$")  # what Telegram accepts as secret_token
+OFFICIAL_API = "https://api.telegram.org"
+DEFAULT_WEBHOOK_PATH = "/webhook"
+RESERVED_PATHS = frozenset({"/healthz", "/metrics"})
 
 IdList = Annotated[frozenset[int], NoDecode]
 NameList = Annotated[tuple[str, ...], NoDecode]
@@ -31,7 +43,7 @@ class Settings(BaseSettings):
     )
 
     bot_token: SecretStr
-    telegram_api_url: str = "https://api.telegram.org"
+    telegram_api_url: str = OFFICIAL_API
 
     g4f_model: str = "gpt-4"
     g4f_models: NameList = ()  # choices offered by /model; empty: just G4F_MODEL
@@ -63,6 +75,14 @@ class Settings(BaseSettings):
     group_per_minute: int = Field(20, ge=1)
     global_per_second: int = Field(30, ge=1)
 
+    # Serving: how updates arrive, and the web server (/healthz, /metrics, the webhook).
+    bot_mode: Literal["polling", "webhook"] = "polling"
+    webhook_url: str = ""  # the public URL Telegram posts updates to (webhook mode)
+    webhook_secret: SecretStr = SecretStr("")  # sent back by Telegram in every webhook request
+    web_host: str = "0.0.0.0"
+    web_port: int = Field(8080, ge=0, le=65535)  # 0: any free port
+    web_max_body: int = Field(1024 * 1024, ge=1024)  # bytes a webhook request may carry
+
     @field_validator("bot_token")
     @classmethod
     def _token_shape(cls, value: SecretStr) -> SecretStr:
@@ -77,6 +97,53 @@ class Settings(BaseSettings):
         if value and not re.match(r"^https?://[^\s/]+", value):
             raise ValueError("must be an http(s) URL")
         return value
+
+    @field_validator("webhook_url")
+    @classmethod
+    def _webhook_url_shape(cls, value: str) -> str:
+        value = value.strip()
+        if not value:
+            return value
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname or " " in value:
+            raise ValueError("must be an https URL")
+        if parts.path in ("", "/"):  # no path given: updates go to /webhook
+            parts = parts._replace(path=DEFAULT_WEBHOOK_PATH)
+        return urlunsplit(parts._replace(fragment=""))
+
+    @field_validator("webhook_secret")
+    @classmethod
+    def _secret_shape(cls, value: SecretStr) -> SecretStr:
+        secret = value.get_secret_value().strip()
+        if secret and not _SECRET_RE.match(secret):
+            raise ValueError("must be 1-256 characters, only A-Z, a-z, 0-9, _ and -")
+        return SecretStr(secret)
+
+    @field_validator("web_host")
+    @classmethod
+    def _host_shape(cls, value: str) -> str:
+        value = value.strip()
+        if not value or any(c.isspace() for c in value):
+            raise ValueError("must be a host name or address to listen on")
+        return value
+
+    @model_validator(mode="after")
+    def _webhook_complete(self) -> Settings:
+        """Webhook mode needs the URL and the secret; errors name the variable, never a value."""
+        if self.bot_mode != "webhook":
+            return self
+        if not self.webhook_url:
+            raise ValueError("WEBHOOK_URL is not set: BOT_MODE=webhook needs the public https URL")
+        if not self.webhook_secret.get_secret_value():
+            raise ValueError(
+                "WEBHOOK_SECRET is not set: BOT_MODE=webhook needs a secret "
+                "(1-256 characters: A-Z, a-z, 0-9, _ and -)"
+            )
+        if self.telegram_api_url == OFFICIAL_API and not self.webhook_url.startswith("https://"):
+            raise ValueError("WEBHOOK_URL is invalid: Telegram calls only https URLs")
+        if self.webhook_path in RESERVED_PATHS:
+            raise ValueError(f"WEBHOOK_URL is invalid: its path may not be {self.webhook_path}")
+        return self
 
     @field_validator("allowed_user_ids", "allowed_chat_ids", "admin_user_ids", mode="before")
     @classmethod
@@ -103,12 +170,12 @@ class Settings(BaseSettings):
             raise ValueError("must look like 20/600 (requests / seconds)")
         return value.replace(" ", "")
 
-    @field_validator("log_level", "stream_mode", mode="before")
+    @field_validator("log_level", "stream_mode", "bot_mode", mode="before")
     @classmethod
     def _case(cls, value: Any, info: ValidationInfo) -> Any:
         if not isinstance(value, str):
             return value
-        return value.lower() if info.field_name == "stream_mode" else value.upper()
+        return value.upper() if info.field_name == "log_level" else value.strip().lower()
 
     @property
     def models(self) -> tuple[str, ...]:
@@ -126,6 +193,11 @@ class Settings(BaseSettings):
         return int(count), float(seconds)
 
     @property
+    def webhook_path(self) -> str:
+        """The path of `WEBHOOK_URL`: where the web server takes Telegram's requests."""
+        return urlsplit(self.webhook_url).path or DEFAULT_WEBHOOK_PATH
+
+    @property
     def providers(self) -> list[str]:
         """`G4F_PROVIDER` as a list, in fallback order."""
         return [p.strip() for p in self.g4f_provider.split(",") if p.strip()]
@@ -134,6 +206,8 @@ class Settings(BaseSettings):
 def _describe(error: ValidationError) -> str:
     """One line that names the variable and what is wrong with it, never its value."""
     first = error.errors()[0]
+    if not first["loc"] and isinstance(first.get("ctx", {}).get("error"), ValueError):
+        return str(first["ctx"]["error"])  # a check across settings: its message names them
     name = str(first["loc"][0]).upper() if first["loc"] else "settings"
     if first["type"] == "missing":
         if name == "BOT_TOKEN":

@@ -153,6 +153,8 @@ async def test_container_answers_through_fake_servers(
         f"G4F_API_BASE={llm.base_url}",
         "--env",
         "LLM_IDLE_TIMEOUT=10",
+        "--env",
+        "WEB_PORT=0",  # on the host network: a free port for /healthz and /metrics
         image,
     )
     try:

@@ -132,3 +132,12 @@ async def test_blocked_chat_ends_the_stream(
     await tg.wait_for(lambda: bool(tg.bot_messages(USER)))
     tg.block(USER)
     await tg.wait_for(lambda: llm.received[-1].client_closed, timeout=10)
+
+
+async def test_an_answer_with_nothing_to_show_gets_the_empty_notice(
+    tg: FakeTelegram, llm: FakeLLM, bot_app: object
+) -> None:
+    llm.script(Reply("   \n\n  "))
+    question = tg.send_user_message(USER, "question")["message"]
+    [message] = await final_answer(tg, USER, after=question["message_id"])
+    assert "empty answer" in message.text

@@ -102,8 +102,13 @@ async def test_after_sigkill_the_unfinished_answer_is_marked_interrupted(
         await tg.wait_for(lambda: any(c.method == "getUpdates" for c in tg.calls), timeout=60)
         llm.script(Reply("word " * 3000, chunk_size=5, delay=0.02))
         question = tg.send_user_message(USER, "a long answer please", language_code="ru")["message"]
+        # Edited once with its Stop button: the bot has recorded the message id by then (it does
+        # that right after the send, before its next call), so the restart can find it.
         await tg.wait_for(
-            lambda: any(m.reply_markup for m in answer_messages(tg, USER, question["message_id"]))
+            lambda: any(
+                m.reply_markup and m.edits >= 1
+                for m in answer_messages(tg, USER, question["message_id"])
+            )
         )
     finally:
         process.kill()  # SIGKILL: no chance to clean up

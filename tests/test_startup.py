@@ -21,6 +21,7 @@ ROOT = Path(__file__).resolve().parent.parent
 def run_bot(tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("BOT_", "G4F_", "LLM_"))}
     clean["PYTHONPATH"] = str(ROOT)
+    clean.update(WEB_HOST="127.0.0.1", WEB_PORT="0")  # never 8080 in tests
     return subprocess.run(
         [sys.executable, "-m", "bot"],
         cwd=tmp_path,  # no .env there

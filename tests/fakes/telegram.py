@@ -982,6 +982,7 @@ class FakeTelegram:
         self.draft_texts.clear()
         self.count_429 = 0
         self.violations = 0
+        self.webhook_url = None
         self._messages.clear()
         self._chats.clear()
         self._users.clear()
