@@ -53,4 +53,8 @@ STOPSIGNAL SIGINT
 # /healthz, /metrics and, with BOT_MODE=webhook, the webhook (WEB_PORT).
 EXPOSE 8080
 
+# Healthy when /healthz says Telegram and the storage answer.
+HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
+    CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/healthz' % os.environ.get('WEB_PORT', '8080'), timeout=4)"]
+
 ENTRYPOINT ["python", "-m", "bot"]

@@ -1,7 +1,7 @@
 """The benchmark: the real bot against the fake Telegram (with its flood limits) and backend.
 
-For each load (1, 10, 25, 50, 200 chats asking at the same moment; one in ten is a group) it measures
-what a user feels and what the bot costs:
+For each load (1, 10, 25, 50, 200 chats asking at the same moment; one in ten is a group) it
+measures what a user feels and what the bot costs:
 
 - first visible: from the question to the first text the user can see;
 - staleness: for every piece of text the backend generated, how long until the user could see it

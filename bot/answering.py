@@ -172,9 +172,9 @@ class Answerer:
             self.active.pop(answer_id, None)
 
         shown_nothing = not reply.message_ids and not reply.stats.drafts
-        if outcome.failure is None and not outcome.stopped and shown_nothing:
-            if not render(outcome.text).text:  # only whitespace or markup: nothing to show
-                outcome.failure = FailureKind.EMPTY
+        finished = outcome.failure is None and not outcome.stopped
+        if finished and shown_nothing and not render(outcome.text).text:
+            outcome.failure = FailureKind.EMPTY  # only whitespace or markup: nothing to show
         notice = None
         if outcome.interrupted:
             notice = styled(t(question.lang, "notice_interrupted"))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import socket
 import subprocess
 import time
 import uuid
@@ -139,12 +140,17 @@ async def test_container_answers_through_fake_servers(
     image: str, tg: FakeTelegram, llm: FakeLLM
 ) -> None:
     name = f"g4f-telegram-bot-test-{uuid.uuid4().hex[:8]}"
+    with socket.socket() as probe:  # a free port on the host network for /healthz and /metrics
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
     code, output = await docker_async(
         "run",
         "--detach",
         "--name",
         name,
         "--network=host",
+        "--health-interval=1s",
+        "--health-start-period=1s",
         "--env",
         f"BOT_TOKEN={TOKEN}",
         "--env",
@@ -154,7 +160,7 @@ async def test_container_answers_through_fake_servers(
         "--env",
         "LLM_IDLE_TIMEOUT=10",
         "--env",
-        "WEB_PORT=0",  # on the host network: a free port for /healthz and /metrics
+        f"WEB_PORT={port}",
         image,
     )
     try:
@@ -171,6 +177,14 @@ async def test_container_answers_through_fake_servers(
         except AssertionError as error:
             _, logs = await docker_async("logs", "--tail", "50", name)
             raise AssertionError(f"{error}\ncontainer log:\n{logs}") from None
+
+        # The image's HEALTHCHECK asks /healthz: Telegram and the storage answer.
+        for _ in range(60):
+            _, health = await docker_async("inspect", "--format", "{{.State.Health.Status}}", name)
+            if health.strip() == "healthy":
+                break
+            await asyncio.sleep(0.5)
+        assert health.strip() == "healthy"
 
         [answer] = answer_messages(tg, USER)
         assert answer.text == "You said: hello from docker"
