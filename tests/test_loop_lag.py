@@ -11,19 +11,25 @@ from typing import Any
 from bot.llm import LLMClient
 
 
-async def test_blocking_provider_setup_does_not_stall_the_loop(tmp_path: Path) -> None:
-    """Without an explicit provider g4f fetches a provider list with blocking I/O inside
-    `create()`; here `create()` blocks for 0.6 s and the loop must keep ticking meanwhile."""
+def auto_provider_client(data_dir: Path, idle_timeout: float) -> LLMClient:
+    """A client with no provider and no endpoint: g4f's own choice, its blocking set-up."""
     client = LLMClient(
         model="gpt-4",
         providers=[],
         api_base="",
         api_key="",
-        data_dir=tmp_path,
-        idle_timeout=5,
+        data_dir=data_dir,
+        idle_timeout=idle_timeout,
         total_timeout=10,
     )
     client.start()
+    return client
+
+
+async def test_blocking_provider_setup_does_not_stall_the_loop(tmp_path: Path) -> None:
+    """Without an explicit provider g4f fetches a provider list with blocking I/O inside
+    `create()`; here `create()` blocks for 0.6 s and the loop must keep ticking meanwhile."""
+    client = auto_provider_client(tmp_path, idle_timeout=5)
 
     async def pieces() -> AsyncIterator[Any]:
         chunk = type("Chunk", (), {})()
@@ -58,16 +64,7 @@ async def test_a_hanging_provider_setup_times_out(tmp_path: Path) -> None:
 
     from bot.llm import FailureKind, LLMFailure
 
-    client = LLMClient(
-        model="gpt-4",
-        providers=[],
-        api_base="",
-        api_key="",
-        data_dir=tmp_path,
-        idle_timeout=0.3,
-        total_timeout=10,
-    )
-    client.start()
+    client = auto_provider_client(tmp_path, idle_timeout=0.3)
 
     def hanging_create(messages: object, model: object) -> Any:
         time.sleep(1.5)
