@@ -14,7 +14,7 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from aiogram import Bot
 from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
@@ -56,6 +56,15 @@ class Outcome:
     stopped: bool = False
     interrupted: bool = False
     first_text_after: float | None = None  # seconds from the question to the first text
+
+    @property
+    def result(self) -> Literal["done", "failed", "stopped", "interrupted"]:
+        """How it ended, in one word (a turn's status, a metrics label)."""
+        if self.interrupted:
+            return "interrupted"
+        if self.stopped:
+            return "stopped"
+        return "failed" if self.failure is not None else "done"
 
 
 @dataclass(slots=True)

@@ -94,16 +94,9 @@ class Metrics:
 
     def record_answer(self, outcome: Outcome, stats: DeliveryStats) -> None:
         """One finished answer: how it ended and what delivering it cost."""
-        if outcome.interrupted:
-            result = "interrupted"
-        elif outcome.stopped:
-            result = "stopped"
-        elif outcome.failure is not None:
-            result = "failed"
+        if outcome.result == "failed" and outcome.failure is not None:
             self.backend_failures.labels(kind=outcome.failure.value).inc()
-        else:
-            result = "done"
-        self.answers.labels(outcome=result).inc()
+        self.answers.labels(outcome=outcome.result).inc()
         self.telegram_calls.labels(method="sendMessage").inc(stats.sends)
         self.telegram_calls.labels(method="editMessageText").inc(stats.edits)
         self.telegram_calls.labels(method="sendMessageDraft").inc(stats.drafts)

@@ -223,14 +223,7 @@ class Conversations:
         outcome: Outcome | None = None
         try:
             outcome = await self.answerer.answer(question, messages, model=model, on_sent=link)
-            if outcome.interrupted:
-                status = TurnStatus.INTERRUPTED
-            elif outcome.stopped:
-                status = TurnStatus.STOPPED
-            elif outcome.failure is not None:
-                status = TurnStatus.FAILED
-            else:
-                status = TurnStatus.DONE
+            status = TurnStatus(outcome.result)
             return outcome
         finally:
             await self.store.finish_turn(

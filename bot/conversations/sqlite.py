@@ -209,13 +209,11 @@ class SQLiteStore:
             "UPDATE turns SET answer = ?, status = ?, finished_at = ? WHERE id = ?",
             (answer, status.value, time.time(), turn_id),
         )
-        async with self.db.execute("SELECT chat_id FROM turns WHERE id = ?", (turn_id,)) as cur:
-            row = await cur.fetchone()
-        if row is not None:
-            await self.db.executemany(
-                "INSERT OR REPLACE INTO messages (chat_id, message_id, turn_id) VALUES (?, ?, ?)",
-                [(row[0], m, turn_id) for m in message_ids],
-            )
+        await self.db.executemany(
+            "INSERT OR REPLACE INTO messages (chat_id, message_id, turn_id) "
+            "SELECT chat_id, ?, id FROM turns WHERE id = ?",
+            [(m, turn_id) for m in message_ids],
+        )
         await self.db.commit()
 
     @_serialized
