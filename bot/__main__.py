@@ -15,8 +15,7 @@ def main() -> None:
     except SettingsError as error:
         print(f"error: {error}", file=sys.stderr)
         raise SystemExit(2) from None
-    secrets = (settings.bot_token, settings.g4f_api_key, settings.webhook_secret)
-    setup_logging(settings.log_level, [s.get_secret_value() for s in secrets])
+    setup_logging(settings.log_level, settings.secrets)
     from bot.app import StartupError, build_app, run_polling, run_webhook  # slow to import
 
     try:

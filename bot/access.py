@@ -18,7 +18,7 @@ from aiogram.types import CallbackQuery, Chat, Message, TelegramObject, User
 
 from bot.conversations.store import Store
 from bot.notify import Notifier
-from bot.ratelimit import Throttle
+from bot.ratelimit import NoticeGate, Throttle
 from bot.texts import t
 
 log = logging.getLogger(__name__)
@@ -70,11 +70,17 @@ async def is_chat_admin(bot: Bot, policy: AccessPolicy, chat_id: int, user_id: i
 class AccessMiddleware(BaseMiddleware):
     """Refuses messages and button presses that the policy does not allow."""
 
-    def __init__(self, policy: AccessPolicy, store: Store, notifier: Notifier) -> None:
+    def __init__(
+        self,
+        policy: AccessPolicy,
+        store: Store,
+        notifier: Notifier,
+        throttle: NoticeGate | None = None,
+    ) -> None:
         self.policy = policy
         self.store = store
         self.notifier = notifier
-        self.throttle = Throttle(60.0)
+        self.throttle = throttle or Throttle(60.0)
 
     async def __call__(
         self,
@@ -95,7 +101,7 @@ class AccessMiddleware(BaseMiddleware):
         return None
 
     async def _refuse(self, message: Message, user: User, chat: Chat, lang: str | None) -> None:
-        if not self.throttle.allow(chat.id, user.id):
+        if not await self.throttle.allow(chat.id, user.id):
             return
         if chat.type == "private":
             await self.notifier.to(message, t(lang, "access_denied_private", user_id=user.id))

@@ -14,7 +14,7 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, Protocol
 
 from aiogram import Bot
 from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
@@ -67,6 +67,31 @@ class Outcome:
         return "failed" if self.failure is not None else "done"
 
 
+@dataclass(frozen=True, slots=True)
+class Running:
+    """An answer in flight, on this replica or another: enough to check a Stop and send it."""
+
+    answer_id: str
+    chat_id: int
+    thread_id: int | None
+    user_id: int
+    draft_id: int | None = None
+
+
+class Directory(Protocol):
+    """Answers in flight on every replica (scale-out); without one, only this replica's count."""
+
+    async def add(self, running: Running) -> None: ...
+
+    async def remove(self, running: Running) -> None: ...
+
+    async def find(self, answer_id: str) -> Running | None: ...
+
+    async def in_chat(self, chat_id: int) -> list[Running]: ...
+
+    async def request_stop(self, answer_id: str) -> None: ...
+
+
 @dataclass(slots=True)
 class ActiveAnswer:
     """An answer being streamed; the Stop button finds it by `answer_id`."""
@@ -78,6 +103,11 @@ class ActiveAnswer:
     stopped: bool = False
     interrupted: bool = False  # stopped by a shutdown, not by a user
     started: float = field(default_factory=time.monotonic)
+
+    @property
+    def running(self) -> Running:
+        q = self.question
+        return Running(self.answer_id, q.chat_id, q.thread_id, q.user_id, self.draft_id)
 
     def stop(self, *, interrupted: bool = False) -> None:
         self.stopped = True
@@ -96,8 +126,10 @@ class Answerer:
         pacer: Pacer,
         drafts: DraftSupport | None = None,
         metrics: Metrics | None = None,
+        directory: Directory | None = None,
     ) -> None:
         self.bot = bot
+        self.directory = directory
         self.metrics = metrics
         self.llm = llm
         self.pacer = pacer
@@ -106,6 +138,8 @@ class Answerer:
         self.finished = 0  # answers whose final state has been delivered
         self._ids = itertools.count(1)
         self._salt = secrets.token_hex(3)
+        # Draft ids only need to differ within a chat; a random base keeps replicas apart.
+        self._draft_base = secrets.randbelow(2**30)
 
     async def answer(
         self,
@@ -122,9 +156,14 @@ class Answerer:
         """
         number = next(self._ids)
         answer_id = f"{self._salt}{number}"
-        draft_id = number if self.drafts.use_for(question.chat_id) else None
+        draft_id = self._draft_base + number if self.drafts.use_for(question.chat_id) else None
         active = ActiveAnswer(answer_id, question, draft_id)
         self.active[answer_id] = active
+        if self.directory is not None:
+            try:
+                await self.directory.add(active.running)
+            except Exception as error:  # Stop from other replicas misses it; the answer goes on
+                log.warning("answer %s not announced (%s)", answer_id, type(error).__name__)
         button = InlineKeyboardButton(
             text=t(question.lang, "stop_button"), callback_data=STOP_PREFIX + answer_id
         )
@@ -179,6 +218,9 @@ class Answerer:
             log.exception("chat %s: answering failed", question.chat_id)
         finally:
             self.active.pop(answer_id, None)
+            if self.directory is not None:
+                with contextlib.suppress(Exception):  # it expires by itself
+                    await self.directory.remove(active.running)
 
         shown_nothing = not reply.message_ids and not reply.stats.drafts
         finished = outcome.failure is None and not outcome.stopped
@@ -209,27 +251,43 @@ class Answerer:
         )
         return outcome
 
-    def find(self, answer_id: str) -> ActiveAnswer | None:
-        return self.active.get(answer_id)
+    async def find(self, answer_id: str) -> Running | None:
+        """The answer a Stop button names, wherever it runs."""
+        active = self.active.get(answer_id)
+        if active is not None:
+            return active.running
+        return await self.directory.find(answer_id) if self.directory else None
 
-    def find_draft(self, chat_id: int, draft_id: int) -> ActiveAnswer | None:
+    async def find_draft(self, chat_id: int, draft_id: int) -> Running | None:
         """The answer streaming into a draft (the client's own stop control names it)."""
-        return next(
-            (
-                a
-                for a in self.active.values()
-                if a.question.chat_id == chat_id and a.draft_id == draft_id
-            ),
-            None,
-        )
+        found = [r for r in await self._in_chat(chat_id) if r.draft_id == draft_id]
+        return found[0] if found else None
 
-    def in_chat(self, chat_id: int, thread_id: int | None) -> list[ActiveAnswer]:
+    async def in_chat(self, chat_id: int, thread_id: int | None) -> list[Running]:
         """Answers streaming in a chat's topic (None: outside topics, or a forum's General)."""
-        return [
-            a
-            for a in self.active.values()
-            if a.question.chat_id == chat_id and a.question.thread_id == thread_id
-        ]
+        return [r for r in await self._in_chat(chat_id) if r.thread_id == thread_id]
+
+    async def _in_chat(self, chat_id: int) -> list[Running]:
+        here = {
+            a.answer_id: a.running for a in self.active.values() if a.question.chat_id == chat_id
+        }
+        if self.directory is not None:
+            for running in await self.directory.in_chat(chat_id):
+                here.setdefault(running.answer_id, running)
+        return sorted(here.values(), key=lambda r: r.answer_id)
+
+    async def stop(self, running: Running) -> None:
+        """Stop an answer: here at once, on another replica through the directory."""
+        if not self.stop_here(running.answer_id) and self.directory is not None:
+            await self.directory.request_stop(running.answer_id)
+
+    def stop_here(self, answer_id: str) -> bool:
+        """Stop the answer if it runs on this replica; False if it does not (any more)."""
+        active = self.active.get(answer_id)
+        if active is None:
+            return False
+        active.stop()
+        return True
 
     def interrupt_all(self) -> int:
         """Stop every answer in flight with an "interrupted" notice (at shutdown)."""

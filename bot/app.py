@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 import signal
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from aiogram import Bot, Dispatcher
 from aiogram.client.default import DefaultBotProperties
@@ -20,16 +20,24 @@ from aiogram.exceptions import (
     TelegramUnauthorizedError,
 )
 from aiogram.types import User
+from redis.exceptions import RedisError
 
 from bot.access import AccessMiddleware, AccessPolicy
 from bot.answering import Answerer
+from bot.cluster.answers import SharedAnswers
+from bot.cluster.budgets import SharedBudgets
+from bot.cluster.limits import RedisRateLimiter, RedisThrottle
+from bot.cluster.node import Cluster
 from bot.conversations import Conversations, Defaults, SQLiteStore, Store
+from bot.conversations.queues import LocalQueues, Queues, RedisQueues
+from bot.conversations.redis_store import RedisStore
+from bot.dedup import LocalSeen, OncePerUpdate, RedisSeen, SeenUpdates
 from bot.handlers import get_routers
 from bot.llm import LLMClient
 from bot.menu import set_menus
 from bot.metrics import Metrics
 from bot.notify import Notifier
-from bot.ratelimit import RateLimiter
+from bot.ratelimit import Limiter, NoticeGate, RateLimiter, Throttle
 from bot.server import WebServer
 from bot.streaming import Budgets, Pacer
 from bot.streaming.reply import DraftSupport
@@ -38,6 +46,7 @@ from config import Settings
 log = logging.getLogger(__name__)
 
 MAX_CONCURRENT_UPDATES = 500
+RECOVERY_SWEEP = 15.0  # seconds between looks for answers a dead replica left (scale-out)
 
 
 class StartupError(Exception):
@@ -55,6 +64,9 @@ class App:
     answerer: Answerer
     conversations: Conversations
     metrics: Metrics
+    cluster: Cluster | None = None  # with REDIS_URL: what replicas share
+    directory: SharedAnswers | None = None
+    background: set[asyncio.Task[None]] = field(default_factory=set)
 
 
 def build_app(settings: Settings) -> App:
@@ -79,18 +91,42 @@ def build_app(settings: Settings) -> App:
         llm.start()
     except ValueError as error:
         raise StartupError(str(error)) from None
-    pacer = Pacer(
-        Budgets(
-            private_interval=settings.private_interval,
-            group_interval=settings.group_interval,
-            group_per_minute=settings.group_per_minute,
-            global_per_second=settings.global_per_second,
-        )
+    budgets = Budgets(
+        private_interval=settings.private_interval,
+        group_interval=settings.group_interval,
+        group_per_minute=settings.group_per_minute,
+        global_per_second=settings.global_per_second,
     )
-    store = SQLiteStore(settings.data_dir / "bot.sqlite3")
+    redis_url = settings.redis_url.get_secret_value()
+    cluster = Cluster(redis_url, bot.id) if redis_url else None
+    store: Store
+    queues: Queues
+    limiter: Limiter
+    refusals: NoticeGate
+    limit_notices: NoticeGate
+    seen: SeenUpdates
+    directory: SharedAnswers | None = None
+    if cluster is None:
+        pacer = Pacer(budgets)
+        store = SQLiteStore(settings.data_dir / "bot.sqlite3")
+        queues = LocalQueues()
+        limiter = RateLimiter(*settings.rate_limit)
+        refusals, limit_notices = Throttle(60.0), Throttle(60.0)
+        seen = LocalSeen()
+    else:
+        pacer = Pacer(budgets, shared=SharedBudgets(cluster.redis, cluster.prefix, budgets))
+        store = RedisStore(cluster)
+        queues = RedisQueues(cluster)
+        limiter = RedisRateLimiter(cluster.redis, cluster.prefix, *settings.rate_limit)
+        refusals = RedisThrottle(cluster.redis, cluster.prefix, 60.0, "refusal")
+        limit_notices = RedisThrottle(cluster.redis, cluster.prefix, 60.0, "limit")
+        seen = RedisSeen(cluster)
+        directory = SharedAnswers(cluster, ttl=settings.llm_total_timeout + 120)
     notifier = Notifier(bot, pacer)
     metrics = Metrics()
-    answerer = Answerer(bot, llm, pacer, DraftSupport(settings.stream_mode), metrics)
+    answerer = Answerer(
+        bot, llm, pacer, DraftSupport(settings.stream_mode), metrics, directory=directory
+    )
     metrics.track_active_streams(lambda: len(answerer.active))
     policy = AccessPolicy(
         settings.allowed_user_ids, settings.allowed_chat_ids, settings.admin_user_ids
@@ -105,8 +141,10 @@ def build_app(settings: Settings) -> App:
             system_prompt=settings.system_prompt,
             max_context_chars=settings.max_context_chars,
         ),
-        RateLimiter(*settings.rate_limit),
+        limiter,
+        limit_notices,
         exempt=settings.admin_user_ids,
+        queues=queues,
     )
     dispatcher = Dispatcher(
         settings=settings,
@@ -117,11 +155,24 @@ def build_app(settings: Settings) -> App:
         policy=policy,
     )
     dispatcher.update.outer_middleware(metrics.count_update)
-    access = AccessMiddleware(policy, store, notifier)
+    dispatcher.update.outer_middleware(OncePerUpdate(seen))
+    access = AccessMiddleware(policy, store, notifier, refusals)
     dispatcher.message.middleware(access)
     dispatcher.callback_query.middleware(access)
     dispatcher.include_routers(*get_routers())
-    return App(settings, bot, dispatcher, llm, pacer, store, answerer, conversations, metrics)
+    return App(
+        settings,
+        bot,
+        dispatcher,
+        llm,
+        pacer,
+        store,
+        answerer,
+        conversations,
+        metrics,
+        cluster,
+        directory,
+    )
 
 
 async def wait_for_telegram(bot: Bot, url: str, max_delay: float = 60.0) -> User:
@@ -143,11 +194,42 @@ async def wait_for_telegram(bot: Bot, url: str, max_delay: float = 60.0) -> User
             delay = min(delay * 2, max_delay)
 
 
+async def join_cluster(app: App, max_delay: float = 30.0) -> None:
+    """Reach Redis (backing off while it is unreachable) and take stop requests from it."""
+    assert app.cluster is not None
+    delay = 1.0
+    while True:
+        try:
+            await app.cluster.start()
+            break
+        except (RedisError, OSError) as error:
+            log.warning("Redis (REDIS_URL) is unreachable (%s); retrying in %.0f s", error, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, max_delay)
+    if app.directory is not None:
+        await app.directory.listen(app.answerer.stop_here)
+
+
+async def sweep_orphans(app: App, every: float = RECOVERY_SWEEP) -> None:
+    """With replicas: answers a dead replica left are taken over, not only at start-up (its
+    heartbeat may still look alive when this replica starts)."""
+    while True:
+        await asyncio.sleep(every)
+        try:
+            await app.conversations.recover()
+        except (RedisError, OSError, TelegramAPIError) as error:
+            log.warning("looking for answers left by other replicas failed (%s)", error)
+
+
 async def startup(app: App) -> User:
     """Open storage, reach Telegram, set the menus; what every runner does first."""
+    if app.cluster is not None:
+        await join_cluster(app)
     await app.store.open()
     me = await wait_for_telegram(app.bot, app.settings.telegram_api_url)
     await app.conversations.recover()
+    if app.cluster is not None:
+        app.background.add(asyncio.create_task(sweep_orphans(app), name="sweep-orphans"))
     await set_menus(app.bot)
     log.info(
         "started as @%s; model %s via %s",
@@ -160,9 +242,16 @@ async def startup(app: App) -> User:
 
 async def shutdown(app: App) -> None:
     """After updates stopped coming: finish or interrupt the answers, then close everything."""
+    for task in app.background:
+        task.cancel()
+    await asyncio.gather(*app.background, return_exceptions=True)
     await app.conversations.drain(app.settings.shutdown_grace)
     await app.llm.close()
     await app.store.close()
+    if app.directory is not None:
+        await app.directory.close()
+    if app.cluster is not None:
+        await app.cluster.close()
     await app.bot.session.close()
 
 

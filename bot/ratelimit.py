@@ -5,6 +5,21 @@ from __future__ import annotations
 import time
 from collections import deque
 from collections.abc import Callable
+from typing import Protocol
+
+
+class Limiter(Protocol):
+    """A per-user request limit (in memory here, in Redis with scale-out)."""
+
+    async def hit(self, user_id: int) -> float:
+        """Count a request; 0 if allowed, else the seconds until the next one is."""
+        ...
+
+
+class NoticeGate(Protocol):
+    """Lets one notice per (chat, user) out per period."""
+
+    async def allow(self, chat_id: int, user_id: int) -> bool: ...
 
 
 class RateLimiter:
@@ -16,7 +31,7 @@ class RateLimiter:
         self._clock = clock
         self._hits: dict[int, deque[float]] = {}
 
-    def hit(self, user_id: int) -> float:
+    async def hit(self, user_id: int) -> float:
         """Count a request; 0 if allowed, else the seconds until the next one is."""
         now = self._clock()
         if len(self._hits) > 10_000:  # forget users whose windows are empty
@@ -39,7 +54,7 @@ class Throttle:
         self._clock = clock
         self._last: dict[tuple[int, int], float] = {}
 
-    def allow(self, chat_id: int, user_id: int) -> bool:
+    async def allow(self, chat_id: int, user_id: int) -> bool:
         now = self._clock()
         if len(self._last) > 10_000:
             self._last = {k: t for k, t in self._last.items() if t > now - self.seconds}

@@ -83,6 +83,9 @@ class Settings(BaseSettings):
     web_port: int = Field(8080, ge=0, le=65535)  # 0: any free port
     web_max_body: int = Field(1024 * 1024, ge=1024)  # bytes a webhook request may carry
 
+    # Scale-out: replicas sharing one Redis behave as one bot (empty: SQLite, one instance).
+    redis_url: SecretStr = SecretStr("")  # redis://[:password@]host:port/db; may hold a password
+
     @field_validator("bot_token")
     @classmethod
     def _token_shape(cls, value: SecretStr) -> SecretStr:
@@ -118,6 +121,14 @@ class Settings(BaseSettings):
         if secret and not _SECRET_RE.match(secret):
             raise ValueError("must be 1-256 characters, only A-Z, a-z, 0-9, _ and -")
         return SecretStr(secret)
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url_shape(cls, value: SecretStr) -> SecretStr:
+        url = value.get_secret_value().strip()
+        if url and urlsplit(url).scheme not in ("redis", "rediss", "unix"):
+            raise ValueError("must be a redis://, rediss:// or unix:// URL")
+        return SecretStr(url)
 
     @field_validator("web_host")
     @classmethod
@@ -196,6 +207,14 @@ class Settings(BaseSettings):
     def webhook_path(self) -> str:
         """The path of `WEBHOOK_URL`: where the web server takes Telegram's requests."""
         return urlsplit(self.webhook_url).path or DEFAULT_WEBHOOK_PATH
+
+    @property
+    def secrets(self) -> list[str]:
+        """Values that must never reach a log line."""
+        values = [self.bot_token, self.g4f_api_key, self.webhook_secret, self.redis_url]
+        found = [v.get_secret_value() for v in values]
+        password = urlsplit(self.redis_url.get_secret_value()).password
+        return [*found, *([password] if password else [])]
 
     @property
     def providers(self) -> list[str]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -107,3 +107,22 @@ async def start_bot(tg: FakeTelegram, llm: FakeLLM, tmp_path: Path) -> AsyncIter
 @pytest.fixture
 async def bot_app(start_bot: BotRunner) -> Any:
     return await start_bot()
+
+
+@pytest.fixture(scope="session")
+def redis_server_url() -> Iterator[str]:
+    from tests.redis_server import redis_server
+
+    with redis_server() as url:
+        yield url
+
+
+@pytest.fixture
+async def redis_url(redis_server_url: str) -> str:
+    """A real Redis, emptied before each test."""
+    import redis.asyncio as redis
+
+    client = redis.Redis.from_url(redis_server_url)
+    await client.flushall()
+    await client.aclose()
+    return redis_server_url

@@ -33,3 +33,26 @@ def test_token_is_redacted_from_messages_arguments_and_tracebacks() -> None:
     assert "ZZZyyyXXX" not in output
     assert output.count("<redacted>") == 4
     assert "RuntimeError" in output  # the traceback is still there, minus the secret
+
+
+def test_settings_name_every_secret_including_the_redis_password() -> None:
+    from config import load_settings
+
+    settings = load_settings(
+        bot_token=TOKEN,
+        g4f_api_key="sk-backend-key",
+        redis_url="redis://:hunter2-redis-pass@redis:6379/0",
+    )
+    secrets = settings.secrets
+    assert TOKEN in secrets and "sk-backend-key" in secrets
+    assert "hunter2-redis-pass" in secrets  # logged URLs may show it without the rest
+    assert "redis://:hunter2-redis-pass@redis:6379/0" in secrets
+
+
+def test_redis_url_must_be_a_redis_url() -> None:
+    import pytest
+
+    from config import SettingsError, load_settings
+
+    with pytest.raises(SettingsError, match="REDIS_URL is invalid"):
+        load_settings(bot_token=TOKEN, redis_url="http://redis:6379")

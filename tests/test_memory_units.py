@@ -107,16 +107,16 @@ async def test_chain_follows_parents(tmp_path: Path) -> None:
     await store.close()
 
 
-def test_rate_limiter_sliding_window() -> None:
+async def test_rate_limiter_sliding_window() -> None:
     now = [0.0]
     limiter = RateLimiter(2, 60, clock=lambda: now[0])
-    assert limiter.hit(1) == 0 and limiter.hit(1) == 0
-    assert limiter.hit(1) == pytest.approx(60)
-    assert limiter.hit(2) == 0  # per user
+    assert await limiter.hit(1) == 0 and await limiter.hit(1) == 0
+    assert await limiter.hit(1) == pytest.approx(60)
+    assert await limiter.hit(2) == 0  # per user
     now[0] = 30
-    assert limiter.hit(1) == pytest.approx(30)
+    assert await limiter.hit(1) == pytest.approx(30)
     now[0] = 60.5
-    assert limiter.hit(1) == 0
+    assert await limiter.hit(1) == 0
 
 
 async def test_store_survives_many_concurrent_operations(tmp_path: Path) -> None:
@@ -146,13 +146,13 @@ async def test_store_survives_many_concurrent_operations(tmp_path: Path) -> None
     await store.close()
 
 
-def test_notices_are_throttled_per_chat_and_user() -> None:
+async def test_notices_are_throttled_per_chat_and_user() -> None:
     from bot.ratelimit import Throttle
 
     now = [0.0]
     throttle = Throttle(60, clock=lambda: now[0])
-    assert throttle.allow(-1, 5)
-    assert not throttle.allow(-1, 5)  # the same person again: no second notice
-    assert throttle.allow(-1, 6) and throttle.allow(-2, 5)
+    assert await throttle.allow(-1, 5)
+    assert not await throttle.allow(-1, 5)  # the same person again: no second notice
+    assert await throttle.allow(-1, 6) and await throttle.allow(-2, 5)
     now[0] = 61
-    assert throttle.allow(-1, 5)
+    assert await throttle.allow(-1, 5)

@@ -14,15 +14,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-from collections.abc import Awaitable, Callable, Hashable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from bot.answering import Answerer, Outcome, Question
 from bot.conversations.context import build_context
 from bot.conversations.models import Turn, TurnStatus
+from bot.conversations.queues import LocalQueues, Queues
 from bot.conversations.store import Store
 from bot.notify import Notifier
-from bot.ratelimit import RateLimiter, Throttle
+from bot.ratelimit import Limiter, NoticeGate, Throttle
 from bot.texts import t
 
 log = logging.getLogger(__name__)
@@ -36,16 +37,6 @@ class Defaults:
     max_context_chars: int
 
 
-class _Slot:
-    """A FIFO lock with a count of who holds or waits for it (so idle ones can be dropped)."""
-
-    __slots__ = ("lock", "users")
-
-    def __init__(self) -> None:
-        self.lock = asyncio.Lock()
-        self.users = 0
-
-
 class Conversations:
     def __init__(
         self,
@@ -53,8 +44,10 @@ class Conversations:
         answerer: Answerer,
         notifier: Notifier,
         defaults: Defaults,
-        limiter: RateLimiter | None = None,
+        limiter: Limiter | None = None,
+        notice_gate: NoticeGate | None = None,
         exempt: frozenset[int] = frozenset(),
+        queues: Queues | None = None,
     ) -> None:
         self.store = store
         self.answerer = answerer
@@ -62,8 +55,8 @@ class Conversations:
         self.defaults = defaults
         self.limiter = limiter
         self.exempt = exempt  # user ids the rate limit does not apply to
-        self._limit_notices = Throttle(60.0)
-        self._slots: dict[Hashable, _Slot] = {}
+        self._limit_notices = notice_gate or Throttle(60.0)
+        self.queues = queues or LocalQueues()
         self._inflight: set[asyncio.Task[object]] = set()
         self._closing = False
 
@@ -142,11 +135,11 @@ class Conversations:
         """Count the request; over the limit, tell the user when to come back."""
         if self.limiter is None or question.user_id in self.exempt:
             return False
-        wait = self.limiter.hit(question.user_id)
+        wait = await self.limiter.hit(question.user_id)
         if wait <= 0:
             return False
         log.info("user %s: rate limited for %.0f s", question.user_id, wait)
-        if self._limit_notices.allow(question.chat_id, question.user_id):
+        if await self._limit_notices.allow(question.chat_id, question.user_id):
             await self._notice(question, "rate_limited", minutes=max(1, math.ceil(wait / 60)))
         return True
 
@@ -158,37 +151,29 @@ class Conversations:
             thread_id=question.thread_id,
         )
 
-    async def _key(self, question: Question, replied: Turn | None) -> Hashable:
+    async def _key(self, question: Question, replied: Turn | None) -> str:
         """Questions with the same key are answered one after another."""
         if question.is_private:
-            return ("private", question.chat_id, question.thread_id)
+            return f"private:{question.chat_id}:{question.thread_id or 0}"
         if replied is None:
-            return ("thread", question.chat_id, question.message_id)
+            return f"thread:{question.chat_id}:{question.message_id}"
         chain = await self.store.chain(replied.id)
-        return ("thread", question.chat_id, chain[0].question_message_id)
+        return f"thread:{question.chat_id}:{chain[0].question_message_id}"
 
     async def _run(
-        self, key: Hashable, question: Question, work: Callable[[], Awaitable[Outcome]]
+        self, key: str, question: Question, work: Callable[[], Awaitable[Outcome]]
     ) -> Outcome | None:
-        slot = self._slots.setdefault(key, _Slot())
-        queued = slot.lock.locked()
-        slot.users += 1
         task = asyncio.current_task()
         if task is not None:
             self._inflight.add(task)
         try:
-            if queued:
-                await self._notice(question, "queued")
-            async with slot.lock:
+            async with self.queues.hold(key, lambda: self._notice(question, "queued")):
                 if self._closing:
                     await self._notice(question, "notice_interrupted")
                     return None
                 return await work()
         finally:
             self._inflight.discard(task)
-            slot.users -= 1
-            if slot.users == 0:
-                self._slots.pop(key, None)
 
     async def _answer(
         self, question: Question, replied: Turn | None, *, fresh: bool = False

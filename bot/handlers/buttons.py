@@ -22,31 +22,30 @@ async def stop_pressed(
     callback: CallbackQuery, answerer: Answerer, bot: Bot, policy: AccessPolicy, notifier: Notifier
 ) -> None:
     lang = callback.from_user.language_code
-    active = answerer.find((callback.data or "")[len(STOP_PREFIX) :])
-    if active is None:
+    running = await answerer.find((callback.data or "")[len(STOP_PREFIX) :])
+    if running is None:
         await callback.answer(t(lang, "stop_gone"))
         message = callback.message
         if isinstance(message, Message) and message.reply_markup:
             # a button left from before a restart
             await notifier.remove_keyboard(message.chat.id, message.message_id)
         return
-    question = active.question
-    if callback.from_user.id != question.user_id and not await is_chat_admin(
-        bot, policy, question.chat_id, callback.from_user.id
+    if callback.from_user.id != running.user_id and not await is_chat_admin(
+        bot, policy, running.chat_id, callback.from_user.id
     ):
         await callback.answer(t(lang, "stop_not_yours"), show_alert=True)
         return
-    log.info("chat %s: answer stopped by user %s", question.chat_id, callback.from_user.id)
-    active.stop()
+    log.info("chat %s: answer stopped by user %s", running.chat_id, callback.from_user.id)
+    await answerer.stop(running)
     await callback.answer(t(lang, "stop_done"))
 
 
 async def generation_stopped(event: MessageGenerationStopped, answerer: Answerer) -> None:
     """The client's own stop control under a draft (Bot API 10): private chats only."""
-    active = answerer.find_draft(event.chat.id, event.draft_id)
-    if active is not None:
+    running = await answerer.find_draft(event.chat.id, event.draft_id)
+    if running is not None:
         log.info("chat %s: answer stopped from the draft", event.chat.id)
-        active.stop()
+        await answerer.stop(running)
 
 
 async def model_chosen(

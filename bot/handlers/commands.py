@@ -55,13 +55,13 @@ async def stop(
 ) -> None:
     lang = lang_of(message)
     user_id = message.from_user.id if message.from_user else 0
-    running = answerer.in_chat(message.chat.id, topic_of(message))
+    running = await answerer.in_chat(message.chat.id, topic_of(message))
     if message.chat.type != "private" and not await is_chat_admin(
         bot, policy, message.chat.id, user_id
     ):
-        running = [a for a in running if a.question.user_id == user_id]
-    for active in running:
-        active.stop()
+        running = [r for r in running if r.user_id == user_id]
+    for answer in running:
+        await answerer.stop(answer)
     await notifier.to(
         message, t(lang, "stop_count", count=len(running)) if running else t(lang, "stop_none")
     )

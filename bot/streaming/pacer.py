@@ -11,17 +11,27 @@ limits instead of reacting to 429s, and never lets a call out while a `retry_aft
   since its last update: the budget is shared fairly between chats.
 - A 429 pauses that chat for `retry_after` and slows its pace for a while; 429s in several chats
   at once are taken as a global limit and pause everything.
+
+Telegram counts the bot as a whole, so replicas of it must share these budgets (scale-out). With
+`shared` (`bot.cluster.budgets.SharedBudgets`), every grant is also counted in Redis: this pacer
+still chooses who goes next, but a call leaves only when the shared budgets allow it, a refusal
+holds that chat (or everything, when the bot-wide budget is the reason) until the shared window
+frees up, and 429s pause the other replicas too.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import math
 import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,13 +69,33 @@ class _Waiter:
     since: float
 
 
+class SharedBudgets(Protocol):
+    """Budgets counted for several replicas at once (`bot.cluster.budgets.SharedBudgets`)."""
+
+    async def take(self, chat_id: int, *, final: bool) -> tuple[float, bool]:
+        """Count a call if allowed: (0, _), else (seconds to wait, whether bot-wide)."""
+        ...
+
+    async def pause(self, chat_id: int | None, retry_after: float) -> None:
+        """Nothing to that chat (None: anywhere) for `retry_after` seconds."""
+        ...
+
+
 class Pacer:
     """`await pacer.acquire(chat_id, final=...)` before each send/edit/draft to that chat."""
 
     def __init__(
-        self, budgets: Budgets | None = None, clock: Callable[[], float] = time.monotonic
+        self,
+        budgets: Budgets | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        shared: SharedBudgets | None = None,
     ) -> None:
         self.budgets = budgets or Budgets()
+        self.shared = shared
+        self._held: dict[int, float] = {}  # chat -> until when the shared budgets refused it
+        self._held_global = 0.0
+        self._taking = 0  # shared.take calls in flight: no other grant meanwhile
+        self._background: set[asyncio.Task[None]] = set()
         self._clock = clock
         self._chats: dict[int, _Chat] = {}
         self._global: deque[float] = deque()
@@ -121,6 +151,11 @@ class Pacer:
                 # answers update often, long ones never run into the cap.
                 interval = b.group_interval * (0.5 + len(chat.window) / cap)
                 waits.append(chat.last + interval * chat.slowdown - now)
+        if self.shared is not None:
+            waits.append(self._held_global - now)
+            held = self._held.get(chat_id)
+            if held is not None:
+                waits.append(held - now)
         return max(0.0, *waits)
 
     def record(self, chat_id: int) -> None:
@@ -145,12 +180,14 @@ class Pacer:
             for chat_id, chat in self._chats.items()
             if chat.last > now - 600 or chat.blocked_until > now
         }
+        self._held = {chat_id: until for chat_id, until in self._held.items() if until > now}
 
     def penalize(self, chat_id: int | None, retry_after: float) -> None:
         """Telegram answered 429: nothing goes to that chat (None: anywhere) for `retry_after`."""
         self.penalties += 1
         now = self._clock()
         until = now + retry_after + 0.05
+        reported = chat_id
         if chat_id is not None:
             chat = self._chat(chat_id, now)
             chat.blocked_until = max(chat.blocked_until, until)
@@ -162,7 +199,49 @@ class Pacer:
                 chat_id = None  # several chats at once: the bot-wide limit
         if chat_id is None:
             self._global_blocked_until = max(self._global_blocked_until, until)
+        if self.shared is not None:
+            self._share_pause(reported, chat_id is None, retry_after + 0.05)
         self.nudge()
+
+    def _share_pause(self, chat_id: int | None, everywhere: bool, seconds: float) -> None:
+        """Tell the other replicas about a 429 (in the background: `penalize` is synchronous)."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        shared = self.shared
+        assert shared is not None
+
+        async def pause() -> None:
+            try:
+                if chat_id is not None:
+                    await shared.pause(chat_id, seconds)
+                if everywhere:
+                    await shared.pause(None, seconds)
+            except Exception:
+                log.warning("pause not shared with other replicas", exc_info=True)
+
+        task = loop.create_task(pause(), name="pacer-pause")
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _take_shared(self, chat_id: int, final: bool) -> bool:
+        """Ask the shared budgets for this call; on refusal hold the chat (or all) meanwhile."""
+        assert self.shared is not None
+        try:
+            wait, everywhere = await self.shared.take(chat_id, final=final)
+        finally:
+            self._taking -= 1
+            self.nudge()
+        if wait <= 0:
+            self._held.pop(chat_id, None)
+            return True
+        until = self._clock() + wait
+        if everywhere:
+            self._held_global = max(self._held_global, until)
+        else:
+            self._held[chat_id] = max(self._held.get(chat_id, 0.0), until)
+        return False
 
     # -- scheduling --------------------------------------------------------------------------------
 
@@ -179,9 +258,14 @@ class Pacer:
         a final one (the answer ended meanwhile) gets a final's priority; call `nudge()` then.
         """
         check = is_final or (lambda: final)
-        if not self._waiters and self.delay(chat_id, final=check()) <= 0:
-            self.record(chat_id)
-            return
+        if not self._waiters and not self._taking and self.delay(chat_id, final=check()) <= 0:
+            if self.shared is None:
+                self.record(chat_id)
+                return
+            self._taking += 1
+            if await self._take_shared(chat_id, check()):
+                self.record(chat_id)
+                return
         loop = asyncio.get_running_loop()
         waiter = _Waiter(chat_id, check, loop.create_future(), self._clock())
         self._waiters.append(waiter)
@@ -230,7 +314,15 @@ class Pacer:
     async def _serve(self) -> None:
         assert self._kick is not None
         while self._waiters:
-            waiter, soonest = self.choose()
+            if self._taking:  # a fast-path call is being counted in Redis: its outcome first
+                waiter, soonest = None, math.inf
+            else:
+                waiter, soonest = self.choose()
+            if waiter is not None and self.shared is not None:
+                self._taking += 1
+                granted = await self._take_shared(waiter.chat_id, waiter.is_final())
+                if not granted or waiter not in self._waiters or waiter.future.done():
+                    continue  # refused (held now), or the caller gave up meanwhile
             if waiter is not None:
                 self._waiters.remove(waiter)
                 self.record(waiter.chat_id)

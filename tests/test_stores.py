@@ -1,0 +1,166 @@
+"""The `Store` contract, run against both backends: SQLite (one instance) and Redis (replicas).
+
+`reopen()` gives a new store on the same data, as a restarted process (or another replica) sees it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bot.conversations import SQLiteStore, Store, TurnStatus
+
+Reopen = Callable[[], Awaitable[Store]]
+
+
+@pytest.fixture(params=["sqlite", "redis"])
+async def reopen(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Reopen]:
+    opened: list[Any] = []
+    redis_url = request.getfixturevalue("redis_server_url") if request.param == "redis" else ""
+    if redis_url:
+        import redis.asyncio as redis
+
+        client = redis.Redis.from_url(redis_url)
+        await client.flushall()
+        await client.aclose()
+
+    async def make() -> Store:
+        for old in opened:  # the previous "process" is gone
+            await old.close()
+        opened.clear()
+        store: Store
+        if request.param == "sqlite":
+            store = SQLiteStore(tmp_path / "bot.sqlite3")
+        else:
+            from bot.cluster.node import Cluster
+            from bot.conversations.redis_store import RedisStore
+
+            cluster = Cluster(redis_url, 42)
+            await cluster.start()
+            opened.append(cluster)
+            store = RedisStore(cluster)
+        await store.open()
+        opened.insert(0, store)
+        return store
+
+    yield make
+    for old in opened:
+        await old.close()
+
+
+async def add(store: Store, chat: int, qid: int, parent: int | None = None, **kw: Any) -> int:
+    values: dict[str, Any] = {
+        "chat_id": chat,
+        "thread_id": None,
+        "user_id": chat,
+        "parent_id": parent,
+        "question": f"q{qid}",
+        "question_message_id": qid,
+        "model": None,
+    }
+    values.update(kw)
+    return (await store.add_turn(**values)).id
+
+
+async def test_turns_are_found_by_their_messages_and_survive_a_restart(reopen: Reopen) -> None:
+    store = await reopen()
+    turn_id = await add(store, 5, 1, model="m", lang="ru")
+    await store.link_message(5, 2, turn_id)
+    await store.finish_turn(turn_id, answer="ans", status=TurnStatus.DONE, message_ids=[2, 3])
+
+    store = await reopen()
+    for message_id in (1, 2, 3):  # the question and both parts of the answer
+        found = await store.turn_by_message(5, message_id)
+        assert found is not None and found.id == turn_id
+    assert found.answer == "ans" and found.status is TurnStatus.DONE
+    assert found.model == "m" and found.lang == "ru" and found.thread_id is None
+    assert await store.turn_by_message(6, 3) is None  # another chat
+    assert await store.get_turn(turn_id + 1000) is None
+
+
+async def test_chain_follows_parents_oldest_first(reopen: Reopen) -> None:
+    store = await reopen()
+    ids: list[int] = []
+    for i in range(5):
+        ids.append(await add(store, 1, i, ids[-1] if ids else None))
+    sibling = await add(store, 1, 99, ids[1], question="s")
+    assert [t.question for t in await store.chain(ids[-1])] == ["q0", "q1", "q2", "q3", "q4"]
+    assert [t.question for t in await store.chain(sibling)] == ["q0", "q1", "s"]
+    assert [t.question for t in await store.chain(ids[-1], max_turns=2)] == ["q3", "q4"]
+    assert [t.parent_id for t in await store.chain(ids[2])] == [None, ids[0], ids[1]]
+
+
+async def test_heads_latest_turns_and_topics(reopen: Reopen) -> None:
+    store = await reopen()
+    first = await add(store, 1, 1)
+    in_topic = await add(store, 1, 2, thread_id=7)
+    other_user = await add(store, 1, 3, user_id=2)
+    assert await store.get_head(1, None) is None
+    await store.set_head(1, None, first)
+    await store.set_head(1, 7, in_topic)
+    assert await store.get_head(1, None) == first and await store.get_head(1, 7) == in_topic
+    await store.set_head(1, None, None)
+    assert await store.get_head(1, None) is None
+
+    latest = await store.latest_turn(1, None)
+    assert latest is not None and latest.id == other_user
+    mine = await store.latest_turn(1, None, user_id=1)
+    assert mine is not None and mine.id == first
+    topic = await store.latest_turn(1, 7)
+    assert topic is not None and topic.id == in_topic
+    assert await store.latest_turn(2, None) is None
+
+
+async def test_preferences_one_at_a_time_and_the_denied_notice_once(reopen: Reopen) -> None:
+    store = await reopen()
+    prefs = await store.prefs(3)
+    assert (prefs.model, prefs.system_prompt, prefs.denied_notice_sent) == (None, None, False)
+    await store.set_pref(3, "model", "gpt-x")
+    await store.set_pref(3, "system_prompt", "be brief")
+    await store.set_pref(3, "model", None)
+    prefs = await store.prefs(3)
+    assert (prefs.model, prefs.system_prompt) == (None, "be brief")
+    with pytest.raises(ValueError):
+        await store.set_pref(3, "denied_notice_sent", "1")  # type: ignore[arg-type]
+
+    claims = await asyncio.gather(*(store.claim_denied_notice(-9) for _ in range(5)))
+    assert sorted(claims) == [False, False, False, False, True]
+    assert (await store.prefs(-9)).denied_notice_sent
+
+
+async def test_unfinished_answers_are_found_after_a_crash(reopen: Reopen) -> None:
+    store = await reopen()
+    done = await add(store, 1, 1)
+    await store.finish_turn(done, answer="a", status=TurnStatus.DONE, message_ids=[2])
+    left = await add(store, 1, 3, lang="de")
+    await store.link_message(1, 5, left)
+    await store.link_message(1, 4, left)
+
+    store = await reopen()  # the process that streamed `left` is gone
+    [found] = await store.unfinished()
+    assert found.id == left and found.message_ids == [4, 5] and found.lang == "de"
+    await store.finish_turn(left, answer="", status=TurnStatus.INTERRUPTED, message_ids=[])
+    assert await store.unfinished() == []
+    assert await store.ping()
+
+
+async def test_many_concurrent_operations(reopen: Reopen) -> None:
+    store = await reopen()
+
+    async def one(i: int) -> None:
+        turn_id = await add(store, i + 1, 1)
+        await store.link_message(i + 1, 2, turn_id)
+        await store.finish_turn(turn_id, answer="a", status=TurnStatus.DONE, message_ids=[2, 3])
+        assert await store.turn_by_message(i + 1, 3) is not None
+        await store.set_head(i + 1, None, turn_id)
+
+    await asyncio.gather(*(one(i) for i in range(200)))
+    assert await store.get_head(200, None) is not None
+    ids = {
+        t.id for i in range(200) for t in await store.chain(await store.get_head(i + 1, None) or 0)
+    }
+    assert len(ids) == 200  # every turn got its own id
