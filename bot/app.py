@@ -154,8 +154,8 @@ def build_app(settings: Settings) -> App:
         notifier=notifier,
         policy=policy,
     )
-    dispatcher.update.outer_middleware(metrics.count_update)
-    dispatcher.update.outer_middleware(OncePerUpdate(seen))
+    dispatcher.update.outer_middleware(OncePerUpdate(seen))  # before counting: a redelivery
+    dispatcher.update.outer_middleware(metrics.count_update)  # is not a new update
     access = AccessMiddleware(policy, store, notifier, refusals)
     dispatcher.message.middleware(access)
     dispatcher.callback_query.middleware(access)

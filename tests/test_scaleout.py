@@ -15,7 +15,7 @@ import pytest
 from tests.fakes.llm import FakeLLM, Reply
 from tests.fakes.telegram import FakeTelegram
 from tests.helpers import answer_messages, final_answer, full_text
-from tests.test_web import SECRET, WEBHOOK_URL, Running, make_app
+from tests.test_web import SECRET, WEBHOOK_URL, Running, make_app, metric
 
 USER = 8008
 GROUP = -100800
@@ -205,6 +205,11 @@ async def test_a_redelivered_update_is_answered_once(
 
     assert len(llm.received) == 1
     assert len(answer_messages(tg, USER, after=update["message"]["message_id"])) == 1
+    counted = 0.0
+    for replica in (a, b):
+        _, text = await replica.get("/metrics")
+        counted += metric(text, "bot_updates_total", type="message")
+    assert counted == 1  # redeliveries are not counted as updates
 
 
 async def test_a_question_on_another_replica_waits_for_the_running_answer(
