@@ -10,8 +10,6 @@ from dataclasses import dataclass, field
 
 from aiogram import Bot, Dispatcher
 from aiogram.client.default import DefaultBotProperties
-from aiogram.client.session.aiohttp import AiohttpSession
-from aiogram.client.telegram import TelegramAPIServer
 from aiogram.exceptions import (
     TelegramAPIError,
     TelegramNetworkError,
@@ -39,6 +37,7 @@ from bot.metrics import Metrics
 from bot.notify import Notifier
 from bot.ratelimit import Limiter, NoticeGate, RateLimiter, Throttle
 from bot.server import WebServer
+from bot.session import make_session
 from bot.streaming import Budgets, Pacer
 from bot.streaming.reply import DraftSupport
 from config import Settings
@@ -72,7 +71,7 @@ class App:
 def build_app(settings: Settings) -> App:
     """Wire everything together; nothing here talks to the network."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    session = AiohttpSession(api=TelegramAPIServer.from_base(settings.telegram_api_url))
+    session = make_session(settings.telegram_api_url)
     bot = Bot(
         settings.bot_token.get_secret_value(),
         session=session,
@@ -86,6 +85,7 @@ def build_app(settings: Settings) -> App:
         data_dir=settings.data_dir,
         idle_timeout=settings.llm_idle_timeout,
         total_timeout=settings.llm_total_timeout,
+        read_interval=settings.llm_read_interval,
     )
     try:
         llm.start()

@@ -32,9 +32,7 @@ async def test_blocking_provider_setup_does_not_stall_the_loop(tmp_path: Path) -
     client = auto_provider_client(tmp_path, idle_timeout=5)
 
     async def pieces() -> AsyncIterator[Any]:
-        chunk = type("Chunk", (), {})()
-        chunk.choices = [type("Choice", (), {"delta": type("D", (), {"content": "hi"})()})()]
-        yield chunk
+        yield "hi"
 
     def blocking_create(messages: object, model: object) -> AsyncIterator[Any]:
         time.sleep(0.6)  # what g4f's provider bootstrap does on a slow network

@@ -1,15 +1,19 @@
 """Streaming chat completions through g4f, with its hazards fenced off.
 
-g4f (measured on 8.8.6) blocks the event loop while it picks a provider, mutates the message list
-it is given, writes state under `~/.g4f`, and never times a stream out by itself. `LLMClient` runs
-the set-up off the loop, passes a deep copy, keeps g4f's state in `DATA_DIR`, enforces the idle and
-total timeouts, and turns every failure into an `LLMFailure` with a kind a chat can be told.
+g4f (measured on 8.8.6) blocks the event loop while it loads its provider list, mutates the
+message list it is given, writes state under `~/.g4f`, and never times a stream out by itself.
+`LLMClient` runs the set-up off the loop, passes a deep copy, keeps g4f's state in `DATA_DIR`,
+enforces the idle and total timeouts, and turns every failure into an `LLMFailure` with a kind a
+chat can be told.
 
-g4f also "optimizes" every request before sending it: it drops a user message that repeats an
-earlier one ("continue" asked twice vanishes, and the model answers the previous question),
-rewrites the system prompt, collapses whitespace (code indentation in a question) and drops old
-turns. The conversation the bot builds is already trimmed to `MAX_CONTEXT_CHARS`, so that step is
-switched off: the backend receives exactly the conversation.
+It streams from the provider's own generator rather than through g4f's `AsyncClient`. The client
+layer adds nothing the bot uses and costs more CPU than everything else in an answer: it wraps
+every chunk (a few characters) in several pydantic objects, and before sending it "optimizes" the
+request — drops a user message that repeats an earlier one ("continue" asked twice vanishes, and
+the model answers the previous question), rewrites the system prompt, collapses whitespace (code
+indentation in a question) and drops old turns. It also appends every request to a usage log
+that grows without limit. The conversation the bot builds is already trimmed to
+`MAX_CONTEXT_CHARS`: the backend receives exactly that.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from pathlib import Path
 from typing import Any, Literal, TypedDict
 
 from bot.llm.errors import FailureKind, LLMFailure, classify
+from bot.llm.transport import install_pool
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +51,7 @@ class LLMClient:
         data_dir: Path,
         idle_timeout: float,
         total_timeout: float,
+        read_interval: float = 0.0,
     ) -> None:
         self.model = model
         self.provider_names = providers
@@ -54,7 +60,8 @@ class LLMClient:
         self.data_dir = data_dir
         self.idle_timeout = idle_timeout
         self.total_timeout = total_timeout
-        self._client: Any = None
+        self.read_interval = read_interval
+        self._started = False
         self._provider: Any = None
         self._pooled_loop: asyncio.AbstractEventLoop | None = None
 
@@ -66,12 +73,10 @@ class LLMClient:
         os.environ.setdefault("G4F_CONFIG_DIR", str(state))
         os.environ.setdefault("G4F_CACHE_DIR", str(state / "cache"))
         import g4f.cookies
-        from g4f.client import AsyncClient
 
         g4f.cookies.set_cookies_dir(str(state / "cookies"))
-        _keep_messages_as_given()
         self._provider = self._build_provider()
-        self._client = AsyncClient()
+        self._started = True
 
     def _build_provider(self) -> Any:
         from g4f.client import create_custom_provider
@@ -107,33 +112,29 @@ class LLMClient:
         return str(getattr(self._provider, "__name__", type(self._provider).__name__))
 
     def _create(self, messages: list[ChatMessage], model: str) -> Any:
-        return self._client.chat.completions.create(
-            model=model, messages=messages, provider=self._provider, stream=True
-        )
+        """The provider's stream (not started yet). Runs in a worker thread: with no provider
+        configured, importing g4f's automatic provider fetches a list over the network, blocking
+        and with no timeout."""
+        from g4f.providers.base_provider import get_async_provider_method
+        from g4f.tools.auth import AuthManager
 
-    def _widen_pool(self) -> None:
-        """g4f shares one aiohttp connector per event loop, capped at 20 connections per host:
-        the 21st simultaneous answer from one backend would wait for a free connection. Put a
-        connector without that cap in its place (once per loop, before g4f makes its own)."""
+        provider = self._provider
+        if provider is None:
+            from g4f.providers.any_provider import AnyProvider
+
+            provider = AnyProvider
+        extra: dict[str, Any] = {}
+        key = AuthManager.load_api_key(provider)  # a named provider's `<NAME>_API_KEY`
+        if key:
+            extra["api_key"] = key
+        method = get_async_provider_method(provider)
+        return method(model=model, messages=messages, stream=True, **extra)
+
+    def _install_pool(self) -> None:
         loop = asyncio.get_running_loop()
-        if self._pooled_loop is loop:
-            return
-        self._pooled_loop = loop
-        try:
-            from aiohttp import TCPConnector
-            from g4f.requests import aiohttp as g4f_aiohttp
-
-            connectors = g4f_aiohttp._loop_connectors
-            current = connectors.get(loop)
-            if current is None or current.closed or current.limit_per_host:
-                connectors[loop] = TCPConnector(
-                    limit=0,  # no cap: concurrency is bounded by the answers in flight
-                    keepalive_timeout=30,
-                    ttl_dns_cache=300,
-                    enable_cleanup_closed=True,
-                )
-        except (ImportError, AttributeError) as error:  # a g4f release that changed this
-            log.warning("could not widen g4f's connection pool: %s", error)
+        if self._pooled_loop is not loop:
+            self._pooled_loop = loop
+            install_pool(self.read_interval)
 
     async def stream(
         self, messages: list[ChatMessage], model: str | None = None
@@ -142,9 +143,9 @@ class LLMClient:
 
         Close it with `contextlib.aclosing` so that a stop closes the upstream request at once.
         """
-        if self._client is None:
+        if not self._started:
             raise RuntimeError("LLMClient.start() was not called")
-        self._widen_pool()
+        self._install_pool()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.total_timeout
         payload = copy.deepcopy(messages)  # g4f edits the list it is given
@@ -160,32 +161,46 @@ class LLMClient:
             raise LLMFailure(classify(exc), _describe(exc)) from exc
 
         produced = False
-        async with contextlib.aclosing(chunks) as iterator:
-            while True:
-                remaining = deadline - loop.time()
-                if remaining <= 0:
-                    raise LLMFailure(FailureKind.TOTAL_TIMEOUT)
-                try:
-                    async with asyncio.timeout(min(self.idle_timeout, remaining)):
+        swallowed: Exception | None = None
+        watchdog = _Watchdog(loop, self.idle_timeout, deadline)
+        try:
+            async with contextlib.aclosing(chunks) as iterator:
+                while True:
+                    if loop.time() >= deadline:
+                        raise LLMFailure(FailureKind.TOTAL_TIMEOUT)
+                    watchdog.waiting()
+                    try:
                         chunk = await anext(iterator)
-                except StopAsyncIteration:
-                    break
-                except TimeoutError as exc:
-                    over = deadline - loop.time() <= 0
-                    kind = FailureKind.TOTAL_TIMEOUT if over else FailureKind.IDLE_TIMEOUT
-                    raise LLMFailure(kind) from exc
-                except Exception as exc:
-                    raise LLMFailure(classify(exc), _describe(exc)) from exc
-                text = _text_of(chunk)
-                if text:
-                    produced = True
-                    yield text
+                    except StopAsyncIteration:
+                        break
+                    except asyncio.CancelledError as exc:
+                        if kind := watchdog.fired(exc):
+                            raise LLMFailure(kind) from None
+                        raise
+                    except Exception as exc:
+                        if kind := watchdog.fired(exc):
+                            raise LLMFailure(kind) from exc
+                        raise LLMFailure(classify(exc), _describe(exc)) from exc
+                    watchdog.received()
+                    # Providers also yield reasoning, sources, usage and other objects: only
+                    # plain text is the answer. Some yield an exception instead of raising it;
+                    # g4f's client drops those, here one explains an answer that never came.
+                    if isinstance(chunk, str):
+                        if chunk:
+                            produced = True
+                            yield chunk
+                    elif isinstance(chunk, Exception):
+                        swallowed = chunk
+        finally:
+            watchdog.stop()
         if not produced:
+            if swallowed is not None:
+                raise LLMFailure(classify(swallowed), _describe(swallowed)) from swallowed
             raise LLMFailure(FailureKind.EMPTY)
 
     async def close(self) -> None:
         """Close g4f's shared connection pools (they outlive clients)."""
-        if self._client is None:
+        if not self._started:
             return
         with contextlib.suppress(Exception):
             from g4f.requests.aiohttp import close_shared_connectors
@@ -193,29 +208,64 @@ class LLMClient:
             await close_shared_connectors()
 
 
-def _no_optimization(messages: Any, tools: Any) -> tuple[int, dict[str, str]]:
-    return 0, {}
+class _Watchdog:
+    """The idle and total timeouts of one stream, with one timer per idle period.
 
+    `asyncio.timeout` around each chunk arms and cancels a timer per chunk — a few characters —
+    which measured as a visible share of an answer's CPU time. Here a chunk only notes the time;
+    the timer looks at it when it fires and either arms itself again or, if the stream has been
+    waiting too long, cancels the task waiting for it (as `asyncio.timeout` does).
+    """
 
-def _keep_messages_as_given() -> None:
-    """Switch off g4f's request "optimizer" (see the module's docstring)."""
-    try:
-        from g4f.tools import run_tools
+    def __init__(self, loop: asyncio.AbstractEventLoop, idle: float, deadline: float) -> None:
+        self._loop = loop
+        self._idle = idle
+        self._deadline = deadline
+        self._since: float | None = None  # when the wait for the next chunk began
+        self._task: asyncio.Task[Any] | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self.kind: FailureKind | None = None
 
-        if not hasattr(run_tools, "optimize_request"):
-            raise AttributeError("g4f.tools.run_tools.optimize_request")
-        run_tools.optimize_request = _no_optimization
-    except (ImportError, AttributeError) as error:
-        log.warning("g4f may rewrite conversations before sending them: %s", error)
+    def waiting(self) -> None:
+        self._since = self._loop.time()
+        self._task = asyncio.current_task()
+        if self._timer is None:
+            self._arm(self._since)
 
+    def received(self) -> None:
+        self._since = None
 
-def _text_of(chunk: Any) -> str:
-    """The text in a chunk; g4f also yields reasoning, sources and usage chunks with no text."""
-    choices = getattr(chunk, "choices", None)
-    if not choices:
-        return ""
-    content = getattr(getattr(choices[0], "delta", None), "content", None)
-    return content if isinstance(content, str) else ""
+    def _arm(self, now: float) -> None:
+        since = now if self._since is None else self._since
+        self._timer = self._loop.call_at(min(since + self._idle, self._deadline), self._check)
+
+    def _check(self) -> None:
+        self._timer = None
+        now = self._loop.time()
+        if self._since is not None and self._task is not None:
+            if now >= self._deadline:
+                self.kind = FailureKind.TOTAL_TIMEOUT
+            elif now - self._since >= self._idle:
+                self.kind = FailureKind.IDLE_TIMEOUT
+            if self.kind is not None:
+                self._task.cancel()
+                return
+        if self._since is not None or now < self._deadline:
+            self._arm(now)
+
+    def fired(self, exc: BaseException) -> FailureKind | None:
+        """The timeout `exc` stands for, if it is this watchdog's doing (then the task's
+        cancellation is taken back); None if it is not."""
+        if self.kind is None or self._task is None:
+            return None
+        if self._task.uncancel() > 0 and isinstance(exc, asyncio.CancelledError):
+            return None  # cancelled from outside as well: that wins
+        return self.kind
+
+    def stop(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
 
 
 def _describe(exc: BaseException) -> str:

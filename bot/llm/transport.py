@@ -1,0 +1,125 @@
+"""The connection pool g4f streams through: uncapped, and reading each stream in batches.
+
+g4f shares one aiohttp connector per event loop, capped at 20 connections per host: the 21st
+simultaneous answer from one backend would wait for a free connection. `install_pool` puts an
+uncapped connector in its place before g4f makes its own.
+
+A model streams a few characters per event, tens of events a second per answer, and every event
+that arrives on its own wakes the process and goes through aiohttp, g4f's SSE parser and the
+answer's consumer: per answer that is most of the bot's CPU time. Nobody sees text sooner than
+the pacer's next update (a second or more apart), so while events keep coming the connection is
+left unread for `read_interval` seconds after each read, and what arrived meanwhile is read in one
+go. Data after a quiet spell, and its first `UNHELD_BYTES` (the response's headers and first
+events: the first text must show at once), is read as it comes; so is a slow model's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+from typing import Any
+
+from aiohttp import TCPConnector
+from aiohttp.client_proto import ResponseHandler
+
+log = logging.getLogger(__name__)
+
+UNHELD_BYTES = 1024
+_closing: set[asyncio.Task[None]] = set()
+
+
+class BatchingResponseHandler(ResponseHandler):
+    """aiohttp's protocol, pausing the socket for `interval` after data arrives in a burst."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, interval: float) -> None:
+        super().__init__(loop=loop)
+        self._hold_interval = interval
+        self._hold: asyncio.TimerHandle | None = None
+        self._last_data = -math.inf
+        self._burst = 0  # bytes since the last quiet spell
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        if not data:
+            return  # aiohttp re-running its parser, not the network
+        now = self._loop.time()
+        if now - self._last_data >= 2 * self._hold_interval:
+            self._burst = 0
+        self._last_data = now
+        self._burst += len(data)
+        transport = self.transport
+        if (
+            self._burst > UNHELD_BYTES
+            and self._hold is None
+            and transport is not None
+            and not self._reading_paused  # aiohttp's own flow control is not overridden
+            and not self._buffer_paused
+        ):
+            transport.pause_reading()
+            self._hold = self._loop.call_later(self._hold_interval, self._release)
+
+    def set_response_params(self, *args: Any, **kwargs: Any) -> None:
+        # A new request on this connection: its response starts unheld.
+        if self._hold is not None:
+            self._hold.cancel()
+            self._release()
+        self._last_data = -math.inf
+        super().set_response_params(*args, **kwargs)
+
+    def _resume_transport_reading(self) -> None:
+        # aiohttp asks for this after every read from its buffer; while held, `_release` will.
+        if self._hold is None:
+            super()._resume_transport_reading()
+
+    def _release(self) -> None:
+        self._hold = None
+        if not self._reading_paused and not self._buffer_paused:
+            super()._resume_transport_reading()
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        if self._hold is not None:
+            self._hold.cancel()
+            self._hold = None
+        super().connection_lost(exc)
+
+
+class Connector(TCPConnector):
+    """An uncapped pool whose connections read in batches (`read_interval` 0: as data comes)."""
+
+    def __init__(self, read_interval: float) -> None:
+        super().__init__(
+            limit=0,  # no cap: concurrency is bounded by the answers in flight
+            keepalive_timeout=30,
+            ttl_dns_cache=300,
+            enable_cleanup_closed=True,
+        )
+        self.read_interval = read_interval
+        if read_interval > 0:
+            loop = self._loop
+
+            def factory() -> ResponseHandler:
+                return BatchingResponseHandler(loop, read_interval)
+
+            self._factory = factory  # type: ignore[assignment]
+
+
+def install_pool(read_interval: float) -> None:
+    """Give g4f this loop's connector (once per loop, before g4f makes its own)."""
+    loop = asyncio.get_running_loop()
+    try:
+        from g4f.requests import aiohttp as g4f_aiohttp
+
+        connectors: Any = g4f_aiohttp._loop_connectors
+    except (ImportError, AttributeError) as error:  # a g4f release that changed this
+        log.warning("could not replace g4f's connection pool: %s", error)
+        return
+    current = connectors.get(loop)
+    if isinstance(current, Connector) and not current.closed:
+        if current.read_interval == read_interval:
+            return
+        # Another client's settings (tests): close that pool once its streams are done.
+        closing = loop.create_task(current.close())
+        _closing.add(closing)
+        closing.add_done_callback(_closing.discard)
+    connectors[loop] = Connector(read_interval)

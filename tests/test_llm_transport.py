@@ -1,0 +1,82 @@
+"""Reading the model's stream in batches: fewer reads, the first text at once, nothing lost."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from pathlib import Path
+
+import pytest
+
+from bot.llm import LLMClient
+from bot.llm.transport import BatchingResponseHandler
+from tests.fakes.llm import FakeLLM, Reply
+
+
+def client_for(llm: FakeLLM, tmp_path: Path, read_interval: float) -> LLMClient:
+    client = LLMClient(
+        model="gpt-4",
+        providers=[],
+        api_base=llm.base_url,
+        api_key="",
+        data_dir=tmp_path,
+        idle_timeout=5,
+        total_timeout=30,
+        read_interval=read_interval,
+    )
+    client.start()
+    return client
+
+
+@pytest.fixture
+def reads(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Sizes of the network reads of batching connections."""
+    sizes: list[int] = []
+    original = BatchingResponseHandler.data_received
+
+    def counting(self: BatchingResponseHandler, data: bytes) -> None:
+        if data:
+            sizes.append(len(data))
+        original(self, data)
+
+    monkeypatch.setattr(BatchingResponseHandler, "data_received", counting)
+    return sizes
+
+
+async def stream(client: LLMClient) -> tuple[str, float]:
+    """The whole text and when its first piece came."""
+    text, first = "", 0.0
+    async with contextlib.aclosing(client.stream([{"role": "user", "content": "hi"}])) as pieces:
+        async for piece in pieces:
+            if not text:
+                first = time.monotonic()
+            text += piece
+    return text, first
+
+
+async def test_a_fast_stream_is_read_in_batches_and_arrives_whole(
+    llm: FakeLLM, tmp_path: Path, reads: list[int]
+) -> None:
+    client = client_for(llm, tmp_path, read_interval=0.15)
+    answer = "".join(f"word{i} " for i in range(120))  # 107 events, 10 ms apart
+    for _ in range(2):  # the second on the kept-alive connection of the first
+        reads.clear()
+        llm.script(Reply(answer, chunk_size=8, delay=0.01))
+        text, first = await stream(client)
+        assert text == answer
+        events = len(llm.received[-1].chunks)
+        assert events == 107
+        assert len(reads) < events / 3  # one read per interval, not one per event
+        # The first text was not held back: it came before the backend sent its 5th event.
+        assert first < llm.received[-1].chunks[4][0]
+
+
+async def test_without_an_interval_every_event_is_read_as_it_comes(
+    llm: FakeLLM, tmp_path: Path, reads: list[int]
+) -> None:
+    client = client_for(llm, tmp_path, read_interval=0)
+    answer = "".join(f"word{i} " for i in range(40))
+    llm.script(Reply(answer, chunk_size=8, delay=0.01))
+    text, _ = await stream(client)
+    assert text == answer
+    assert reads == []  # aiohttp's own protocol: no batching connection was used
