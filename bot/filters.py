@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 from aiogram import Bot
+from aiogram.enums import ChatType
 from aiogram.filters import Filter
-from aiogram.types import Message
+from aiogram.types import CallbackQuery, Message
 
 
 def _strip_mentions(text: str, message: Message, username: str) -> tuple[str, bool]:
@@ -48,3 +51,31 @@ class AddressedInGroup(Filter):
         if not mentioned and not is_reply_to_bot:
             return False
         return {"prompt": prompt.strip()}
+
+
+# aiogram runs a synchronous filter — its magic `F.…` filters included — in a worker thread, once
+# per handler it checks, for every update. These plain coroutines do the same checks on the loop.
+
+
+async def is_private(message: Message) -> bool:
+    return message.chat.type == ChatType.PRIVATE
+
+
+async def is_group(message: Message) -> bool:
+    return message.chat.type in (ChatType.GROUP, ChatType.SUPERGROUP)
+
+
+async def is_command(message: Message) -> bool:
+    return bool(message.text and message.text.startswith("/"))
+
+
+async def is_plain_text(message: Message) -> bool:
+    """Text that is not a command."""
+    return bool(message.text) and not await is_command(message)
+
+
+def data_starts_with(prefix: str) -> Callable[[CallbackQuery], Awaitable[bool]]:
+    async def check(callback: CallbackQuery) -> bool:
+        return bool(callback.data and callback.data.startswith(prefix))
+
+    return check

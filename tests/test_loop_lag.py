@@ -75,3 +75,30 @@ async def test_a_hanging_provider_setup_times_out(tmp_path: Path) -> None:
             pass
     assert failure.value.kind is FailureKind.IDLE_TIMEOUT
     assert time.monotonic() - started < 1.0
+
+
+async def test_questions_are_handled_without_worker_threads(
+    tg: Any, llm: Any, bot_app: Any, monkeypatch: Any
+) -> None:
+    """A worker-thread hop costs more CPU than the check it runs, and waits for a free thread
+    under load: with a configured backend, no update and no answer needs one. (aiogram runs
+    synchronous filters, its `F.…` filters included, in a thread; the bot's are coroutines.)"""
+    from tests.helpers import final_answer
+
+    hops: list[object] = []
+    original = asyncio.BaseEventLoop.run_in_executor
+
+    def counting(self: asyncio.AbstractEventLoop, executor: Any, func: Any, *args: Any) -> Any:
+        hops.append(func)
+        return original(self, executor, func, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(asyncio.BaseEventLoop, "run_in_executor", counting)
+    private = tg.send_user_message(2001, "a private question")["message"]
+    await final_answer(tg, 2001, after=private["message_id"])
+    group = tg.send_user_message(
+        -100777, f"@{tg.bot_username} a group question", user_id=7, chat_type="supergroup"
+    )["message"]
+    await final_answer(tg, -100777, after=group["message_id"])
+    tg.send_user_message(2001, "/frobnicate")
+    await tg.wait_for(lambda: len(tg.bot_messages(2001)) >= 2)
+    assert hops == []

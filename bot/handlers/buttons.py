@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import logging
 
-from aiogram import Bot, F, Router
+from aiogram import Bot, Router
 from aiogram.types import CallbackQuery, Message, MessageGenerationStopped
 
 from bot.access import AccessPolicy, is_chat_admin
 from bot.answering import STOP_PREFIX, Answerer
 from bot.conversations import Store
+from bot.filters import data_starts_with
 from bot.handlers.commands import MODEL_PREFIX, model_keyboard
 from bot.notify import Notifier
 from bot.texts import t
@@ -83,7 +84,7 @@ async def model_chosen(
 def create_router() -> Router:
     """A fresh router (a router can belong to one Dispatcher only)."""
     router = Router(name="buttons")
-    router.callback_query.register(stop_pressed, F.data.startswith(STOP_PREFIX))
-    router.callback_query.register(model_chosen, F.data.startswith(MODEL_PREFIX))
+    router.callback_query.register(stop_pressed, data_starts_with(STOP_PREFIX))
+    router.callback_query.register(model_chosen, data_starts_with(MODEL_PREFIX))
     router.stopped_message_generation.register(generation_stopped)
     return router

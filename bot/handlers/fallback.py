@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from aiogram import Bot, F, Router
-from aiogram.enums import ChatType
+from aiogram import Bot, Router
 from aiogram.types import Message
 
+from bot.filters import is_command, is_private
 from bot.handlers.common import lang_of
 from bot.notify import Notifier
 from bot.texts import t
@@ -26,7 +26,7 @@ async def not_text(message: Message, notifier: Notifier) -> None:
 def create_router() -> Router:
     """A fresh router (a router can belong to one Dispatcher only)."""
     router = Router(name="fallback")
-    router.message.filter(F.chat.type == ChatType.PRIVATE)
-    router.message.register(unknown_command, F.text.startswith("/"))
+    router.message.filter(is_private)
+    router.message.register(unknown_command, is_command)
     router.message.register(not_text)
     return router

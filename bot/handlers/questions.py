@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from aiogram import F, Router
-from aiogram.enums import ChatType
+from aiogram import Router
 from aiogram.types import Message
 
 from bot.conversations import Conversations
-from bot.filters import AddressedInGroup
+from bot.filters import AddressedInGroup, is_group, is_plain_text, is_private
 from bot.handlers.common import lang_of, question_from, replied_id
 from bot.notify import Notifier
 from bot.texts import t
@@ -30,12 +29,6 @@ async def group_question(
 def create_router() -> Router:
     """A fresh router (a router can belong to one Dispatcher only)."""
     router = Router(name="questions")
-    router.message.register(
-        private_question, F.chat.type == ChatType.PRIVATE, F.text, ~F.text.startswith("/")
-    )
-    router.message.register(
-        group_question,
-        F.chat.type.in_({ChatType.GROUP, ChatType.SUPERGROUP}),
-        AddressedInGroup(),
-    )
+    router.message.register(private_question, is_private, is_plain_text)
+    router.message.register(group_question, is_group, AddressedInGroup())
     return router

@@ -150,11 +150,15 @@ class LLMClient:
         deadline = loop.time() + self.total_timeout
         payload = copy.deepcopy(messages)  # g4f edits the list it is given
         try:
-            # Without an explicit provider g4f fetches a provider list with blocking I/O here,
-            # with no timeout of its own: the idle timeout bounds the wait (the thread may
-            # linger, the answer does not).
-            async with asyncio.timeout(min(self.idle_timeout, self.total_timeout)):
-                chunks = await asyncio.to_thread(self._create, payload, model or self.model)
+            if self._provider is None:
+                # g4f's automatic provider fetches a provider list with blocking I/O and no
+                # timeout of its own: off the loop, bounded by the idle timeout (the thread may
+                # linger, the answer does not). A configured provider has no such step, and a
+                # thread per answer would cost more than the rest of its set-up.
+                async with asyncio.timeout(min(self.idle_timeout, self.total_timeout)):
+                    chunks = await asyncio.to_thread(self._create, payload, model or self.model)
+            else:
+                chunks = self._create(payload, model or self.model)
         except TimeoutError as exc:
             raise LLMFailure(FailureKind.IDLE_TIMEOUT, "provider set-up hung") from exc
         except Exception as exc:

@@ -118,18 +118,28 @@ class Pacer:
 
     def delay(self, chat_id: int, *, final: bool) -> float:
         """Seconds to wait before a call to this chat may go out (0 = now)."""
-        b = self.budgets
         now = self._clock()
-        chat = self._chat(chat_id, now)
-        waits = [chat.blocked_until - now, self._global_blocked_until - now]
+        return max(self._global_wait(now, final), self._chat_wait(chat_id, now, final))
 
+    def _global_wait(self, now: float, final: bool) -> float:
+        """What the bot-wide budget (and a bot-wide pause) asks every call to wait."""
+        b = self.budgets
+        waits = [0.0, self._global_blocked_until - now]
         second = 1.0 + b.margin
         while self._global and self._global[0] <= now - second:
             self._global.popleft()
         cap = max(b.global_per_second - (0 if final else b.global_final_reserve), 1)
         if len(self._global) >= cap:
             waits.append(self._global[len(self._global) - cap] + second - now)
+        if self.shared is not None:
+            waits.append(self._held_global - now)
+        return max(waits)
 
+    def _chat_wait(self, chat_id: int, now: float, final: bool) -> float:
+        """What this chat's own budget (and a pause of it) asks a call to it to wait."""
+        b = self.budgets
+        chat = self._chat(chat_id, now)
+        waits = [0.0, chat.blocked_until - now]
         if chat_id > 0:  # private chat: token bucket, refilled at 1 / private_interval
             interval = b.private_interval * chat.slowdown
             rate = 1.0 / interval if interval > 0 else math.inf
@@ -152,11 +162,10 @@ class Pacer:
                 interval = b.group_interval * (0.5 + len(chat.window) / cap)
                 waits.append(chat.last + interval * chat.slowdown - now)
         if self.shared is not None:
-            waits.append(self._held_global - now)
             held = self._held.get(chat_id)
             if held is not None:
                 waits.append(held - now)
-        return max(0.0, *waits)
+        return max(waits)
 
     def record(self, chat_id: int) -> None:
         """Count a call that is going out now."""
@@ -286,20 +295,30 @@ class Pacer:
         return len(self._waiters)
 
     def choose(self) -> tuple[_Waiter | None, float]:
-        """The waiter to serve now (finals first, then the stalest chat) or the time to wait."""
+        """The waiter to serve now (finals first, then the stalest chat) or the time to wait.
+
+        The bot-wide wait is worked out once, not per waiter: under load, when hundreds of
+        chats wait, it is usually what holds them all, and then no chat needs looking at.
+        """
+        now = self._clock()
+        for_final = self._global_wait(now, True)
+        if for_final > 0:
+            return None, for_final  # nothing may go, not even a final
+        for_update = self._global_wait(now, False)
         best: _Waiter | None = None
         best_key: tuple[int, float, float] | None = None
-        soonest = math.inf
-        now = self._clock()
+        soonest = math.inf if for_update <= 0 else for_update
         for waiter in self._waiters:
             if waiter.future.done():
                 continue
             final = waiter.is_final()
-            wait = self.delay(waiter.chat_id, final=final)
+            if not final and for_update > 0:
+                continue  # held by the bot-wide budget; `soonest` already says until when
+            wait = self._chat_wait(waiter.chat_id, now, final)
             if wait > 0:
                 soonest = min(soonest, wait)
                 continue
-            key = (0 if final else 1, self._chat(waiter.chat_id, now).last, waiter.since)
+            key = (0 if final else 1, self._chats[waiter.chat_id].last, waiter.since)
             if best_key is None or key < best_key:
                 best, best_key = waiter, key
         return best, soonest
