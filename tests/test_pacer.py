@@ -87,6 +87,51 @@ def test_global_budget_across_chats() -> None:
     assert pacer.delay(999, final=True) == 0
 
 
+def test_first_texts_may_use_most_of_the_room_kept_for_finals() -> None:
+    clock = Clock()
+    pacer = Pacer(clock=clock)
+    for chat in range(1, 26):
+        assert pacer.delay(chat, final=False) == 0
+        pacer.record(chat)
+    assert pacer.delay(100, final=False) > 0  # updates: 25 a second
+    for chat in range(26, 29):
+        assert pacer.delay(chat, final=False, first=True) == 0
+        pacer.record(chat)
+    assert pacer.delay(100, final=False, first=True) > 0  # first texts: 28
+    assert pacer.delay(100, final=True) == 0  # two are left for finals
+    pacer.record(100)
+    pacer.record(101)
+    assert pacer.delay(102, final=True) > 0
+
+
+async def test_a_first_text_goes_before_other_updates() -> None:
+    clock = Clock()
+    budgets = Budgets(global_per_second=2, global_final_reserve=0, margin=0.0)
+    pacer = Pacer(budgets, clock=clock)
+    pacer.record(1)  # chat 1 was updated longest ago ...
+    clock.now += 20
+    pacer.record(2)  # ... but chat 2's new answer shows its first text
+    clock.now += 10
+    pacer.record(50)
+    pacer.record(51)  # the global window is full
+    order: list[int] = []
+
+    async def take(chat: int, first: bool) -> None:
+        await pacer.acquire(chat, first=first)
+        order.append(chat)
+
+    tasks = [asyncio.create_task(take(1, False)), asyncio.create_task(take(2, True))]
+    await settle()
+    clock.now += 1.0
+    pacer.nudge()
+    await settle()
+    assert order[0] == 2
+    clock.now += 1.0
+    pacer.nudge()
+    await asyncio.gather(*tasks)
+    assert order == [2, 1]
+
+
 def test_retry_after_blocks_the_chat_for_the_whole_window() -> None:
     clock = Clock()
     pacer = Pacer(clock=clock)

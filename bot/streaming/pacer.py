@@ -7,8 +7,9 @@ limits instead of reacting to 429s, and never lets a call out while a `retry_aft
 
 - Intermediate states of a streamed answer are paced at a steady interval and leave headroom in
   the group and global budgets; final states (the complete answer, a notice) may use it.
-- When calls wait for the global budget, finals go first, then the chat that has waited longest
-  since its last update: the budget is shared fairly between chats.
+- When calls wait for the global budget, finals go first, then answers' first texts (which may
+  also use most of the finals' headroom), then the chat that has waited longest since its last
+  update: the budget is shared fairly between chats.
 - A 429 pauses that chat for `retry_after` and slows its pace for a while; 429s in several chats
   at once are taken as a global limit and pause everything.
 
@@ -45,6 +46,7 @@ class Budgets:
     group_final_reserve: int = 2  # of those, kept for final states
     global_per_second: int = 30  # hard cap for the whole bot in any 1 s
     global_final_reserve: int = 5  # of those, kept for final states
+    global_first_reserve: int = 2  # of those, still kept when a chat's first text goes out
     max_slowdown: float = 8.0  # how far a chat's pace may be stretched after 429s
     # Windows are counted this much longer than Telegram's, because a call is counted here when it
     # leaves and there when it arrives: jitter in between must not squeeze 31 calls into 1 s.
@@ -67,6 +69,7 @@ class _Waiter:
     is_final: Callable[[], bool]
     future: asyncio.Future[None]
     since: float
+    first: bool = False
 
 
 class SharedBudgets(Protocol):
@@ -116,19 +119,25 @@ class Pacer:
             chat = self._chats[chat_id] = _Chat(tokens=burst, refilled=now)
         return chat
 
-    def delay(self, chat_id: int, *, final: bool) -> float:
+    def delay(self, chat_id: int, *, final: bool, first: bool = False) -> float:
         """Seconds to wait before a call to this chat may go out (0 = now)."""
         now = self._clock()
-        return max(self._global_wait(now, final), self._chat_wait(chat_id, now, final))
+        return max(self._global_wait(now, final, first), self._chat_wait(chat_id, now, final))
 
-    def _global_wait(self, now: float, final: bool) -> float:
+    def _global_wait(self, now: float, final: bool, first: bool = False) -> float:
         """What the bot-wide budget (and a bot-wide pause) asks every call to wait."""
         b = self.budgets
         waits = [0.0, self._global_blocked_until - now]
         second = 1.0 + b.margin
         while self._global and self._global[0] <= now - second:
             self._global.popleft()
-        cap = max(b.global_per_second - (0 if final else b.global_final_reserve), 1)
+        if final:
+            reserve = 0
+        elif first:
+            reserve = min(b.global_first_reserve, b.global_final_reserve)
+        else:
+            reserve = b.global_final_reserve
+        cap = max(b.global_per_second - reserve, 1)
         if len(self._global) >= cap:
             waits.append(self._global[len(self._global) - cap] + second - now)
         if self.shared is not None:
@@ -260,14 +269,21 @@ class Pacer:
         *,
         final: bool = False,
         is_final: Callable[[], bool] | None = None,
+        first: bool = False,
     ) -> None:
         """Wait for a slot for a call to this chat, then count it.
 
         `is_final` is asked again while waiting, so a waiting intermediate update that becomes
         a final one (the answer ended meanwhile) gets a final's priority; call `nudge()` then.
+        `first`: the call shows an answer's first text. It goes before other updates and may
+        use most of the room kept for finals: the first text is what a user waits for most.
         """
         check = is_final or (lambda: final)
-        if not self._waiters and not self._taking and self.delay(chat_id, final=check()) <= 0:
+        if (
+            not self._waiters
+            and not self._taking
+            and self.delay(chat_id, final=check(), first=first) <= 0
+        ):
             if self.shared is None:
                 self.record(chat_id)
                 return
@@ -276,7 +292,7 @@ class Pacer:
                 self.record(chat_id)
                 return
         loop = asyncio.get_running_loop()
-        waiter = _Waiter(chat_id, check, loop.create_future(), self._clock())
+        waiter = _Waiter(chat_id, check, loop.create_future(), self._clock(), first)
         self._waiters.append(waiter)
         self._ensure_pump()
         try:
@@ -305,20 +321,24 @@ class Pacer:
         if for_final > 0:
             return None, for_final  # nothing may go, not even a final
         for_update = self._global_wait(now, False)
+        for_first = self._global_wait(now, False, first=True)
         best: _Waiter | None = None
         best_key: tuple[int, float, float] | None = None
-        soonest = math.inf if for_update <= 0 else for_update
+        soonest = math.inf
         for waiter in self._waiters:
             if waiter.future.done():
                 continue
             final = waiter.is_final()
-            if not final and for_update > 0:
-                continue  # held by the bot-wide budget; `soonest` already says until when
+            held = 0.0 if final else for_first if waiter.first else for_update
+            if held > 0:
+                soonest = min(soonest, held)  # the bot-wide budget holds it; no need to look
+                continue
             wait = self._chat_wait(waiter.chat_id, now, final)
             if wait > 0:
                 soonest = min(soonest, wait)
                 continue
-            key = (0 if final else 1, self._chats[waiter.chat_id].last, waiter.since)
+            rank = 0 if final else 1 if waiter.first else 2
+            key = (rank, self._chats[waiter.chat_id].last, waiter.since)
             if best_key is None or key < best_key:
                 best, best_key = waiter, key
         return best, soonest

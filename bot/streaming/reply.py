@@ -261,7 +261,8 @@ class ReplyStream:
 
     async def _slot(self) -> None:
         """Wait for the pacer; once the answer closes, the wait counts as a final's."""
-        await self.pacer.acquire(self.chat_id, is_final=lambda: self._closing)
+        first = not self._shown and self._draft_shown is None
+        await self.pacer.acquire(self.chat_id, is_final=lambda: self._closing, first=first)
 
     async def _apply(self, op: _Op) -> None:
         entities = [MessageEntity(**e) for e in op.part.entities] or None
