@@ -172,7 +172,22 @@ def start_fakes() -> tuple[subprocess.Popen[str], dict[str, str]]:
     return fakes, json.loads(fakes.stdout.readline())
 
 
-async def run(levels: list[int], mode: str, urls: dict[str, str]) -> list[Level]:
+async def idle_cost(seconds: float = 3.0) -> float:
+    """CPU ms a second the bot process spends with nothing to answer, lag monitor running: the
+    fixed cost that a load's answers share (at one chat, most of its CPU per answer)."""
+    await asyncio.sleep(1.0)
+    lag = LagMonitor()
+    lag.start()
+    before = time.process_time()
+    await asyncio.sleep(seconds)
+    lag.stop()
+    return (time.process_time() - before) * 1000 / seconds
+
+
+async def run(
+    levels: list[int], mode: str, urls: dict[str, str], *, idle: list[float] | None = None
+) -> list[Level]:
+    """Measure each load; with `idle`, also the idle cost first (appended to it)."""
     from bot.app import build_app, run_polling
     from config import load_settings
 
@@ -196,6 +211,9 @@ async def run(levels: list[int], mode: str, urls: dict[str, str]) -> list[Level]
         await http.post(f"{control}/control/ask", json={"chats": [1]})  # warm-up, not measured
         while app.answerer.finished < 1:  # noqa: ASYNC110 - polling a counter
             await asyncio.sleep(0.05)
+        if idle is not None:
+            idle.append(await idle_cost())
+            print(f"(idle: {idle[-1]:.1f} ms CPU a second: polling, timers, lag monitor)")
         for n in levels:
             await http.post(f"{control}/control/reset")
             groups = [-(1_000_000 + i) for i in range(n // 10)]
@@ -289,12 +307,14 @@ def chart(results: list[Level], path: Path) -> None:
     ax = axes[0][1]
     ax.plot(x, [r.first_visible_p50 for r in results], "o-", label="p50")
     ax.plot(x, [r.first_visible_p95 for r in results], "o-", label="p95")
+    ax.axhline(0.3, ls=":", color="grey", label="target 0.3 s")
     ax.set_title("time to first visible text (s)")
     ax.legend()
     ax = axes[1][0]
     ax.plot(x, [r.cpu_ms_per_answer for r in results], "o-", label="CPU ms / 1,000-char answer")
     ax.plot(x, [r.g4f_cpu_ms_per_answer for r in results], "o:", label="of which g4f alone")
     ax.plot(x, [r.loop_lag_p99_ms for r in results], "s--", label="loop lag p99 (ms)")
+    ax.axhline(15, ls=":", color="grey", label="target 15 ms")
     ax.set_title("cost")
     ax.legend()
     ax = axes[1][1]
@@ -331,14 +351,18 @@ def main() -> None:
     print(HEADER, flush=True)
     fakes, urls = start_fakes()
     try:
-        results = asyncio.run(run(levels, args.mode, urls))
+        idle: list[float] = []
+        results = asyncio.run(run(levels, args.mode, urls, idle=idle))
     finally:
         assert fakes.stdin is not None
         fakes.stdin.close()
         fakes.wait(10)
-    RESULTS.write_text(
-        json.dumps({"mode": args.mode, "levels": [asdict(r) for r in results]}, indent=2) + "\n"
-    )
+    report = {
+        "mode": args.mode,
+        "idle_cpu_ms_per_second": round(idle[0], 1) if idle else None,
+        "levels": [asdict(r) for r in results],
+    }
+    RESULTS.write_text(json.dumps(report, indent=2) + "\n")
     if not args.no_chart:
         chart(results, CHART)
         print(f"wrote {RESULTS.relative_to(ROOT)} and {CHART.relative_to(ROOT)}")
