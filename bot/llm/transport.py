@@ -84,6 +84,13 @@ class BatchingResponseHandler(ResponseHandler):
         super().connection_lost(exc)
 
 
+def _can_batch() -> bool:
+    """Whether this aiohttp has the internals `BatchingResponseHandler` relies on (3.14's)."""
+    probe = ResponseHandler(asyncio.get_running_loop())
+    names = ("_reading_paused", "_buffer_paused", "_resume_transport_reading")
+    return all(hasattr(probe, name) for name in names)
+
+
 class Connector(TCPConnector):
     """An uncapped pool whose connections read in batches (`read_interval` 0: as data comes)."""
 
@@ -95,7 +102,10 @@ class Connector(TCPConnector):
             enable_cleanup_closed=True,
         )
         self.read_interval = read_interval
-        if read_interval > 0:
+        if read_interval > 0 and not _can_batch():
+            log.warning("this aiohttp cannot read streams in batches; reading every event")
+            self.read_interval = 0
+        if self.read_interval > 0:
             loop = self._loop
 
             def factory() -> ResponseHandler:
