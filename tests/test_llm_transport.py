@@ -80,3 +80,35 @@ async def test_without_an_interval_every_event_is_read_as_it_comes(
     text, _ = await stream(client)
     assert text == answer
     assert reads == []  # aiohttp's own protocol: no batching connection was used
+
+
+async def test_held_streams_are_released_together(
+    llm: FakeLLM, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Answers that started at different moments are read on the same beat: one wake-up."""
+    import asyncio
+
+    interval = 0.15
+    client = client_for(llm, tmp_path, read_interval=interval)
+    releases: list[float] = []
+    original = BatchingResponseHandler.data_received
+
+    def noting(self: BatchingResponseHandler, data: bytes) -> None:
+        original(self, data)
+        if self._hold is not None and self._hold.when() not in releases:
+            releases.append(self._hold.when())
+
+    monkeypatch.setattr(BatchingResponseHandler, "data_received", noting)
+    answer = "".join(f"word{i} " for i in range(60))
+
+    async def late(delay: float) -> str:
+        await asyncio.sleep(delay)
+        llm.script(Reply(answer, chunk_size=8, delay=0.01))
+        text, _ = await stream(client)
+        return text
+
+    assert await asyncio.gather(late(0), late(0.07)) == [answer, answer]
+    assert len(releases) >= 3
+    for when in releases:
+        beats = when / interval
+        assert abs(beats - round(beats)) < 1e-6

@@ -11,6 +11,8 @@ the pacer's next update (a second or more apart), so while events keep coming th
 left unread for `read_interval` seconds after each read, and what arrived meanwhile is read in one
 go. Data after a quiet spell, and its first `UNHELD_BYTES` (the response's headers and first
 events: the first text must show at once), is read as it comes; so is a slow model's.
+Holds end on a common beat (multiples of the interval on the loop's clock), so one wake-up reads
+every held stream, however the answers' starts are staggered.
 """
 
 from __future__ import annotations
@@ -57,7 +59,10 @@ class BatchingResponseHandler(ResponseHandler):
             and not self._buffer_paused
         ):
             transport.pause_reading()
-            self._hold = self._loop.call_later(self._hold_interval, self._release)
+            # Every connection is released on the same beat (multiples of the interval on the
+            # loop's clock): one wake-up then reads all the streams that are being held.
+            beat = (math.floor(now / self._hold_interval) + 1) * self._hold_interval
+            self._hold = self._loop.call_at(beat, self._release)
 
     def set_response_params(self, *args: Any, **kwargs: Any) -> None:
         # A new request on this connection: its response starts unheld.
