@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from bot.llm import LLMClient
-from bot.llm.transport import BatchingResponseHandler
+from bot.llm.transport import BEATS, STREAMS_PER_BEAT, BatchingResponseHandler
 from tests.fakes.llm import FakeLLM, Reply
 
 
@@ -85,7 +85,7 @@ async def test_without_an_interval_every_event_is_read_as_it_comes(
 async def test_held_streams_are_released_together(
     llm: FakeLLM, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Answers that started at different moments are read on the same beat: one wake-up."""
+    """Answers that started at different moments are read on common beats: fewer wake-ups."""
     import asyncio
 
     interval = 0.15
@@ -109,6 +109,20 @@ async def test_held_streams_are_released_together(
 
     assert await asyncio.gather(late(0), late(0.07)) == [answer, answer]
     assert len(releases) >= 3
-    for when in releases:
-        beats = when / interval
+    for when in releases:  # on one of the few beats each interval has, not just anywhere
+        beats = when / (interval / BEATS)
         assert abs(beats - round(beats)) < 1e-6
+
+
+def test_streams_share_one_beat_until_it_is_full() -> None:
+    from bot.llm import transport
+
+    before = list(transport._streams_on_beat)
+    try:
+        transport._streams_on_beat[:] = [0] * BEATS
+        beats = [transport._join_beat() for _ in range(STREAMS_PER_BEAT + 3 * (BEATS - 1))]
+        assert beats[:STREAMS_PER_BEAT] == [0] * STREAMS_PER_BEAT
+        assert sorted(set(beats[STREAMS_PER_BEAT:])) == list(range(1, BEATS))
+        assert transport._streams_on_beat == [STREAMS_PER_BEAT, 3, 3, 3]
+    finally:
+        transport._streams_on_beat[:] = before
