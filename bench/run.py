@@ -188,7 +188,7 @@ async def run(
     levels: list[int], mode: str, urls: dict[str, str], *, idle: list[float] | None = None
 ) -> list[Level]:
     """Measure each load; with `idle`, also the idle cost first (appended to it)."""
-    from bot.app import build_app, run_polling
+    from bot.app import build_app, freeze_startup_objects, run_polling
     from config import load_settings
 
     logging.basicConfig(level=logging.ERROR)
@@ -203,6 +203,7 @@ async def run(
         log_level="ERROR",
     )
     app = build_app(settings)
+    freeze_startup_objects()  # as `python -m bot` does
     bot_task = asyncio.create_task(run_polling(app, handle_signals=False, polling_timeout=1))
     results: list[Level] = []
     async with aiohttp.ClientSession() as http:

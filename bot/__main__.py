@@ -16,10 +16,17 @@ def main() -> None:
         print(f"error: {error}", file=sys.stderr)
         raise SystemExit(2) from None
     setup_logging(settings.log_level, settings.secrets)
-    from bot.app import StartupError, build_app, run_polling, run_webhook  # slow to import
+    from bot.app import (  # slow to import
+        StartupError,
+        build_app,
+        freeze_startup_objects,
+        run_polling,
+        run_webhook,
+    )
 
     try:
         app = build_app(settings)
+        freeze_startup_objects()
         if settings.bot_mode == "webhook":
             asyncio.run(run_webhook(app))
         else:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 from dataclasses import dataclass, field
@@ -66,6 +67,14 @@ class App:
     cluster: Cluster | None = None  # with REDIS_URL: what replicas share
     directory: SharedAnswers | None = None
     background: set[asyncio.Task[None]] = field(default_factory=set)
+
+
+def freeze_startup_objects() -> None:
+    """Leave what start-up created (modules, aiogram's ~1,000 models, g4f's providers) out of
+    garbage collection from now on. A full collection otherwise walks all of it: 0.2 s in which
+    the process does nothing else, measured under load as answers' first text arriving late."""
+    gc.collect()
+    gc.freeze()
 
 
 def build_app(settings: Settings) -> App:
