@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
 from pathlib import Path
 
 import pytest
 
-from bot.llm import LLMClient
+from bot.llm import LLMClient, transport
 from bot.llm.transport import BEATS, STREAMS_PER_BEAT, BatchingResponseHandler
 from tests.fakes.llm import FakeLLM, Reply
 
@@ -69,6 +70,9 @@ async def test_a_fast_stream_is_read_in_batches_and_arrives_whole(
         assert len(reads) < events / 3  # one read per interval, not one per event
         # The first text was not held back: it came before the backend sent its 5th event.
         assert first < llm.received[-1].chunks[4][0]
+    # Once the answers have ended, their connections (idle in the pool) hold no place on a beat.
+    await asyncio.sleep(0.2)
+    assert sum(transport._streams_on_beat) == 0
 
 
 async def test_without_an_interval_every_event_is_read_as_it_comes(
@@ -86,7 +90,6 @@ async def test_held_streams_are_released_together(
     llm: FakeLLM, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Answers that started at different moments are read on common beats: fewer wake-ups."""
-    import asyncio
 
     interval = 0.15
     client = client_for(llm, tmp_path, read_interval=interval)
@@ -115,7 +118,6 @@ async def test_held_streams_are_released_together(
 
 
 def test_streams_share_one_beat_until_it_is_full() -> None:
-    from bot.llm import transport
 
     before = list(transport._streams_on_beat)
     try:

@@ -14,7 +14,7 @@ events: the first text must show at once), is read as it comes; so is a slow mod
 Holds end on common beats (multiples of the interval on the loop's clock), so one wake-up reads
 every held stream however the answers' starts are staggered. A beat takes at most
 `STREAMS_PER_BEAT` streams; past that, a stream gets one of `BEATS - 1` beats in between, and
-keeps it while it streams, so that no wake-up has to read hundreds of streams at once (at 200
+keeps it until its response ends, so that no wake-up has to read hundreds of streams at once (at 200
 streams on one beat that held the event loop for about 50 ms).
 """
 
@@ -95,6 +95,9 @@ class BatchingResponseHandler(ResponseHandler):
 
     def _release(self) -> None:
         self._hold = None
+        payload = getattr(self, "_payload", None)
+        if payload is not None and payload.is_eof():
+            self._leave_beat()  # the response has ended: the connection goes idle in the pool
         if not self._reading_paused and not self._buffer_paused:
             super()._resume_transport_reading()
 
