@@ -2,9 +2,36 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from bot.llm import LLMClient
 from tests.fakes.telegram import FakeTelegram, StoredMessage
 
 CURSOR = "▌"
+
+
+def started_client(
+    data_dir: Path,
+    *,
+    api_base: str,
+    api_key: str = "",
+    idle: float = 5,
+    total: float = 30,
+    read_interval: float = 0.0,
+) -> LLMClient:
+    """An `LLMClient` for model "gpt-4", started (`api_base` "": g4f's automatic provider)."""
+    client = LLMClient(
+        model="gpt-4",
+        providers=[],
+        api_base=api_base,
+        api_key=api_key,
+        data_dir=data_dir,
+        idle_timeout=idle,
+        total_timeout=total,
+        read_interval=read_interval,
+    )
+    client.start()
+    return client
 
 
 def answer_messages(

@@ -10,20 +10,11 @@ import pytest
 
 from bot.llm import ChatMessage, FailureKind, LLMClient, LLMFailure
 from tests.fakes.llm import FakeLLM, Reply
+from tests.helpers import started_client
 
 
-def make_client(llm: FakeLLM, tmp_path: Path, **kw: float) -> LLMClient:
-    client = LLMClient(
-        model="gpt-4",
-        providers=[],
-        api_base=llm.base_url,
-        api_key="secret",
-        data_dir=tmp_path,
-        idle_timeout=kw.get("idle", 5),
-        total_timeout=kw.get("total", 30),
-    )
-    client.start()
-    return client
+def make_client(llm: FakeLLM, tmp_path: Path, idle: float = 5, total: float = 30) -> LLMClient:
+    return started_client(tmp_path, api_base=llm.base_url, api_key="secret", idle=idle, total=total)
 
 
 async def collect(client: LLMClient, messages: list[ChatMessage]) -> str:
@@ -125,16 +116,7 @@ async def test_an_exception_a_provider_yields_explains_an_empty_answer(tmp_path:
     answer fails with that exception's kind rather than as merely empty."""
     from g4f.errors import RateLimitError
 
-    client = LLMClient(
-        model="m",
-        providers=[],
-        api_base="http://127.0.0.1:9/v1",
-        api_key="",
-        data_dir=tmp_path,
-        idle_timeout=5,
-        total_timeout=5,
-    )
-    client.start()
+    client = started_client(tmp_path, api_base="http://127.0.0.1:9/v1", total=5)
 
     async def pieces() -> AsyncIterator[object]:
         yield RateLimitError("slow down")
@@ -148,16 +130,7 @@ async def test_an_exception_a_provider_yields_explains_an_empty_answer(tmp_path:
 async def test_only_text_is_kept_from_what_a_provider_yields(tmp_path: Path) -> None:
     from g4f.providers.response import FinishReason, Reasoning, Usage
 
-    client = LLMClient(
-        model="m",
-        providers=[],
-        api_base="http://127.0.0.1:9/v1",
-        api_key="",
-        data_dir=tmp_path,
-        idle_timeout=5,
-        total_timeout=5,
-    )
-    client.start()
+    client = started_client(tmp_path, api_base="http://127.0.0.1:9/v1", total=5)
 
     async def pieces() -> AsyncIterator[object]:
         yield Reasoning("thinking")

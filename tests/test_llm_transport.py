@@ -12,21 +12,11 @@ import pytest
 from bot.llm import LLMClient, transport
 from bot.llm.transport import BEATS, STREAMS_PER_BEAT, BatchingResponseHandler
 from tests.fakes.llm import FakeLLM, Reply
+from tests.helpers import started_client
 
 
 def client_for(llm: FakeLLM, tmp_path: Path, read_interval: float) -> LLMClient:
-    client = LLMClient(
-        model="gpt-4",
-        providers=[],
-        api_base=llm.base_url,
-        api_key="",
-        data_dir=tmp_path,
-        idle_timeout=5,
-        total_timeout=30,
-        read_interval=read_interval,
-    )
-    client.start()
-    return client
+    return started_client(tmp_path, api_base=llm.base_url, read_interval=read_interval)
 
 
 @pytest.fixture

@@ -9,21 +9,12 @@ from pathlib import Path
 from typing import Any
 
 from bot.llm import LLMClient
+from tests.helpers import started_client
 
 
 def auto_provider_client(data_dir: Path, idle_timeout: float) -> LLMClient:
     """A client with no provider and no endpoint: g4f's own choice, its blocking set-up."""
-    client = LLMClient(
-        model="gpt-4",
-        providers=[],
-        api_base="",
-        api_key="",
-        data_dir=data_dir,
-        idle_timeout=idle_timeout,
-        total_timeout=10,
-    )
-    client.start()
-    return client
+    return started_client(data_dir, api_base="", idle=idle_timeout, total=10)
 
 
 async def test_blocking_provider_setup_does_not_stall_the_loop(tmp_path: Path) -> None:
