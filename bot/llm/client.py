@@ -63,6 +63,8 @@ class LLMClient:
         self.read_interval = read_interval
         self._started = False
         self._provider: Any = None
+        self._method: Any = None  # the provider's streaming call, found on first use
+        self._extra: dict[str, Any] = {}
         self._pooled_loop: asyncio.AbstractEventLoop | None = None
 
     def start(self) -> None:
@@ -112,23 +114,22 @@ class LLMClient:
         return str(getattr(self._provider, "__name__", type(self._provider).__name__))
 
     def _create(self, messages: list[ChatMessage], model: str) -> Any:
-        """The provider's stream (not started yet). Runs in a worker thread: with no provider
-        configured, importing g4f's automatic provider fetches a list over the network, blocking
-        and with no timeout."""
-        from g4f.providers.base_provider import get_async_provider_method
-        from g4f.tools.auth import AuthManager
+        """The provider's stream (not started yet). With no provider configured, the first call
+        imports g4f's automatic provider, which fetches a list over the network, blocking and with
+        no timeout: `stream` runs it in a worker thread then."""
+        if self._method is None:
+            from g4f.providers.base_provider import get_async_provider_method
+            from g4f.tools.auth import AuthManager
 
-        provider = self._provider
-        if provider is None:
-            from g4f.providers.any_provider import AnyProvider
+            provider = self._provider
+            if provider is None:
+                from g4f.providers.any_provider import AnyProvider
 
-            provider = AnyProvider
-        extra: dict[str, Any] = {}
-        key = AuthManager.load_api_key(provider)  # a named provider's `<NAME>_API_KEY`
-        if key:
-            extra["api_key"] = key
-        method = get_async_provider_method(provider)
-        return method(model=model, messages=messages, stream=True, **extra)
+                provider = AnyProvider
+            key = AuthManager.load_api_key(provider)  # a named provider's `<NAME>_API_KEY`
+            self._extra = {"api_key": key} if key else {}
+            self._method = get_async_provider_method(provider)
+        return self._method(model=model, messages=messages, stream=True, **self._extra)
 
     def _install_pool(self) -> None:
         loop = asyncio.get_running_loop()
