@@ -164,3 +164,48 @@ async def test_many_concurrent_operations(reopen: Reopen) -> None:
         t.id for i in range(200) for t in await store.chain(await store.get_head(i + 1, None) or 0)
     }
     assert len(ids) == 200  # every turn got its own id
+
+
+async def test_sqlite_operations_are_one_hand_off_each(tmp_path: Path) -> None:
+    """Each operation crosses to SQLite's thread once (every crossing wakes that thread and then
+    the event loop), whatever statements, fetches and commit it needs."""
+    store = SQLiteStore(tmp_path / "bot.sqlite3")
+    await store.open()
+    calls = 0
+    execute = store.db._execute
+
+    async def counted(fn: Any, *args: Any, **kwargs: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        return await execute(fn, *args, **kwargs)
+
+    store.db._execute = counted  # type: ignore[method-assign]
+    try:
+        turn_id = await add(store, 1, 1)
+        await store.link_message(1, 2, turn_id)
+        await store.finish_turn(turn_id, answer="a", status=TurnStatus.DONE, message_ids=[2, 3])
+        await store.set_head(1, None, turn_id)
+        assert await store.turn_by_message(1, 3) is not None
+        assert [t.id for t in await store.chain(turn_id)] == [turn_id]
+        assert await store.claim_denied_notice(1)
+        assert (await store.prefs(1)).denied_notice_sent
+        assert calls == 8
+    finally:
+        await store.close()
+
+
+async def test_sqlite_operation_that_fails_leaves_nothing_behind(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "bot.sqlite3")
+    await store.open()
+    try:
+
+        def half_then_fail(conn: Any) -> None:
+            conn.execute("INSERT INTO heads (chat_id, thread_id, turn_id) VALUES (7, 0, NULL)")
+            raise RuntimeError("disk trouble")
+
+        with pytest.raises(RuntimeError):
+            await store._run(half_then_fail, write=True)
+        assert await store.get_head(7, None) is None
+        await store.set_head(7, None, None)  # the connection is usable afterwards
+    finally:
+        await store.close()
