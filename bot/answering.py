@@ -177,6 +177,7 @@ class Answerer:
             on_sent=on_sent,
             draft_id=draft_id,
             drafts=self.drafts,
+            catch_up=lambda: self.llm.catch_up(active.task),
         )
         reply.start()
         outcome = Outcome(text="", message_ids=[])

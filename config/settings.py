@@ -53,7 +53,7 @@ class Settings(BaseSettings):
 
     llm_idle_timeout: float = Field(60.0, gt=0)
     llm_total_timeout: float = Field(300.0, gt=0)
-    llm_read_interval: float = Field(0.2, ge=0, le=1)
+    llm_read_interval: float = Field(0.5, ge=0, le=1)
 
     system_prompt: str = ""
     max_context_chars: int = Field(24000, ge=100)

@@ -76,6 +76,33 @@ async def test_without_an_interval_every_event_is_read_as_it_comes(
     assert reads == []  # aiohttp's own protocol: no batching connection was used
 
 
+async def test_catch_up_hands_over_what_a_held_stream_holds(llm: FakeLLM, tmp_path: Path) -> None:
+    """Before a chat update, the answer's text is brought up to date: what the backend sent
+    while the connection was held is read and taken by the stream's consumer at once."""
+    client = client_for(llm, tmp_path, read_interval=1.0)  # holds far longer than the test waits
+    answer = "".join(f"word{i} " for i in range(200))
+    llm.script(Reply(answer, chunk_size=8, delay=0.01))
+    text = ""
+
+    async def consume() -> None:
+        nonlocal text
+        async with contextlib.aclosing(client.stream([{"role": "user", "content": "hi"}])) as it:
+            async for piece in it:
+                text += piece
+
+    task = asyncio.create_task(consume())
+    while len(text) < 200:  # noqa: ASYNC110 - past the unheld start: held from here on
+        await asyncio.sleep(0.01)
+    await asyncio.sleep(0.3)
+    sent_before = [n for at, n in llm.received[-1].chunks if at < time.monotonic() - 0.03]
+    assert len(text) < sent_before[-1]  # held: the consumer is behind the backend
+    await client.catch_up(task)
+    assert len(text) >= sent_before[-1]  # everything sent up to 30 ms ago, no later than now
+    await client.catch_up(None)  # a task that streams nothing: nothing to do
+    await task
+    assert text == answer
+
+
 async def test_held_streams_are_released_together(
     llm: FakeLLM, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

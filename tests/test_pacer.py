@@ -279,3 +279,32 @@ async def test_only_the_newest_snapshot_is_sent() -> None:
     # States only grow: nothing is shown twice or out of order.
     shown = [t.rstrip(" ▌") for _, t in bot.calls]
     assert all(b.startswith(a) for a, b in itertools.pairwise(shown))
+
+
+async def test_each_call_carries_the_text_caught_up_after_its_slot() -> None:
+    """Right before each call (after the pacer's slot) the reply engine asks for the newest
+    text, and the call carries what that brought in."""
+    bot = RecordingBot()
+    pacer = Pacer(Budgets(private_interval=0.05))
+    words: list[str] = []
+    caught: list[int] = []  # per catch-up: how many calls had been made before it
+
+    async def catch_up() -> None:  # as a held stream would: the text grows when it is read
+        caught.append(len(bot.calls))
+        words.append(f"c{len(caught) - 1}")
+        reply.update(" ".join(words))
+
+    reply = ReplyStream(bot, pacer, chat_id=1, catch_up=catch_up)  # type: ignore[arg-type]
+    reply.start()
+    for i in range(30):  # the stream's own beats
+        words.append(f"b{i}")
+        reply.update(" ".join(words))
+        await asyncio.sleep(0.01)
+    await reply.close()
+    sent = [t.rstrip(" ▌") for _, t in bot.calls]
+    assert len(sent) >= 3
+    for i, text in enumerate(sent[:-1]):
+        # The newest catch-up before call i produced the end of the text call i carries.
+        newest = max(k for k, calls_before in enumerate(caught) if calls_before == i)
+        assert text.split()[-1] == f"c{newest}"
+    assert sent[-1] == " ".join(words)  # the final state: everything, with no catch-up first

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, Literal, TypedDict
 
 from bot.llm.errors import FailureKind, LLMFailure, classify
-from bot.llm.transport import install_pool
+from bot.llm.transport import catch_up, install_pool
 
 log = logging.getLogger(__name__)
 
@@ -130,6 +130,11 @@ class LLMClient:
             self._extra = {"api_key": key} if key else {}
             self._method = get_async_provider_method(provider)
         return self._method(model=model, messages=messages, stream=True, **self._extra)
+
+    async def catch_up(self, task: asyncio.Task[Any] | None) -> None:
+        """Let `task`, which consumes a `stream()`, take the text its connection holds right now
+        (reads are batched, see `bot.llm.transport`): for a caller about to show that text."""
+        await catch_up(task)
 
     def _install_pool(self) -> None:
         loop = asyncio.get_running_loop()

@@ -8,9 +8,12 @@ A model streams a few characters per event, tens of events a second per answer, 
 that arrives on its own wakes the process and goes through aiohttp, g4f's SSE parser and the
 answer's consumer: per answer that is most of the bot's CPU time. Nobody sees text sooner than
 the pacer's next update (a second or more apart), so while events keep coming the connection is
-left unread for `read_interval` seconds after each read, and what arrived meanwhile is read in one
-go. Data after a quiet spell, and its first `UNHELD_BYTES` (the response's headers and first
-events: the first text must show at once), is read as it comes; so is a slow model's.
+left unread until the next beat, and what arrived meanwhile is read in one go; and just before
+the pacer lets an answer's chat update, `catch_up` reads that answer's stream at once, so the
+update carries all the text generated so far. The beats (every `read_interval` seconds) only
+have to notice that there is new text to show, and the stream's end. Data after a quiet spell,
+and its first `UNHELD_BYTES` (the response's headers and first events: the first text must show
+at once), is read as it comes; so is a slow model's.
 Holds end on common beats (multiples of the interval on the loop's clock), so one wake-up reads
 every held stream however the answers' starts are staggered. A beat takes at most
 `STREAMS_PER_BEAT` streams; past that, a stream gets one of `BEATS - 1` beats in between, and
@@ -23,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import weakref
 from typing import Any
 
 from aiohttp import TCPConnector
@@ -35,6 +39,11 @@ BEATS = 4
 STREAMS_PER_BEAT = 50
 _streams_on_beat = [0] * BEATS  # streaming connections per beat
 _closing: set[asyncio.Task[None]] = set()
+# The connection each task is streaming from (the task that sent the request reads the response).
+_streams: weakref.WeakKeyDictionary[asyncio.Task[Any], BatchingResponseHandler] = (
+    weakref.WeakKeyDictionary()
+)
+CATCH_UP_WAIT = 0.05  # a held connection with nothing new: how long catch_up waits for data
 
 
 class BatchingResponseHandler(ResponseHandler):
@@ -47,11 +56,13 @@ class BatchingResponseHandler(ResponseHandler):
         self._last_data = -math.inf
         self._burst = 0  # bytes since the last quiet spell
         self._beat: int | None = None  # which of the BEATS this stream is read on
+        self._arrived: asyncio.Future[None] | None = None  # a catch-up waiting for the read
 
     def data_received(self, data: bytes) -> None:
         super().data_received(data)
         if not data:
             return  # aiohttp re-running its parser, not the network
+        self._caught_up()
         now = self._loop.time()
         if now - self._last_data >= 2 * self._hold_interval:
             self._burst = 0
@@ -74,6 +85,25 @@ class BatchingResponseHandler(ResponseHandler):
             beat = (math.floor((now - offset) / interval) + 1) * interval + offset
             self._hold = self._loop.call_at(beat, self._release)
 
+    def read_now(self) -> asyncio.Future[None] | None:
+        """End a hold now; the future is done once what was held has been read (the reader's
+        wake-up is then already scheduled, ahead of whoever awaits it). None if not held."""
+        if self._hold is None:
+            return None
+        self._hold.cancel()
+        self._release()
+        if self._reading_paused or self._buffer_paused:
+            return None  # aiohttp's buffer is full: the reader has text to take already
+        if self._arrived is None:
+            self._arrived = self._loop.create_future()
+        return self._arrived
+
+    def _caught_up(self) -> None:
+        if self._arrived is not None:
+            if not self._arrived.done():
+                self._arrived.set_result(None)
+            self._arrived = None
+
     def _leave_beat(self) -> None:
         if self._beat is not None:
             _streams_on_beat[self._beat] -= 1
@@ -86,6 +116,9 @@ class BatchingResponseHandler(ResponseHandler):
             self._release()
         self._leave_beat()
         self._last_data = -math.inf
+        task = asyncio.current_task()
+        if task is not None:
+            _streams[task] = self
         super().set_response_params(*args, **kwargs)
 
     def _resume_transport_reading(self) -> None:
@@ -106,7 +139,23 @@ class BatchingResponseHandler(ResponseHandler):
             self._hold.cancel()
             self._hold = None
         self._leave_beat()
+        self._caught_up()
         super().connection_lost(exc)
+
+
+async def catch_up(task: asyncio.Task[Any] | None) -> None:
+    """Read what the stream `task` is consuming holds, and return once its reader has been
+    woken for it: a caller that runs next sees the text that was waiting in the socket."""
+    handler = _streams.get(task) if task is not None else None
+    arrived = handler.read_now() if handler is not None else None
+    if arrived is None:
+        return
+    try:
+        async with asyncio.timeout(CATCH_UP_WAIT):
+            await asyncio.shield(arrived)
+    except TimeoutError:
+        pass  # nothing was waiting: the stream is between events
+    # Otherwise the reader's wake-up was scheduled before this one: it has taken the text.
 
 
 def _join_beat() -> int:

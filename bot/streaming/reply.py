@@ -109,8 +109,10 @@ class ReplyStream:
         on_sent: Callable[[int], Awaitable[None]] | None = None,
         draft_id: int | None = None,
         drafts: DraftSupport | None = None,
+        catch_up: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.bot = bot
+        self.catch_up = catch_up  # brings `update()` up to date before a call is made
         self.draft_id = draft_id  # None: stream by editing messages
         self.drafts = drafts
         self.on_sent = on_sent
@@ -222,6 +224,8 @@ class ReplyStream:
                 await self._wake.wait()
                 continue
             await self._slot()
+            if self.catch_up is not None and not self._closing:
+                await self.catch_up()
             op = self._next_op(self._target())  # the newest snapshot, whatever came meanwhile
             if op is None:
                 continue
