@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from bot.llm import LLMClient, transport
-from bot.llm.transport import BEATS, STREAMS_PER_BEAT, BatchingResponseHandler
+from bot.llm.transport import BEATS, BatchingResponseHandler, streams_per_beat
 from tests.fakes.llm import FakeLLM, Reply
 from tests.helpers import started_client
 
@@ -135,13 +135,15 @@ async def test_held_streams_are_released_together(
 
 
 def test_streams_share_one_beat_until_it_is_full() -> None:
-
+    """A beat reads as much streaming as 20 streams make in 0.5 s, or 50 in 0.2 s."""
     before = list(transport._streams_on_beat)
     try:
-        transport._streams_on_beat[:] = [0] * BEATS
-        beats = [transport._join_beat() for _ in range(STREAMS_PER_BEAT + 3 * (BEATS - 1))]
-        assert beats[:STREAMS_PER_BEAT] == [0] * STREAMS_PER_BEAT
-        assert sorted(set(beats[STREAMS_PER_BEAT:])) == list(range(1, BEATS))
-        assert transport._streams_on_beat == [STREAMS_PER_BEAT, 3, 3, 3]
+        for interval, full in ((0.5, 20), (0.2, 50)):
+            assert streams_per_beat(interval) == full
+            transport._streams_on_beat[:] = [0] * BEATS
+            beats = [transport._join_beat(interval) for _ in range(full + 3 * (BEATS - 1))]
+            assert beats[:full] == [0] * full
+            assert sorted(set(beats[full:])) == list(range(1, BEATS))
+            assert transport._streams_on_beat == [full] + [3] * (BEATS - 1)
     finally:
         transport._streams_on_beat[:] = before

@@ -15,10 +15,11 @@ have to notice that there is new text to show, and the stream's end. Data after 
 and its first `UNHELD_BYTES` (the response's headers and first events: the first text must show
 at once), is read as it comes; so is a slow model's.
 Holds end on common beats (multiples of the interval on the loop's clock), so one wake-up reads
-every held stream however the answers' starts are staggered. A beat takes at most
-`STREAMS_PER_BEAT` streams; past that, a stream gets one of `BEATS - 1` beats in between, and
-keeps it until its response ends, so that no wake-up has to read hundreds of streams at once (at 200
-streams on one beat that held the event loop for about 50 ms).
+every held stream however the answers' starts are staggered. A beat reads at most
+`STREAM_SECONDS_PER_BEAT` seconds of streaming (20 streams at the default 0.5 s interval); past
+that, a stream gets one of `BEATS - 1` beats in between, and keeps it until its response ends, so
+that no wake-up has to parse hundreds of streams' events at once (200 streams on one beat held
+the event loop for about 50 ms).
 """
 
 from __future__ import annotations
@@ -35,8 +36,8 @@ from aiohttp.client_proto import ResponseHandler
 log = logging.getLogger(__name__)
 
 UNHELD_BYTES = 1024
-BEATS = 4
-STREAMS_PER_BEAT = 50
+BEATS = 10
+STREAM_SECONDS_PER_BEAT = 10.0
 _streams_on_beat = [0] * BEATS  # streaming connections per beat
 _closing: set[asyncio.Task[None]] = set()
 # The connection each task is streaming from (the task that sent the request reads the response).
@@ -79,7 +80,7 @@ class BatchingResponseHandler(ResponseHandler):
         ):
             transport.pause_reading()
             if self._beat is None:
-                self._beat = _join_beat()
+                self._beat = _join_beat(self._hold_interval)
             interval = self._hold_interval
             offset = self._beat * interval / BEATS
             beat = (math.floor((now - offset) / interval) + 1) * interval + offset
@@ -158,10 +159,14 @@ async def catch_up(task: asyncio.Task[Any] | None) -> None:
     # Otherwise the reader's wake-up was scheduled before this one: it has taken the text.
 
 
-def _join_beat() -> int:
+def streams_per_beat(interval: float) -> int:
+    return max(1, int(STREAM_SECONDS_PER_BEAT / interval))
+
+
+def _join_beat(interval: float) -> int:
     """The beat for a stream that starts being held: the common one while it has room."""
     beat = 0
-    if _streams_on_beat[0] >= STREAMS_PER_BEAT:
+    if _streams_on_beat[0] >= streams_per_beat(interval):
         beat = min(range(BEATS), key=_streams_on_beat.__getitem__)
     _streams_on_beat[beat] += 1
     return beat
