@@ -361,6 +361,8 @@ def chart(results: list[Level], path: Path) -> None:
     ax.plot(x, [r.private_stale_p95 for r in results], "o-", label="private p95")
     ax.plot(x, [r.group_stale_p95 for r in results], "s--", label="group p95")
     ax.plot(x, [max(1.0, c * 1.15 / 25) for c in x], ":", color="grey", label="fair share")
+    ax.axhline(1.5, ls="-.", color="tab:orange", alpha=0.5, label="private target (≤ 25 chats)")
+    ax.axhline(3.5, ls="-.", color="tab:green", alpha=0.5, label="group target")
     ax.set_title("staleness of generated text (s)")
     ax.legend()
     ax = axes[0][1]
@@ -378,6 +380,7 @@ def chart(results: list[Level], path: Path) -> None:
     ax.legend()
     ax = axes[1][1]
     ax.plot(x, [r.peak_rss_mb for r in results], "o-", label="peak RSS (MB)")
+    ax.axhline(250, ls=":", color="grey", label="RSS target 250 MB")
     ax.bar(
         x,
         [r.count_429 for r in results],
