@@ -101,6 +101,20 @@ async def test_catch_up_hands_over_what_a_held_stream_holds(llm: FakeLLM, tmp_pa
     await client.catch_up(None)  # a task that streams nothing: nothing to do
     await task
     assert text == answer
+    # Its connection, back in the pool, may serve another answer: a late catch-up leaves it be.
+    handler = transport._streams[task]
+    llm.script(Reply(answer, chunk_size=8, delay=0.01))
+    other = asyncio.create_task(stream(client))
+    while transport._streams.get(other) is not handler:  # noqa: ASYNC110 - the pool's choice
+        await asyncio.sleep(0.01)
+    early_reads: list[object] = []
+    read_now = handler.read_now
+    handler.read_now = lambda: early_reads.append(1) or read_now()  # type: ignore[method-assign]
+    await client.catch_up(task)
+    assert early_reads == []  # not read early on behalf of the finished answer
+    await client.catch_up(other)
+    assert early_reads == [1]
+    assert (await other)[0] == answer
 
 
 async def test_held_streams_are_released_together(

@@ -147,7 +147,9 @@ class BatchingResponseHandler(ResponseHandler):
 async def catch_up(task: asyncio.Task[Any] | None) -> None:
     """Read what the stream `task` is consuming holds, and return once its reader has been
     woken for it: a caller that runs next sees the text that was waiting in the socket."""
-    handler = _streams.get(task) if task is not None else None
+    if task is None or task.done():
+        return  # no stream, or its connection may be serving another answer by now
+    handler = _streams.get(task)
     arrived = handler.read_now() if handler is not None else None
     if arrived is None:
         return
