@@ -161,3 +161,59 @@ def test_streams_share_one_beat_until_it_is_full() -> None:
             assert transport._streams_on_beat == [full] + [3] * (BEATS - 1)
     finally:
         transport._streams_on_beat[:] = before
+
+
+async def test_aiohttp_flow_control_still_works_under_batching(
+    unused_tcp_port: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A large compressed response read slowly: aiohttp pauses and resumes reading (and its
+    decompression) on its own; the batching connection must not lose or stall any of it."""
+    import gzip
+    import random
+
+    from aiohttp import ClientSession, web
+
+    rng = random.Random(4)
+    body = "".join(f"data: {rng.random()} {'x' * rng.randint(0, 200)}\n\n" for _ in range(40_000))
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Encoding": "gzip"})
+        await response.prepare(request)
+        packed = gzip.compress(body.encode())
+        for i in range(0, len(packed), 4096):
+            await response.write(packed[i : i + 4096])
+        await response.write_eof()
+        return response
+
+    pauses = 0
+    original = BatchingResponseHandler.pause_reading
+
+    def pause_reading(self: BatchingResponseHandler) -> None:
+        nonlocal pauses
+        pauses += 1
+        original(self)
+
+    monkeypatch.setattr(BatchingResponseHandler, "pause_reading", pause_reading)
+    app = web.Application()
+    app.router.add_get("/", handler)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", unused_tcp_port).start()
+    connector = transport.Connector(read_interval=0.05)
+    try:
+        async with ClientSession(connector=connector, connector_owner=False) as session:
+            for _ in range(2):  # the second on the kept-alive connection
+                lines: list[bytes] = []
+                async with (
+                    asyncio.timeout(30),  # a stalled connection fails here
+                    session.get(f"http://127.0.0.1:{unused_tcp_port}/") as response,
+                ):
+                    async for line in response.content:
+                        lines.append(line)
+                        if len(lines) % 5000 == 0:
+                            await asyncio.sleep(0.02)  # a slow reader: aiohttp's buffer fills
+                assert b"".join(lines).decode() == body
+        assert pauses > 0  # aiohttp's flow control did pause (and resume) reading
+    finally:
+        await connector.close()
+        await runner.cleanup()

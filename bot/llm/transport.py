@@ -122,6 +122,13 @@ class BatchingResponseHandler(ResponseHandler):
             _streams[task] = self
         super().set_response_params(*args, **kwargs)
 
+    def resume_reading(self, resume_parser: bool = True) -> None:
+        # aiohttp calls this after every line it hands out from its buffer (twice per SSE event),
+        # and re-runs its parser each time. Unless its own flow control paused reading, the
+        # parser has nothing pending (it only keeps input back while paused): nothing to do.
+        if self._reading_paused or self._buffer_paused:
+            super().resume_reading(resume_parser)
+
     def _resume_transport_reading(self) -> None:
         # aiohttp asks for this after every read from its buffer; while held, `_release` will.
         if self._hold is None:
