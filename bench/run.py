@@ -253,11 +253,21 @@ async def run(
     levels: list[int], mode: str, urls: dict[str, str], *, idle: list[float] | None = None
 ) -> list[Level]:
     """Measure each load; with `idle`, also the idle cost first (appended to it)."""
+    with tempfile.TemporaryDirectory(prefix="bench-") as data_dir:
+        return await _measure(levels, mode, urls, Path(data_dir), idle)
+
+
+async def _measure(
+    levels: list[int],
+    mode: str,
+    urls: dict[str, str],
+    data_dir: Path,
+    idle: list[float] | None,
+) -> list[Level]:
     from bot.app import build_app, freeze_startup_objects, run_polling
     from config import load_settings
 
     logging.basicConfig(level=logging.ERROR)
-    data_dir = Path(tempfile.mkdtemp(prefix="bench-"))
     settings = load_settings(
         bot_token=urls["token"],
         telegram_api_url=urls["telegram"],
