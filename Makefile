@@ -36,7 +36,7 @@ lint: $(VENV)/.installed-test
 	$(BIN)/mypy bot config
 	$(BIN)/hadolint Dockerfile
 
-## bench: the bot against the fakes at 1, 10, 50 and 200 chats; see BENCHMARKS.md
+## bench: the bot against the fakes at 1, 10, 25, 50 and 200 chats (~2 min); see BENCHMARKS.md
 bench: $(VENV)/.installed-bench
 	$(BIN)/python -m bench.run
 
