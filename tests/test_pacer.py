@@ -87,6 +87,28 @@ def test_global_budget_across_chats() -> None:
     assert pacer.delay(999, final=True) == 0
 
 
+def test_a_call_that_leaves_late_is_counted_from_when_it_leaves() -> None:
+    """A call that first fetches the newest text leaves a little after its slot: the windows
+    count it from then, or calls granted on time after it could reach Telegram too close."""
+    clock = Clock()
+    pacer = Pacer(Budgets(global_per_second=2, global_final_reserve=0), clock=clock)
+    granted = [pacer.record(chat) for chat in (1, 2, -3)]
+    clock.now += 0.1
+    pacer.departing(1, granted[0])
+    pacer.departing(-3, granted[2])
+    second = 1.0 + pacer.budgets.margin
+    clock.now = granted[0] + second  # the grants' window has passed, not the departures'
+    assert pacer.delay(4, final=True) > 0
+    clock.now = granted[0] + 0.1 + second
+    assert pacer.delay(4, final=True) == 0
+    # The group's minute is counted from the departure too.
+    group = pacer._chats[-3].window
+    assert list(group) == [granted[2] + 0.1]
+    before = list(pacer._global)
+    pacer.departing(2, clock.now + 5)  # a departure "before" its grant changes nothing
+    assert list(pacer._global) == before
+
+
 def test_first_texts_may_use_most_of_the_room_kept_for_finals() -> None:
     clock = Clock()
     pacer = Pacer(clock=clock)

@@ -44,7 +44,7 @@ _closing: set[asyncio.Task[None]] = set()
 _streams: weakref.WeakKeyDictionary[asyncio.Task[Any], BatchingResponseHandler] = (
     weakref.WeakKeyDictionary()
 )
-CATCH_UP_WAIT = 0.05  # a held connection with nothing new: how long catch_up waits for data
+CATCH_UP_WAIT = 0.02  # a held connection with nothing new: how long catch_up waits for data
 
 
 class BatchingResponseHandler(ResponseHandler):

@@ -23,6 +23,7 @@ frees up, and 429s pause the other replicas too.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import logging
 import math
@@ -67,7 +68,7 @@ class _Chat:
 class _Waiter:
     chat_id: int
     is_final: Callable[[], bool]
-    future: asyncio.Future[None]
+    future: asyncio.Future[float]
     since: float
     first: bool = False
 
@@ -176,8 +177,8 @@ class Pacer:
                 waits.append(held - now)
         return max(waits)
 
-    def record(self, chat_id: int) -> None:
-        """Count a call that is going out now."""
+    def record(self, chat_id: int) -> float:
+        """Count a call that is going out now; returns the time it is counted at."""
         now = self._clock()
         if self.granted % 10_000 == 9_999:
             self._forget_idle(now)
@@ -190,6 +191,22 @@ class Pacer:
             chat.window.append(now)
         self._global.append(now)
         self.granted += 1
+        return now
+
+    def departing(self, chat_id: int, granted: float) -> None:
+        """A call counted at `granted` leaves only now (it first fetched the newest text): count
+        it from now, so that the time in between cannot squeeze more calls into Telegram's
+        windows than the margin allows for."""
+        now = self._clock()
+        if now <= granted:
+            return
+        _move(self._global, granted, now)
+        chat = self._chats.get(chat_id)
+        if chat is None:
+            return
+        chat.last = max(chat.last, now)
+        if chat_id < 0:
+            _move(chat.window, granted, now)
 
     def _forget_idle(self, now: float) -> None:
         """Drop chats idle for 10 minutes (nothing of theirs is in any window any more)."""
@@ -270,8 +287,8 @@ class Pacer:
         final: bool = False,
         is_final: Callable[[], bool] | None = None,
         first: bool = False,
-    ) -> None:
-        """Wait for a slot for a call to this chat, then count it.
+    ) -> float:
+        """Wait for a slot for a call to this chat, then count it; returns when it was counted.
 
         `is_final` is asked again while waiting, so a waiting intermediate update that becomes
         a final one (the answer ended meanwhile) gets a final's priority; call `nudge()` then.
@@ -285,18 +302,16 @@ class Pacer:
             and self.delay(chat_id, final=check(), first=first) <= 0
         ):
             if self.shared is None:
-                self.record(chat_id)
-                return
+                return self.record(chat_id)
             self._taking += 1
             if await self._take_shared(chat_id, check()):
-                self.record(chat_id)
-                return
+                return self.record(chat_id)
         loop = asyncio.get_running_loop()
         waiter = _Waiter(chat_id, check, loop.create_future(), self._clock(), first)
         self._waiters.append(waiter)
         self._ensure_pump()
         try:
-            await waiter.future
+            return await waiter.future
         finally:
             if waiter in self._waiters:
                 self._waiters.remove(waiter)
@@ -364,8 +379,7 @@ class Pacer:
                     continue  # refused (held now), or the caller gave up meanwhile
             if waiter is not None:
                 self._waiters.remove(waiter)
-                self.record(waiter.chat_id)
-                waiter.future.set_result(None)
+                waiter.future.set_result(self.record(waiter.chat_id))
                 await asyncio.sleep(0)  # let the granted call start before the next grant
                 continue
             self._kick.clear()
@@ -373,3 +387,12 @@ class Pacer:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(timeout):
                     await self._kick.wait()
+
+
+def _move(times: deque[float], old: float, new: float) -> None:
+    """Move one entry `old` of a sorted window to `new` (later), keeping it sorted."""
+    for i in range(len(times) - 1, -1, -1):
+        if times[i] == old:
+            del times[i]
+            bisect.insort(times, new)
+            return

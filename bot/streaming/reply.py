@@ -223,9 +223,10 @@ class ReplyStream:
                 self._wake.clear()
                 await self._wake.wait()
                 continue
-            await self._slot()
+            granted = await self._slot()
             if self.catch_up is not None and not self._closing:
                 await self.catch_up()
+                self.pacer.departing(self.chat_id, granted)
             op = self._next_op(self._target())  # the newest snapshot, whatever came meanwhile
             if op is None:
                 continue
@@ -263,10 +264,11 @@ class ReplyStream:
                 log.error("chat %s: %s", self.chat_id, e)
                 self.failed = True
 
-    async def _slot(self) -> None:
-        """Wait for the pacer; once the answer closes, the wait counts as a final's."""
+    async def _slot(self) -> float:
+        """Wait for the pacer (returns when the call was counted); once the answer closes, the
+        wait counts as a final's."""
         first = not self._shown and self._draft_shown is None
-        await self.pacer.acquire(self.chat_id, is_final=lambda: self._closing, first=first)
+        return await self.pacer.acquire(self.chat_id, is_final=lambda: self._closing, first=first)
 
     async def _apply(self, op: _Op) -> None:
         entities = [MessageEntity(**e) for e in op.part.entities] or None
