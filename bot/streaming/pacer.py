@@ -13,7 +13,7 @@ limits instead of reacting to 429s, and never lets a call out while a `retry_aft
 - A 429 pauses that chat for `retry_after` and slows its pace for a while; 429s in several chats
   at once are taken as a global limit and pause everything.
 - A call is counted when its slot is granted; one that leaves noticeably later (it first fetched
-  the newest text) is counted again from then (`departing`), so windows hold at arrival too.
+  the newest text) is counted from then instead (`departing`), so windows hold at arrival too.
 
 Telegram counts the bot as a whole, so replicas of it must share these budgets (scale-out). With
 `shared` (`bot.cluster.budgets.SharedBudgets`), every grant is also counted in Redis: this pacer
