@@ -59,6 +59,10 @@ async def test_markdown_becomes_entities_in_every_state(
     # Every intermediate state was accepted by the (strict) fake: no 400 along the way.
     assert refused_calls(tg) == []
     assert len(answer.history) >= 2
+    # ...and none showed a marker still being written: an open `**` is already bold, a link
+    # being written shows its text.
+    for state in answer.history[:-1]:
+        assert "**" not in state and "`" not in state and "](" not in state, state
 
 
 async def test_long_answer_is_split_without_losing_anything(

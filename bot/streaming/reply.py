@@ -175,7 +175,11 @@ class ReplyStream:
 
     def _target(self) -> tuple[list[tuple[Part, bool]], Part | None]:
         """The messages the chat should show (part, has Stop button), and the draft if any."""
-        parts = self._segmenter.parts(self._text) if self._text.strip() else []
+        parts = (
+            self._segmenter.parts(self._text, streaming=not self._closing)
+            if self._text.strip()
+            else []
+        )
         if self._plain:
             parts = [Part(p.text) for p in parts]
         if not self._closing:

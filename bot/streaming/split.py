@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from bot.streaming.render import Part, render
+from bot.streaming.tail import settle
 
 TELEGRAM_LIMIT = 4096
 # Room kept free in every part for the streaming cursor.
@@ -43,14 +44,26 @@ class Segmenter:
         self.frozen: list[Part] = []
         self._start = 0  # where the open part begins in the source
         self._prefix = ""  # reopened code fence that the open part starts with
+        self._last: tuple[str, bool, list[Part]] | None = None
 
-    def parts(self, source: str) -> list[Part]:
-        """All parts for this snapshot: the frozen ones, then the open one (if it has text)."""
+    def parts(self, source: str, *, streaming: bool = False) -> list[Part]:
+        """All parts for this snapshot: the frozen ones, then the open one (if it has text).
+
+        `streaming`: an intermediate state, whose unfinished last line is settled (see
+        `bot.streaming.tail`). The same snapshot asked for again is not rendered again.
+        """
+        if self._last is not None and self._last[:2] == (source, streaming):
+            return list(self._last[2])
         while True:
             open_source = self._prefix + source[self._start :]
-            part = self._render(open_source)
+            shown = open_source
+            if streaming and not _open_fence_at(len(shown), _fence_map(shown)):
+                shown = settle(shown)
+            part = self._render(shown)
             if part.size <= self.limit:
-                return [*self.frozen, part] if part.text else list(self.frozen)
+                parts = [*self.frozen, part] if part.text else list(self.frozen)
+                self._last = (source, streaming, parts)
+                return list(parts)
             cut = self._find_cut(open_source)
             self.frozen.append(self._render(open_source[: cut.at] + cut.close))
             self._start += cut.at - len(self._prefix)
