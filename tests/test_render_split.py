@@ -46,13 +46,20 @@ def squash(text: str) -> str:
 _word = st.text(
     alphabet="abcdefghijklmnopqrstuvwxyzАБВгдё0123456789😀🚀<>", min_size=1, max_size=12
 )
-_inline = st.one_of(
-    _word,
-    _word.map(lambda w: f"**{w}**"),
-    _word.map(lambda w: f"_{w}_"),
-    _word.map(lambda w: f"`{w}`"),
-    _word.map(lambda w: f"[{w}](https://example.com/{w})"),
-)
+
+
+def inline(word: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
+    """A word, bold, italic, code or a link."""
+    return st.one_of(
+        word,
+        word.map(lambda w: f"**{w}**"),
+        word.map(lambda w: f"_{w}_"),
+        word.map(lambda w: f"`{w}`"),
+        word.map(lambda w: f"[{w}](https://example.com/{w})"),
+    )
+
+
+_inline = inline(_word)
 _line = st.lists(_inline, min_size=1, max_size=25).map(" ".join)
 _block = st.one_of(
     st.lists(_line, min_size=1, max_size=6).map("\n".join),

@@ -7,6 +7,8 @@ second later: the text the user is reading jumps. `settle` closes what the last 
 intermediate state looks like a prefix of the final one. Only intermediate states are settled:
 the final answer is rendered exactly as the model wrote it.
 
+A table is shown once its header is complete, not as raw pipes before.
+
 Only the last line is touched: emphasis cannot cross a block (a list item, a heading), and a
 marker left open on an earlier line is the model's, not the stream's. Code blocks are left
 alone (the caller checks): an unclosed fence already renders as code to the end.
@@ -15,8 +17,12 @@ alone (the caller checks): an unclosed fence already renders as code to the end.
 from __future__ import annotations
 
 import re
+import unicodedata
+from typing import Any
 
 _TRAILING = "*_~` \t"
+_TABLE_ROW = re.compile(r" {0,3}\|")
+_DELIMITER_ROW = re.compile(r" {0,3}\|?[\s:|-]*$")
 _LINK_START = re.compile(r"!?\[")
 _PUNCTUATION = frozenset("!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~")
 
@@ -24,10 +30,58 @@ _PUNCTUATION = frozenset("!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~")
 def settle(markdown: str) -> str:
     """`markdown` (a snapshot outside any code block) with its last line's open markers closed
     and a link still being written reduced to its text."""
+    line_ended = markdown.rstrip(" \t").endswith("\n")
+    markdown = markdown.rstrip()  # shown without it anyway
     start = markdown.rfind("\n") + 1
+    trailing = _TRAILING
+    if _TABLE_ROW.match(markdown, start):
+        header = _table_header(markdown, start)
+        if header is not None:
+            return markdown[:header].rstrip()
+        trailing += "|"  # a row's last pipe, before its next cell is written
+    if line_ended:
+        return markdown  # a finished line: what is open there, the model left open
     # Half a marker (`**bold*`) goes, also when it is left at the end by a link's `[` going.
-    line = _link_text(markdown[start:].rstrip(_TRAILING)).rstrip(_TRAILING)
+    line = _strip_tail(_link_text(_strip_tail(markdown[start:], trailing)), trailing)
     return markdown[:start] + line + _closers(line)
+
+
+def _table_header(markdown: str, start: int) -> int | None:
+    """Where a table starts whose header is still being written (its header row or delimiter
+    row is the last line): shown now, its rows would be raw pipes that rearrange a second later.
+    None when the last line is a row of a table that is already shown as one."""
+    if start == 0:
+        return 0
+    above = markdown.rfind("\n", 0, start - 1) + 1
+    if not _TABLE_ROW.match(markdown, above):
+        return start  # the last line is the header row
+    if _DELIMITER_ROW.match(markdown[start:]) and (
+        above == 0 or not _TABLE_ROW.match(markdown, markdown.rfind("\n", 0, above - 1) + 1)
+    ):
+        return above  # the header row, then the delimiter row being written
+    return None
+
+
+def _strip_tail(line: str, trailing: str) -> str:
+    """`line` without the markers (and spaces) it ends with, but an escaped one (`\\*`) or the
+    end of a closed code span stays."""
+    while line and line[-1] in trailing:
+        backslashes = len(line) - 1 - len(line[:-1].rstrip("\\"))
+        if backslashes % 2:
+            break
+        if line[-1] == "`":
+            spans = _code_spans(line)
+            if spans and spans[-1][1] == len(line) and _closed(line, spans[-1]):
+                break
+        line = line[:-1]
+    return line
+
+
+def _closed(line: str, span: tuple[int, int]) -> bool:
+    """Whether the code span ends with its closing backticks (else it runs to the end)."""
+    start, end = span
+    run = _run_length(line, start)
+    return end - start > run and line[end - run : end] == "`" * run
 
 
 def _code_spans(line: str) -> list[tuple[int, int]]:
@@ -84,23 +138,20 @@ def _link_text(line: str) -> str:
 
 
 def _closers(line: str) -> str:
-    """What closes the emphasis, strikethrough and inline code left open at the end of `line`
-    (which does not end in a backtick: an inline code span running to its end is unclosed)."""
+    """What closes the emphasis, strikethrough and inline code left open at the end of `line`."""
     spans = _code_spans(line)
-    if spans and spans[-1][1] == len(line):
-        opener = spans[-1][0]
-        return "`" * _run_length(line, opener) + _emphasis_closers(line[:opener])
-    return _emphasis_closers(line)
+    if spans and spans[-1][1] == len(line) and not _closed(line, spans[-1]):
+        return "`" * _run_length(line, spans[-1][0]) + _emphasis_closers(line, spans)
+    return _emphasis_closers(line, spans)
 
 
-def _emphasis_closers(text: str) -> str:
+def _emphasis_closers(text: str, spans: list[tuple[int, int]]) -> str:
     """Delimiter runs (`*`, `_`, `~~`) opened and not closed in `text`, closed innermost first.
 
-    CommonMark's flanking rules, simplified: a run opens if the next character is not a space
-    (for `_`, only at the start of a word), and closes the innermost open run of its character
-    if the previous one is not a space."""
-    stack: list[str] = []
-    spans = _code_spans(text)
+    CommonMark's flanking rules, with two liberties: a run closes whenever the character before
+    it is not a space, and `*` between two letters or digits (`a*b`, `2**10`) does not open:
+    it is arithmetic far more often than emphasis."""
+    stack: list[list[Any]] = []  # [character, how many of it are still open]
     i = 0
     while i < len(text):
         ch = text[i]
@@ -116,18 +167,37 @@ def _emphasis_closers(text: str) -> str:
         i += run
         if ch == "~" and run != 2:
             continue
-        marker = ch * min(run, 3)
-        can_close = not before.isspace()
-        can_open = not after.isspace()
+        left = not after.isspace() and (
+            not _is_punctuation(after) or before.isspace() or _is_punctuation(before)
+        )
+        right = not before.isspace() and (
+            not _is_punctuation(before) or after.isspace() or _is_punctuation(after)
+        )
+        can_open, can_close = left, not before.isspace()
         if ch == "_":
-            can_open = can_open and (before.isspace() or before in _PUNCTUATION)
-            can_close = can_close and (after.isspace() or after in _PUNCTUATION)
-        if can_close and any(open_[0] == ch for open_ in stack):
-            while stack and stack[-1][0] != ch:
+            can_open = left and (not right or _is_punctuation(before))
+            can_close = can_close and (after.isspace() or _is_punctuation(after))
+        elif ch == "*" and _is_alnum(before) and _is_alnum(after):
+            can_open = False
+        if can_close and any(entry[0] == ch for entry in stack):
+            while stack[-1][0] != ch:
                 stack.pop()  # crossed markers: CommonMark leaves the inner one literal
-            if stack:
-                stack.pop()
+            left_over = run
+            while left_over and stack and stack[-1][0] == ch:  # `***a** b*`: `**` closes two
+                used = min(left_over, stack[-1][1])
+                stack[-1][1] -= used
+                left_over -= used
+                if not stack[-1][1]:
+                    stack.pop()
             continue
         if can_open:
-            stack.append(marker)
-    return "".join(reversed(stack))
+            stack.append([ch, min(run, 3)])
+    return "".join(ch * count for ch, count in reversed(stack))
+
+
+def _is_punctuation(ch: str) -> bool:
+    return ch in _PUNCTUATION or unicodedata.category(ch)[0] in "PS"
+
+
+def _is_alnum(ch: str) -> bool:
+    return ch.isascii() and ch.isalnum()
