@@ -18,12 +18,16 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 _TRAILING = "*_~` \t"
 _TABLE_ROW = re.compile(r" {0,3}\|")
 _DELIMITER_ROW = re.compile(r" {0,3}\|?[\s:|-]*$")
 _LINK_START = re.compile(r"!?\[")
+_BACKTICKS = re.compile(r"`+")
+_ESCAPE_OR_BACKTICKS = re.compile(r"\\.|`+")
+_ESCAPE_OR_MARKERS = re.compile(r"\\.|\*+|_+|~+")
 _PUNCTUATION = frozenset("!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~")
 
 
@@ -87,21 +91,17 @@ def _closed(line: str, span: tuple[int, int]) -> bool:
 def _code_spans(line: str) -> list[tuple[int, int]]:
     """Inline code spans as (start, end) ranges; an unclosed one runs to the end of the line."""
     spans: list[tuple[int, int]] = []
-    i = 0
-    while i < len(line):
-        if line[i] == "\\":
-            i += 2
+    if "`" not in line:
+        return spans
+    pos = 0
+    while opener := _ESCAPE_OR_BACKTICKS.search(line, pos):
+        pos = opener.end()
+        if opener[0][0] == "\\":
             continue
-        if line[i] != "`":
-            i += 1
-            continue
-        run = _run_length(line, i)
-        close = line.find("`" * run, i + run)
-        while close != -1 and _run_length(line, close) != run:  # a longer run does not close
-            close = line.find("`" * run, close + _run_length(line, close))
-        end = len(line) if close == -1 else close + run
-        spans.append((i, end))
-        i = end
+        # Closed by the next run of as many backticks (backslashes do not escape inside).
+        closer = next((c for c in _BACKTICKS.finditer(line, pos) if c[0] == opener[0]), None)
+        pos = len(line) if closer is None else closer.end()
+        spans.append((opener.start(), pos))
     return spans
 
 
@@ -112,17 +112,26 @@ def _run_length(text: str, i: int) -> int:
     return end - i
 
 
-def _inside(i: int, spans: list[tuple[int, int]]) -> bool:
-    return any(start <= i < end for start, end in spans)
+def _outside_code(
+    matches: Iterable[re.Match[str]], spans: list[tuple[int, int]]
+) -> Iterator[re.Match[str]]:
+    """The matches (in order) that do not start inside a code span."""
+    k = 0
+    for match in matches:
+        while k < len(spans) and spans[k][1] <= match.start():
+            k += 1
+        if k == len(spans) or match.start() < spans[k][0]:
+            yield match
 
 
 def _link_text(line: str) -> str:
     """`[text](https://exa` and `[text` at the end of a line become `text`: the link's text is
     shown as it grows, and the link appears when it is complete."""
-    spans = _code_spans(line)
-    for match in reversed(list(_LINK_START.finditer(line))):
+    if "[" not in line:
+        return line
+    for match in reversed(list(_outside_code(_LINK_START.finditer(line), _code_spans(line)))):
         at = match.start()
-        if _inside(at, spans) or (at > 0 and line[at - 1] == "\\"):
+        if at > 0 and line[at - 1] == "\\":
             continue
         rest = line[match.end() :]
         close = rest.find("]")
@@ -152,19 +161,14 @@ def _emphasis_closers(text: str, spans: list[tuple[int, int]]) -> str:
     it is not a space, and `*` between two letters or digits (`a*b`, `2**10`) does not open:
     it is arithmetic far more often than emphasis."""
     stack: list[list[Any]] = []  # [character, how many of it are still open]
-    i = 0
-    while i < len(text):
-        ch = text[i]
+    if "*" not in text and "_" not in text and "~" not in text:
+        return ""
+    for marker in _outside_code(_ESCAPE_OR_MARKERS.finditer(text), spans):
+        ch, i, run = marker[0][0], marker.start(), len(marker[0])
         if ch == "\\":
-            i += 2
             continue
-        if ch not in "*_~" or _inside(i, spans):
-            i += 1
-            continue
-        run = _run_length(text, i)
         before = text[i - 1] if i > 0 else " "
         after = text[i + run] if i + run < len(text) else " "
-        i += run
         if ch == "~" and run != 2:
             continue
         left = not after.isspace() and (
