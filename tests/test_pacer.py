@@ -6,7 +6,9 @@ import asyncio
 import itertools
 
 from bot.streaming.pacer import Budgets, Pacer
+from bot.streaming.render import Part, render
 from bot.streaming.reply import ReplyStream
+from bot.streaming.split import Segmenter
 
 
 class Clock:
@@ -330,3 +332,31 @@ async def test_each_call_carries_the_text_caught_up_after_its_slot() -> None:
         newest = max(k for k, calls_before in enumerate(caught) if calls_before == i)
         assert text.split()[-1] == f"c{newest}"
     assert sent[-1] == " ".join(words)  # the final state: everything, with no catch-up first
+
+
+async def test_a_snapshot_is_rendered_once_per_call_once_text_is_shown() -> None:
+    """Rendering is most of a tick's cost: new text that arrives while a call is on its way is
+    rendered after the next slot (with what the slot's catch-up brings), not also before it."""
+    bot = RecordingBot()
+    pacer = Pacer(Budgets(private_interval=0.05))
+    reply = ReplyStream(bot, pacer, chat_id=1)  # type: ignore[arg-type]
+    rendered: list[str] = []
+
+    def counting(source: str) -> Part:
+        rendered.append(source)
+        return render(source)
+
+    reply._segmenter = Segmenter(renderer=counting)
+    reply.start()
+    text = ""
+    for i in range(60):
+        text += f"**w{i}** "
+        reply.update(text)
+        await asyncio.sleep(0.004)
+    await reply.close()
+    calls = len(bot.calls)
+    assert calls >= 3
+    # One render for each call, and one for the first text's check before its slot (the final
+    # state reuses its call's render); rendering before each slot as well would double it.
+    assert len(rendered) <= calls + 2, (len(rendered), calls)
+    assert bot.calls[-1] == ("edit", " ".join(f"w{i}" for i in range(60)))

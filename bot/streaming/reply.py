@@ -125,6 +125,7 @@ class ReplyStream:
         self.failed = False  # the chat cannot be written to (blocked, kicked, gone)
         self._segmenter = Segmenter()
         self._text = ""
+        self._rendered: str | None = None  # the text `_target` last looked at
         self._closing = False
         self._notice: Part | None = None
         self._plain = False  # entities were refused once: send plain text from then on
@@ -164,6 +165,11 @@ class ReplyStream:
             await self._stop_typing()
 
     @property
+    def _started(self) -> bool:
+        """Something is shown (the first text is checked before its slot: it goes first)."""
+        return bool(self._shown) or self._draft_shown is not None
+
+    @property
     def message_ids(self) -> list[int]:
         return [s.message_id for s in self._shown]
 
@@ -175,6 +181,7 @@ class ReplyStream:
 
     def _target(self) -> tuple[list[tuple[Part, bool]], Part | None]:
         """The messages the chat should show (part, has Stop button), and the draft if any."""
+        self._rendered = self._text
         parts = (
             self._segmenter.parts(self._text, streaming=not self._closing)
             if self._text.strip()
@@ -221,7 +228,10 @@ class ReplyStream:
         network_failures = 0
         refused = 0
         while not self.failed:
-            if self._next_op(self._target()) is None:
+            # New text once something is shown: there is surely something to update, and the
+            # snapshot is rendered once, after the slot (rendering is most of a tick's cost).
+            news = self._text is not self._rendered and not self._closing and self._started
+            if not news and self._next_op(self._target()) is None:
                 if self._closing:
                     return
                 self._wake.clear()
