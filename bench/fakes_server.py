@@ -4,6 +4,7 @@ The benchmark runs the bot in its own process so that CPU time, memory and event
 bot's alone. This process serves both fakes and `/control/*` for the harness:
 `POST /control/ask`, `GET /control/report`, `POST /control/reset`.
 It prints one JSON line with the three base URLs, then serves until stdin closes.
+`--answers plain` makes every answer plain prose instead of Markdown.
 """
 
 from __future__ import annotations
@@ -25,26 +26,53 @@ CHARS_PER_SECOND = 250.0  # a brisk model: ~60 tokens a second
 CHUNK = 8
 
 
-def answer_text(chat_id: int, length: int = 1000) -> str:
-    """Plain prose (no Markdown), so what is shown can be compared with what was generated."""
-    words: list[str] = []
-    size = 0
-    i = 0
-    while size < length:
-        word = f"chat{abs(chat_id)}w{i}"
-        if i and i % 40 == 0:
-            word = "\n\n" + word
-        words.append(word)
-        size += len(word) + 1
-        i += 1
-    return " ".join(words)[:length].rstrip()
+def answer_text(chat_id: int, length: int = 1000, kind: str = "markdown") -> str:
+    """The answer a chat gets: Markdown as a model writes it (a paragraph, a list with bold
+    labels, inline code, a code block, a link), or plain prose; each chat's text is its own."""
+    n = abs(chat_id)
+    if kind == "plain":
+        words: list[str] = []
+        size = 0
+        i = 0
+        while size < length:
+            word = f"chat{n}w{i}"
+            if i and i % 40 == 0:
+                word = "\n\n" + word
+            words.append(word)
+            size += len(word) + 1
+            i += 1
+        return " ".join(words)[:length].rstrip()
+    markdown = (
+        f"Here is how **option {n}** works. It reads the input, checks it and writes the "
+        "result; most of the time goes to waiting for the network, so *one thread* is enough.\n\n"
+        f"1. **Install** the package with `pip install example-{n}`.\n"
+        "2. **Configure** it: set `TIMEOUT` and `RETRIES` in the environment.\n"
+        "3. **Run** it and watch the log for ~~errors~~ warnings.\n\n"
+        "```python\n"
+        "client = Client(timeout=30)\n"
+        f'result = await client.fetch("https://example.com/{n}")\n'
+        "```\n\n"
+        f"See [the documentation](https://example.com/docs/{n}) for the details. "
+    )
+    step = 4
+    while len(sentence := f"The **step {step}** is `optional`: skip it in a *hurry*. ") <= (
+        length - len(markdown)
+    ):
+        markdown += sentence
+        step += 1
+    return markdown.rstrip()
+
+
+ANSWERS = sys.argv[sys.argv.index("--answers") + 1] if "--answers" in sys.argv else "markdown"
 
 
 def responder(body: dict[str, Any]) -> Reply:
     question = body["messages"][-1]["content"]
     match = re.search(r"chat (-?\d+)", question)
     chat_id = int(match.group(1)) if match else 0
-    return Reply(answer_text(chat_id), chunk_size=CHUNK, delay=CHUNK / CHARS_PER_SECOND)
+    return Reply(
+        answer_text(chat_id, kind=ANSWERS), chunk_size=CHUNK, delay=CHUNK / CHARS_PER_SECOND
+    )
 
 
 async def main() -> None:
@@ -92,7 +120,7 @@ async def main() -> None:
                 {
                     "chat_id": int(match.group(1)) if match else 0,
                     "chunks": r.chunks,
-                    "text": answer_text(int(match.group(1))) if match else "",
+                    "text": answer_text(int(match.group(1)), kind=ANSWERS) if match else "",
                 }
             )
         return web.json_response(

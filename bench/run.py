@@ -10,6 +10,9 @@ measures what a user feels and what the bot costs:
   in their own; "g4f" is what streaming the same answers through g4f alone costs), peak RSS,
   event-loop lag p99.
 
+Every answer is Markdown as a model writes it (bold, a list, inline code, a code block, a link;
+`--answers plain` for plain prose), about 1,000 characters at 250 characters a second.
+
 Each load runs twice, on chats not used before: once with nothing else in the process (all but
 the lag), once with the lag monitor (its 20 wake-ups a second would otherwise be billed to the
 bot's CPU). The bot long-polls as `python -m bot` does.
@@ -77,6 +80,15 @@ def visible(text: str) -> int:
     return sum(1 for ch in text if not ch.isspace() and ch != CURSOR)
 
 
+def shown_size(markdown: str) -> int:
+    """Visible characters of `markdown` as the bot shows it mid-stream (rendered and settled):
+    a chunk is seen once the chat shows at least this much of the text up to its end."""
+    from bot.streaming.render import render
+    from bot.streaming.tail import settle
+
+    return visible(render(settle(markdown)).text)
+
+
 def analyse(report: dict[str, Any], private: list[int], groups: list[int]) -> dict[str, Any]:
     """Turn the fakes' logs into per-chat timelines and the numbers above."""
     by_chat: dict[int, list[dict[str, Any]]] = {}
@@ -113,11 +125,11 @@ def analyse(report: dict[str, Any], private: list[int], groups: list[int]) -> di
         if stream is None:
             continue
         full = stream["text"]
-        if timeline and timeline[-1][1] >= visible(full):
+        if timeline and timeline[-1][1] >= shown_size(full):
             complete += 1
         kind = "private" if chat > 0 else "group"
         for at, length in stream["chunks"]:
-            need = visible(full[:length])
+            need = shown_size(full[:length])
             seen = next((t for t, n in timeline if t >= at and n >= need), None)
             if seen is not None:
                 stale[kind].append(seen - at)
@@ -227,10 +239,10 @@ async def load(
     return seconds, cpu
 
 
-def start_fakes() -> tuple[subprocess.Popen[str], dict[str, str]]:
+def start_fakes(answers: str = "markdown") -> tuple[subprocess.Popen[str], dict[str, str]]:
     """The fakes in a process of their own; it ends when its stdin closes."""
     fakes = subprocess.Popen(
-        [sys.executable, "-m", "bench.fakes_server"],
+        [sys.executable, "-m", "bench.fakes_server", "--answers", answers],
         cwd=ROOT,
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
@@ -416,12 +428,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--levels", default="1,10,25,50,200")
     parser.add_argument("--mode", default="auto", choices=("auto", "draft", "edit"))
+    parser.add_argument("--answers", default="markdown", choices=("markdown", "plain"))
     parser.add_argument("--no-chart", action="store_true")
     args = parser.parse_args()
     levels = [int(v) for v in args.levels.split(",")]
-    print(f"STREAM_MODE={args.mode}; answers of 1,000 characters at 250 characters a second")
+    print(
+        f"STREAM_MODE={args.mode}; {args.answers} answers of about 1,000 characters "
+        "at 250 characters a second"
+    )
     print(HEADER, flush=True)
-    fakes, urls = start_fakes()
+    fakes, urls = start_fakes(args.answers)
     try:
         idle: list[float] = []
         results = asyncio.run(run(levels, args.mode, urls, idle=idle))
@@ -431,6 +447,7 @@ def main() -> None:
         fakes.wait(10)
     report = {
         "mode": args.mode,
+        "answers": args.answers,
         "idle_cpu_ms_per_second": round(idle[0], 1) if idle else None,
         "levels": [asdict(r) for r in results],
     }

@@ -163,7 +163,13 @@ def _emphasis_closers(text: str, spans: list[tuple[int, int]]) -> str:
     stack: list[list[Any]] = []  # [character, how many of it are still open]
     if "*" not in text and "_" not in text and "~" not in text:
         return ""
-    for marker in _outside_code(_ESCAPE_OR_MARKERS.finditer(text), spans):
+    if spans:  # code is all backticks to the scan below: no markers, same neighbours
+        pieces, pos = [], 0
+        for start, end in spans:
+            pieces += [text[pos:start], "`" * (end - start)]
+            pos = end
+        text = "".join([*pieces, text[pos:]])
+    for marker in _ESCAPE_OR_MARKERS.finditer(text):
         ch, i, run = marker[0][0], marker.start(), len(marker[0])
         if ch == "\\":
             continue
@@ -200,7 +206,9 @@ def _emphasis_closers(text: str, spans: list[tuple[int, int]]) -> str:
 
 
 def _is_punctuation(ch: str) -> bool:
-    return ch in _PUNCTUATION or unicodedata.category(ch)[0] in "PS"
+    if ch.isascii():
+        return ch in _PUNCTUATION
+    return unicodedata.category(ch)[0] in "PS"
 
 
 def _is_alnum(ch: str) -> bool:
