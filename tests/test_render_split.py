@@ -8,7 +8,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bot.streaming.render import Part, render, sanitize, strip, utf16_len
-from bot.streaming.split import PART_LIMIT, Segmenter
+from bot.streaming.split import PART_LIMIT, Segmenter, _fence_map, _open_fence_at
+from bot.streaming.tail import settle
 
 _NESTABLE = {"code", "pre"}
 _QUOTES = {"blockquote", "expandable_blockquote"}
@@ -206,3 +207,37 @@ def test_split_cost_grows_with_the_open_part() -> None:
         segmenter.parts(text[: end + 500])
         if len(segmenter.frozen) >= 2:
             assert max(rendered) <= PART_LIMIT * 2
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_document, st.lists(st.integers(min_value=1, max_value=300), min_size=1, max_size=60))
+def test_streaming_shows_what_rendering_the_whole_snapshot_shows(
+    markdown: str, steps: list[int]
+) -> None:
+    """The blocks before the last blank line are rendered once and kept: every snapshot must
+    still show exactly what rendering all of it (settled) shows."""
+    segmenter = Segmenter(limit=10**6)
+    cut = 0
+    for step in steps:
+        cut = min(len(markdown), cut + step)
+        prefix = markdown[:cut]
+        in_code = _open_fence_at(len(prefix), _fence_map(prefix))
+        expected = render(prefix if in_code else settle(prefix))
+        assert segmenter.parts(prefix, streaming=True) == ([expected] if expected.text else [])
+        if cut == len(markdown):
+            break
+
+
+def test_streaming_renders_the_last_block_not_the_whole_part() -> None:
+    rendered: list[int] = []
+
+    def counting(source: str) -> Part:
+        rendered.append(len(source))
+        return render(source)
+
+    segmenter = Segmenter(limit=10**6, renderer=counting)
+    text = "".join(f"Paragraph **{i}**: " + "some words " * 20 + "\n\n" for i in range(40))
+    for end in range(20, len(text), 20):
+        rendered.clear()
+        segmenter.parts(text[:end], streaming=True)
+        assert sum(rendered) <= 2 * 260, (end, rendered)  # the last two blocks at most
