@@ -4,10 +4,11 @@ Only the last ("open") part is re-rendered as the answer grows: once a part is c
 so the cost of a tick grows with the open part, not with the whole answer. While streaming, the
 open part's blocks before its last blank line are rendered once too, so a tick renders only the
 block being written (a 4,000-character Markdown answer streamed in 24 ticks: 8 ms of rendering,
-was 24). Cuts prefer a paragraph
-break (or the start of a code block, so a code block that fits a message is not split), then a line
-break, then a space. A code block longer than a message is cut at a line, closed at the end of one
-part and reopened with its language at the start of the next.
+was 24).
+
+Cuts prefer a paragraph break (or the start of a code block, so a code block that fits a message
+is not split), then a line break, then a space. A code block longer than a message is cut at a
+line, closed at the end of one part and reopened with its language at the start of the next.
 """
 
 from __future__ import annotations
