@@ -34,3 +34,70 @@ async def test_each_result_types_response_model_is_built_once_and_kept() -> None
     gc.collect()
     assert alive() is Response[Message]  # pydantic's cache alone holds it only weakly
     await session.close()
+
+
+async def test_streaming_calls_go_as_json_and_arrive_as_aiogram_would_send_them() -> None:
+    """Sends, drafts and edits go as JSON bodies; the server gets the same parameters as from
+    aiogram's own form encoding (empty values left out, defaults resolved)."""
+    from aiogram import Bot
+    from aiogram.client.default import DefaultBotProperties
+    from aiogram.client.session.aiohttp import AiohttpSession
+    from aiogram.client.telegram import TelegramAPIServer
+    from aiogram.types import (
+        InlineKeyboardButton,
+        InlineKeyboardMarkup,
+        MessageEntity,
+        ReplyParameters,
+    )
+
+    from tests.fakes.telegram import FakeTelegram
+
+    token = "123456:TEST-token-for-fake-telegram"
+    tg = FakeTelegram(
+        token=token, private_burst=100, private_per_second=100.0, global_per_second=100
+    )
+    await tg.start()
+    tg.send_user_message(5, "hi")
+    entities = [
+        MessageEntity(type="bold", offset=0, length=5),
+        MessageEntity(type="text_link", offset=6, length=5, url="https://example.com"),
+        MessageEntity(type="pre", offset=12, length=4, language="python"),
+    ]
+    markup = InlineKeyboardMarkup(
+        inline_keyboard=[[InlineKeyboardButton(text="⏹ Stop", callback_data="stop:1")]]
+    )
+    sent: dict[str, list[Any]] = {}
+    for name, session in (
+        ("json", make_session(tg.base_url)),
+        ("form", AiohttpSession(api=TelegramAPIServer.from_base(tg.base_url))),
+    ):
+        bot = Bot(token, session=session, default=DefaultBotProperties(protect_content=True))
+        first = len(tg.calls)
+        message = await bot.send_message(
+            chat_id=5,
+            text="Hello world code",
+            entities=entities,
+            reply_parameters=ReplyParameters(message_id=1, allow_sending_without_reply=True),
+            reply_markup=markup,
+        )
+        await bot.send_message_draft(
+            chat_id=5, draft_id=7, text="Hello world code", entities=entities, can_stop=True
+        )
+        await bot.edit_message_text(
+            chat_id=5, message_id=message.message_id, text="Hello world code!", entities=entities
+        )
+        await bot.send_chat_action(5, "typing")
+        calls = tg.calls[first:]
+        assert all(c.status == 200 for c in calls), [(c.method, c.status) for c in calls]
+        sent[name] = calls
+        await session.close()
+    await tg.stop()
+
+    assert [c.content_type for c in sent["json"]] == ["application/json"] * 3 + [
+        "application/x-www-form-urlencoded"
+    ]
+    for via_json, via_form in zip(sent["json"], sent["form"], strict=True):
+        params = {k: v for k, v in via_json.params.items() if k != "message_id"}
+        assert params == {k: v for k, v in via_form.params.items() if k != "message_id"}
+    assert sent["json"][0].params["protect_content"] is True  # a bot default, resolved
+    assert "link_preview_options" not in sent["json"][0].params  # an unset default, left out

@@ -812,6 +812,7 @@ class Call:
     at: float
     chat_id: int | None
     result: Any = None  # what a successful call returned
+    content_type: str = ""  # how the parameters came: a form, JSON or the query string
 
 
 @dataclass
@@ -1357,6 +1358,7 @@ class FakeTelegram:
         method = self._method_names.get(name.lower(), name)
         chat_id = params.get("chat_id")
         call = Call(method, params, 0, arrived, chat_id if _is_int(chat_id) else None)
+        call.content_type = request.content_type if request.body_exists else ""
         self.calls.append(call)
         if method == "sendMessageDraft":
             self.drafts.append(call)
