@@ -286,18 +286,24 @@ class RecordingBot:
         return True
 
 
+async def stream_words(reply: ReplyStream, words: list[str], *, pause: float) -> str:
+    """Feed `reply` a growing text, a word every `pause` seconds, then close it."""
+    reply.start()
+    text = ""
+    for word in words:
+        text += word + " "
+        reply.update(text)
+        await asyncio.sleep(pause)
+    await reply.close()
+    return text
+
+
 async def test_only_the_newest_snapshot_is_sent() -> None:
     """Coalescing: 200 updates within the pacing interval become a handful of calls."""
     bot = RecordingBot()
     pacer = Pacer(Budgets(private_interval=0.2))
     reply = ReplyStream(bot, pacer, chat_id=1)  # type: ignore[arg-type]
-    reply.start()
-    text = ""
-    for i in range(200):
-        text += f"w{i} "
-        reply.update(text)
-        await asyncio.sleep(0.005)
-    await reply.close()
+    text = await stream_words(reply, [f"w{i}" for i in range(200)], pause=0.005)
     assert 2 <= len(bot.calls) <= 12
     assert bot.calls[-1] == ("edit", text.strip())
     # States only grow: nothing is shown twice or out of order.
@@ -347,13 +353,7 @@ async def test_a_snapshot_is_rendered_once_per_call_once_text_is_shown() -> None
         return render(source)
 
     reply._segmenter = Segmenter(renderer=counting)
-    reply.start()
-    text = ""
-    for i in range(60):
-        text += f"**w{i}** "
-        reply.update(text)
-        await asyncio.sleep(0.004)
-    await reply.close()
+    await stream_words(reply, [f"**w{i}**" for i in range(60)], pause=0.004)
     calls = len(bot.calls)
     assert calls >= 3
     # One render for each call, and one for the first text's check before its slot (the final
