@@ -62,7 +62,8 @@ class BotAPISession(AiohttpSession):
         if type(method) not in JSON_METHODS:
             return await super().make_request(bot, method, timeout)
         try:
-            body = self.json_dumps(_resolve(method.model_dump(warnings=False), bot))
+            dump = method.model_dump(warnings=False, exclude_none=True)
+            body = self.json_dumps(_resolve(dump, bot))
         except (TypeError, ValueError):  # a value JSON cannot hold (a date): aiogram's way
             return await super().make_request(bot, method, timeout)
         session = await self.create_session()
