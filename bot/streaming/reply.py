@@ -166,7 +166,7 @@ class ReplyStream:
 
     @property
     def _started(self) -> bool:
-        """Something is shown (the first text is checked before its slot: it goes first)."""
+        """Something is shown: a message or a draft."""
         return bool(self._shown) or self._draft_shown is not None
 
     @property
@@ -230,6 +230,7 @@ class ReplyStream:
         while not self.failed:
             # New text once something is shown: there is surely something to update, and the
             # snapshot is rendered once, after the slot (rendering is most of a tick's cost).
+            # The first text is checked before its slot, which has priority over others.
             news = self._text is not self._rendered and not self._closing and self._started
             if not news and self._next_op(self._target()) is None:
                 if self._closing:
@@ -281,8 +282,9 @@ class ReplyStream:
     async def _slot(self) -> float:
         """Wait for the pacer (returns when the call was counted); once the answer closes, the
         wait counts as a final's."""
-        first = not self._shown and self._draft_shown is None
-        return await self.pacer.acquire(self.chat_id, is_final=lambda: self._closing, first=first)
+        return await self.pacer.acquire(
+            self.chat_id, is_final=lambda: self._closing, first=not self._started
+        )
 
     async def _apply(self, op: _Op) -> None:
         entities = [MessageEntity(**e) for e in op.part.entities] or None
@@ -366,7 +368,7 @@ class ReplyStream:
 
     async def _keep_typing(self) -> None:
         """Show "typing…" until the first text is out (Telegram clears it after ~5 s)."""
-        while not self._shown and self._draft_shown is None and not self.failed:
+        while not self._started and not self.failed:
             try:
                 await self.bot.send_chat_action(
                     self.chat_id, "typing", message_thread_id=self.thread_id
