@@ -41,6 +41,9 @@ from typing import Any
 
 import aiohttp
 
+from bot.streaming.render import render
+from bot.streaming.split import Segmenter
+
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results.json"
 CHART = ROOT / "bench" / "chart.png"
@@ -80,13 +83,14 @@ def visible(text: str) -> int:
     return sum(1 for ch in text if not ch.isspace() and ch != CURSOR)
 
 
-def shown_size(markdown: str) -> int:
-    """Visible characters of `markdown` as the bot shows it mid-stream (rendered and settled):
-    a chunk is seen once the chat shows at least this much of the text up to its end."""
-    from bot.streaming.render import render
-    from bot.streaming.tail import settle
-
-    return visible(render(settle(markdown)).text)
+def shown_sizes(full: str, lengths: list[int]) -> list[int]:
+    """Visible characters the bot shows mid-stream for each prefix of `full` (`lengths` grow),
+    rendered by the reply engine's own segmenter: a chunk is seen once the chat shows at least
+    this much of the text up to its end."""
+    segmenter = Segmenter(limit=10**9)  # one part: what matters is the text, not the split
+    return [
+        visible("".join(p.text for p in segmenter.parts(full[:n], streaming=True))) for n in lengths
+    ]
 
 
 def analyse(report: dict[str, Any], private: list[int], groups: list[int]) -> dict[str, Any]:
@@ -125,11 +129,11 @@ def analyse(report: dict[str, Any], private: list[int], groups: list[int]) -> di
         if stream is None:
             continue
         full = stream["text"]
-        if timeline and timeline[-1][1] >= shown_size(full):
+        if timeline and timeline[-1][1] >= visible(render(full).text):  # the final state
             complete += 1
         kind = "private" if chat > 0 else "group"
-        for at, length in stream["chunks"]:
-            need = shown_size(full[:length])
+        needs = shown_sizes(full, [length for _, length in stream["chunks"]])
+        for (at, _), need in zip(stream["chunks"], needs, strict=True):
             seen = next((t for t, n in timeline if t >= at and n >= need), None)
             if seen is not None:
                 stale[kind].append(seen - at)
