@@ -91,11 +91,15 @@ def _resolve(value: Any, bot: Bot) -> Any:
     """A method's dump as the Bot API takes it: empty values left out, aiogram's `Default`
     placeholders replaced by the bot's defaults (as aiogram's form encoding does)."""
     if isinstance(value, dict):
-        return {
-            key: item
-            for key, raw in value.items()
-            if raw is not None and (item := _resolve(raw, bot)) is not None
-        }
+        resolved = {}
+        for key, item in value.items():
+            # Plain values (most of an entity's) are kept without a call: dumps of drafts with
+            # dozens of entities are walked many times a second.
+            if isinstance(item, dict | list | Default):
+                item = _resolve(item, bot)
+            if item is not None:
+                resolved[key] = item
+        return resolved
     if isinstance(value, list):
         return [_resolve(item, bot) for item in value if item is not None]
     if isinstance(value, Default):

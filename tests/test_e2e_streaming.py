@@ -30,13 +30,26 @@ async def test_private_question_streams_and_ends_complete(
     assert any("▌" in state for state in answer.history[:-1])
     first_send = next(c for c in tg.calls if c.method == "sendMessage")
     assert first_send.params.get("reply_markup")
-    # Typing indicator before the first text.
-    typing = [c for c in tg.calls if c.method == "sendChatAction"]
-    assert typing and typing[0].at <= first_send.at
     # The backend saw the question.
     assert llm.received[-1].messages[-1] == {"role": "user", "content": "Tell me something"}
     assert tg.count_429 == 0 and tg.violations == 0
     assert refused_calls(tg) == []
+
+
+async def test_typing_shows_while_the_model_is_slow_to_start(
+    tg: FakeTelegram, llm: FakeLLM, bot_app: object
+) -> None:
+    llm.script(Reply("Thought about it. Here it is.", first_delay=1.5))
+    question = tg.send_user_message(USER, "Think first")["message"]
+
+    [answer] = await final_answer(tg, USER, after=question["message_id"])
+
+    assert answer.text == "Thought about it. Here it is."
+    calls = [c for c in tg.calls if c.chat_id == USER]
+    typing = [c for c in calls if c.method == "sendChatAction"]
+    assert typing and typing[0].params["action"] == "typing"
+    first_text = next(c for c in calls if c.method in ("sendMessage", "sendMessageDraft"))
+    assert typing[-1].at <= first_text.at  # only before the first text, never after it
 
 
 async def test_markdown_becomes_entities_in_every_state(

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+from typing import Any
+
+from aiogram.methods import EditMessageText, SendMessage, TelegramMethod
 
 from bot.streaming.pacer import Budgets, Pacer
 from bot.streaming.render import Part, render
@@ -273,13 +276,13 @@ class RecordingBot:
         self.calls: list[tuple[str, str]] = []
         self.ids = 0
 
-    async def send_message(self, *, text: str, **_: object) -> object:
-        self.calls.append(("send", text))
-        self.ids += 1
-        return type("Sent", (), {"message_id": self.ids})()
-
-    async def edit_message_text(self, *, text: str, **_: object) -> object:
-        self.calls.append(("edit", text))
+    async def __call__(self, method: TelegramMethod[Any]) -> object:
+        if isinstance(method, SendMessage):
+            self.calls.append(("send", method.text))
+            self.ids += 1
+            return type("Sent", (), {"message_id": self.ids})()
+        assert isinstance(method, EditMessageText), method
+        self.calls.append(("edit", method.text))
         return True
 
     async def send_chat_action(self, *_: object, **__: object) -> bool:

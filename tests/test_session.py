@@ -6,7 +6,7 @@ import gc
 import weakref
 from typing import Any
 
-from aiogram.methods import Response, SendMessage
+from aiogram.methods import EditMessageText, Response, SendMessage, SendMessageDraft
 from aiogram.types import Message
 
 from bot.session import KeepResponseModels, make_session
@@ -38,7 +38,8 @@ async def test_each_result_types_response_model_is_built_once_and_kept() -> None
 
 async def test_streaming_calls_go_as_json_and_arrive_as_aiogram_would_send_them() -> None:
     """Sends, drafts and edits go as JSON bodies; the server gets the same parameters as from
-    aiogram's own form encoding (empty values left out, defaults resolved)."""
+    aiogram's own form encoding (empty values left out, defaults resolved), also when a call is
+    built unvalidated with the renderer's entity dicts, as the reply engine builds it."""
     from aiogram import Bot
     from aiogram.client.default import DefaultBotProperties
     from aiogram.client.session.aiohttp import AiohttpSession
@@ -66,26 +67,60 @@ async def test_streaming_calls_go_as_json_and_arrive_as_aiogram_would_send_them(
     markup = InlineKeyboardMarkup(
         inline_keyboard=[[InlineKeyboardButton(text="⏹ Stop", callback_data="stop:1")]]
     )
+    dicts = [e.model_dump(exclude_none=True) for e in entities]
     sent: dict[str, list[Any]] = {}
     for name, session in (
         ("json", make_session(tg.base_url)),
         ("form", AiohttpSession(api=TelegramAPIServer.from_base(tg.base_url))),
+        ("unvalidated", make_session(tg.base_url)),  # built as the reply engine builds them
     ):
         bot = Bot(token, session=session, default=DefaultBotProperties(protect_content=True))
         first = len(tg.calls)
-        message = await bot.send_message(
-            chat_id=5,
-            text="Hello world code",
-            entities=entities,
-            reply_parameters=ReplyParameters(message_id=1, allow_sending_without_reply=True),
-            reply_markup=markup,
-        )
-        await bot.send_message_draft(
-            chat_id=5, draft_id=7, text="Hello world code", entities=entities, can_stop=True
-        )
-        await bot.edit_message_text(
-            chat_id=5, message_id=message.message_id, text="Hello world code!", entities=entities
-        )
+        reply = ReplyParameters(message_id=1, allow_sending_without_reply=True)
+        if name == "unvalidated":
+            message = await bot(
+                SendMessage.model_construct(
+                    chat_id=5,
+                    text="Hello world code",
+                    entities=dicts,  # type: ignore[arg-type]
+                    reply_parameters=reply,
+                    reply_markup=markup,
+                )
+            )
+            await bot(
+                SendMessageDraft.model_construct(
+                    chat_id=5,
+                    draft_id=7,
+                    text="Hello world code",
+                    entities=dicts,  # type: ignore[arg-type]
+                    can_stop=True,
+                )
+            )
+            await bot(
+                EditMessageText.model_construct(
+                    chat_id=5,
+                    message_id=message.message_id,
+                    text="Hello world code!",
+                    entities=dicts,  # type: ignore[arg-type]
+                )
+            )
+        else:
+            message = await bot.send_message(
+                chat_id=5,
+                text="Hello world code",
+                entities=entities,
+                reply_parameters=reply,
+                reply_markup=markup,
+            )
+            await bot.send_message_draft(
+                chat_id=5, draft_id=7, text="Hello world code", entities=entities, can_stop=True
+            )
+            await bot.edit_message_text(
+                chat_id=5,
+                message_id=message.message_id,
+                text="Hello world code!",
+                entities=entities,
+            )
         await bot.send_chat_action(5, "typing")
         calls = tg.calls[first:]
         assert all(c.status == 200 for c in calls), [(c.method, c.status) for c in calls]
@@ -96,8 +131,11 @@ async def test_streaming_calls_go_as_json_and_arrive_as_aiogram_would_send_them(
     assert [c.content_type for c in sent["json"]] == ["application/json"] * 3 + [
         "application/x-www-form-urlencoded"
     ]
-    for via_json, via_form in zip(sent["json"], sent["form"], strict=True):
-        params = {k: v for k, v in via_json.params.items() if k != "message_id"}
-        assert params == {k: v for k, v in via_form.params.items() if k != "message_id"}
+
+    def params(calls: list[Any]) -> list[dict[str, Any]]:
+        return [{k: v for k, v in c.params.items() if k != "message_id"} for c in calls]
+
+    assert params(sent["json"]) == params(sent["form"]) == params(sent["unvalidated"])
+    assert [c.method for c in sent["unvalidated"]] == [c.method for c in sent["form"]]
     assert sent["json"][0].params["protect_content"] is True  # a bot default, resolved
     assert "link_preview_options" not in sent["json"][0].params  # an unset default, left out

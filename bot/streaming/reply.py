@@ -17,7 +17,7 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from aiogram import Bot
 from aiogram.exceptions import (
@@ -30,7 +30,8 @@ from aiogram.exceptions import (
     TelegramServerError,
     TelegramUnauthorizedError,
 )
-from aiogram.types import InlineKeyboardMarkup, MessageEntity, ReplyParameters
+from aiogram.methods import EditMessageText, SendMessage, SendMessageDraft
+from aiogram.types import InlineKeyboardMarkup, ReplyParameters
 
 from bot.streaming.pacer import Pacer
 from bot.streaming.render import Part
@@ -40,6 +41,9 @@ log = logging.getLogger(__name__)
 
 CURSOR = " ▌"
 TYPING_EVERY = 4.5  # Telegram shows a chat action for about 5 s
+# "typing…" only once the first text is this late: an answer shown sooner needs no indicator,
+# and the call it would cost.
+TYPING_AFTER = 0.3
 MAX_NETWORK_RETRIES = 6
 CLOSE_TIMEOUT = 900.0  # the longest a final state may wait for delivery (a long retry_after)
 
@@ -135,12 +139,13 @@ class ReplyStream:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._typing: asyncio.Task[None] | None = None
+        self._typing_timer: asyncio.TimerHandle | None = None
 
     # -- the caller's side -------------------------------------------------------------------------
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name=f"reply:{self.chat_id}")
-        self._typing = asyncio.create_task(self._keep_typing(), name=f"typing:{self.chat_id}")
+        self._typing_timer = asyncio.get_running_loop().call_later(TYPING_AFTER, self._type)
 
     def update(self, text: str) -> None:
         """The whole answer so far (not a delta)."""
@@ -287,18 +292,23 @@ class ReplyStream:
         )
 
     async def _apply(self, op: _Op) -> None:
-        entities = [MessageEntity(**e) for e in op.part.entities] or None
+        # The calls are built unvalidated: their values come from this module and the renderer,
+        # whose entities are already the Bot API's dicts (validating them into aiogram's models
+        # only for the session to dump them again was half of a call's cost in the bot).
+        entities: Any = list(op.part.entities) or None  # dumped as they are
         markup = self.stop_markup if op.button else None
         if op.kind == "draft":
             assert self.draft_id is not None
-            await self.bot.send_message_draft(
-                chat_id=self.chat_id,
-                draft_id=self.draft_id,
-                text=op.part.text,
-                entities=entities,
-                message_thread_id=self.thread_id,
-                can_stop=True,
-                keep_on_stop=True,
+            await self.bot(
+                SendMessageDraft.model_construct(
+                    chat_id=self.chat_id,
+                    draft_id=self.draft_id,
+                    text=op.part.text,
+                    entities=entities,
+                    message_thread_id=self.thread_id,
+                    can_stop=True,
+                    keep_on_stop=True,
+                )
             )
             self.stats.drafts += 1
             self._draft_shown = op.part
@@ -306,12 +316,14 @@ class ReplyStream:
             return
         if op.kind == "edit":
             shown = self._shown[op.index]
-            await self.bot.edit_message_text(
-                text=op.part.text,
-                chat_id=self.chat_id,
-                message_id=shown.message_id,
-                entities=entities,
-                reply_markup=markup,
+            await self.bot(
+                EditMessageText.model_construct(
+                    text=op.part.text,
+                    chat_id=self.chat_id,
+                    message_id=shown.message_id,
+                    entities=entities,
+                    reply_markup=markup,
+                )
             )
             self.stats.edits += 1
             self._shown[op.index] = _Shown(shown.message_id, op.part, op.button)
@@ -319,13 +331,15 @@ class ReplyStream:
         reply = None
         if op.index == 0 and self.reply_to is not None:
             reply = ReplyParameters(message_id=self.reply_to, allow_sending_without_reply=True)
-        message = await self.bot.send_message(
-            chat_id=self.chat_id,
-            text=op.part.text,
-            entities=entities,
-            reply_parameters=reply,
-            message_thread_id=self.thread_id,
-            reply_markup=markup,
+        message = await self.bot(
+            SendMessage.model_construct(
+                chat_id=self.chat_id,
+                text=op.part.text,
+                entities=entities,
+                reply_parameters=reply,
+                message_thread_id=self.thread_id,
+                reply_markup=markup,
+            )
         )
         self.stats.sends += 1
         self._shown.append(_Shown(message.message_id, op.part, op.button))
@@ -366,6 +380,12 @@ class ReplyStream:
             log.error("chat %s: Telegram refused a part: %s", self.chat_id, error.message)
             self.failed = True
 
+    def _type(self) -> None:
+        """The first text is late: show "typing…" meanwhile."""
+        self._typing_timer = None
+        if not self._started and not self.failed:
+            self._typing = asyncio.create_task(self._keep_typing(), name=f"typing:{self.chat_id}")
+
     async def _keep_typing(self) -> None:
         """Show "typing…" until the first text is out (Telegram clears it after ~5 s)."""
         while not self._started and not self.failed:
@@ -378,6 +398,9 @@ class ReplyStream:
             await asyncio.sleep(TYPING_EVERY)
 
     async def _stop_typing(self) -> None:
+        if self._typing_timer is not None:
+            self._typing_timer.cancel()
+            self._typing_timer = None
         if self._typing is not None and self._typing is not asyncio.current_task():
             self._typing.cancel()
             with contextlib.suppress(asyncio.CancelledError):

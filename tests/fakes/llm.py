@@ -26,6 +26,7 @@ class Reply:
     text: str = "Hello! How can I help?"
     chunk_size: int = 8
     delay: float = 0.005
+    first_delay: float = 0.0  # seconds before the first event, as a model starting slowly
     fault: Fault | None = None
     fault_after: int = 0  # characters sent before a mid-stream fault ("drop", "stall", "sse_error")
     reasoning: str = ""  # sent first as `delta.reasoning` chunks (no content), like thinking models
@@ -157,6 +158,8 @@ class FakeLLM:
                 "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
             }
 
+        if reply.first_delay:
+            await asyncio.sleep(reply.first_delay)
         for i in range(0, len(reply.reasoning), reply.chunk_size):
             await event(chunk({"role": "assistant", "reasoning": reply.reasoning[i : i + 8]}))
             await asyncio.sleep(reply.delay)
