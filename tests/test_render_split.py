@@ -241,3 +241,26 @@ def test_streaming_renders_the_last_block_not_the_whole_part() -> None:
         rendered.clear()
         segmenter.parts(text[:end], streaming=True)
         assert sum(rendered) <= 2 * 260, (end, rendered)  # the last two blocks at most
+
+
+def test_a_finished_code_block_is_rendered_once_too() -> None:
+    """Once the paragraph after a code block has begun, each tick renders that paragraph
+    alone: the code block (and all before it) is not rendered again."""
+    rendered: list[int] = []
+
+    def counting(source: str) -> Part:
+        rendered.append(len(source))
+        return render(source)
+
+    segmenter = Segmenter(limit=10**6, renderer=counting)
+    block = "```python\nx = {i}\nprint(x * 2)\n```\n\nStep **{i}**: " + "some words " * 30
+    text = "\n\n".join(block.format(i=i) for i in range(10))
+    for end in range(20, len(text), 20):
+        rendered.clear()
+        snapshot = text[:end]
+        segmenter.parts(snapshot, streaming=True)
+        paragraph = snapshot[snapshot.rfind("\n\n") :]
+        if paragraph.startswith("\n\nStep") and " " in paragraph:
+            *head, tail = rendered  # the block just finished (once), then the one being written
+            assert sum(head) <= len("```python\nx = 0\nprint(x * 2)\n```"), (end, rendered)
+            assert tail <= len(paragraph), (end, rendered)

@@ -108,7 +108,8 @@ class Segmenter:
         if " " not in rest.split("\n", 1)[0] and "\n" not in rest:
             return  # `1` may become `1.`: not known yet
         self._tried = at
-        if rest[0].isspace() or _LIST_ITEM.match(rest) or _open_fence_at(at, fences):
+        # (The blank line's own end, `at + 2`: a fence closing on the line before it counts.)
+        if rest[0].isspace() or _LIST_ITEM.match(rest) or _open_fence_at(at + 2, fences):
             return
         if source[source.rfind("\n", 0, at) + 1 :].lstrip().startswith("|"):
             return  # a table's last row is padded when text follows it
