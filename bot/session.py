@@ -25,6 +25,7 @@ from aiogram.client.telegram import TelegramAPIServer
 from aiogram.exceptions import TelegramNetworkError
 from aiogram.methods import EditMessageText, Response, SendMessage, SendMessageDraft, TelegramMethod
 from aiogram.methods.base import TelegramType
+from aiogram.types import MessageEntity
 from aiohttp import ClientError, ClientTimeout
 
 
@@ -48,6 +49,7 @@ class KeepResponseModels(BaseRequestMiddleware):
 
 JSON_METHODS = frozenset({SendMessage, SendMessageDraft, EditMessageText})  # no file fields
 _JSON_HEADERS = {"Content-Type": "application/json"}
+_ENTITIES = {"entities"}
 
 
 class BotAPISession(AiohttpSession):
@@ -62,8 +64,15 @@ class BotAPISession(AiohttpSession):
         if type(method) not in JSON_METHODS:
             return await super().make_request(bot, method, timeout)
         try:
-            dump = method.model_dump(warnings=False, exclude_none=True)
-            body = self.json_dumps(_resolve(dump, bot))
+            # The entities are left out of pydantic's dump and added as they are: the reply
+            # engine passes the renderer's dicts, which pydantic would try (and fail) to
+            # serialize as models one by one before falling back to plain values.
+            dump = method.model_dump(warnings=False, exclude_none=True, exclude=_ENTITIES)
+            params = _resolve(dump, bot)
+            entities = getattr(method, "entities", None)
+            if entities:
+                params["entities"] = [_entity(e) for e in entities]
+            body = self.json_dumps(params)
         except (TypeError, ValueError):  # a value JSON cannot hold (a date): aiogram's way
             return await super().make_request(bot, method, timeout)
         session = await self.create_session()
@@ -105,6 +114,10 @@ def _resolve(value: Any, bot: Bot) -> Any:
     if isinstance(value, Default):
         return _resolve(bot.default[value.name], bot)
     return value
+
+
+def _entity(entity: MessageEntity | dict[str, Any]) -> dict[str, Any]:
+    return entity if isinstance(entity, dict) else entity.model_dump(exclude_none=True)
 
 
 def make_session(api_url: str) -> AiohttpSession:
