@@ -47,7 +47,8 @@ class KeepResponseModels(BaseRequestMiddleware):
         return await make_request(bot, method)
 
 
-JSON_METHODS = frozenset({SendMessage, SendMessageDraft, EditMessageText})  # no file fields
+# No file fields; the reply engine's own versions of them (`bot.streaming.calls`) included.
+JSON_METHODS = (SendMessage, SendMessageDraft, EditMessageText)
 _JSON_HEADERS = {"Content-Type": "application/json"}
 _ENTITIES = {"entities"}
 
@@ -61,7 +62,7 @@ class BotAPISession(AiohttpSession):
         method: TelegramMethod[TelegramType],
         timeout: int | None = None,  # noqa: ASYNC109 (aiogram's signature)
     ) -> TelegramType:
-        if type(method) not in JSON_METHODS:
+        if not issubclass(type(method), JSON_METHODS):
             return await super().make_request(bot, method, timeout)
         try:
             # The entities are left out of pydantic's dump and added as they are: the reply

@@ -6,10 +6,13 @@ import gc
 import weakref
 from typing import Any
 
-from aiogram.methods import EditMessageText, Response, SendMessage, SendMessageDraft
+from aiogram.methods import Response, SendMessage
 from aiogram.types import Message
 
 from bot.session import KeepResponseModels, make_session
+from bot.streaming import calls as streaming_calls
+from bot.streaming.calls import SentMessage
+from bot.streaming.render import Part
 
 
 async def test_each_result_types_response_model_is_built_once_and_kept() -> None:
@@ -39,7 +42,8 @@ async def test_each_result_types_response_model_is_built_once_and_kept() -> None
 async def test_streaming_calls_go_as_json_and_arrive_as_aiogram_would_send_them() -> None:
     """Sends, drafts and edits go as JSON bodies; the server gets the same parameters as from
     aiogram's own form encoding (empty values left out, defaults resolved), also when a call is
-    built unvalidated with the renderer's entity dicts, as the reply engine builds it."""
+    built by the reply engine (`bot.streaming.calls`: unvalidated, with the renderer's entity
+    dicts, reading back only the message's id)."""
     from aiogram import Bot
     from aiogram.client.default import DefaultBotProperties
     from aiogram.client.session.aiohttp import AiohttpSession
@@ -72,7 +76,7 @@ async def test_streaming_calls_go_as_json_and_arrive_as_aiogram_would_send_them(
     for name, session in (
         ("json", make_session(tg.base_url)),
         ("form", AiohttpSession(api=TelegramAPIServer.from_base(tg.base_url))),
-        ("unvalidated", make_session(tg.base_url)),  # built as the reply engine builds them
+        ("unvalidated", make_session(tg.base_url)),  # built by the reply engine
         # ... and through aiogram's form encoding, which the session falls back to
         ("unvalidated form", AiohttpSession(api=TelegramAPIServer.from_base(tg.base_url))),
     ):
@@ -80,32 +84,16 @@ async def test_streaming_calls_go_as_json_and_arrive_as_aiogram_would_send_them(
         first = len(tg.calls)
         reply = ReplyParameters(message_id=1, allow_sending_without_reply=True)
         if name.startswith("unvalidated"):
-            message = await bot(
-                SendMessage.model_construct(
-                    chat_id=5,
-                    text="Hello world code",
-                    entities=dicts,  # type: ignore[arg-type]
-                    reply_parameters=reply,
-                    reply_markup=markup,
-                )
+            part = Part("Hello world code", tuple(dicts))
+            sent_back = await bot(
+                streaming_calls.send(5, part, reply_parameters=reply, thread_id=None, markup=markup)
             )
-            await bot(
-                SendMessageDraft.model_construct(
-                    chat_id=5,
-                    draft_id=7,
-                    text="Hello world code",
-                    entities=dicts,  # type: ignore[arg-type]
-                    can_stop=True,
-                )
-            )
-            await bot(
-                EditMessageText.model_construct(
-                    chat_id=5,
-                    message_id=message.message_id,
-                    text="Hello world code!",
-                    entities=dicts,  # type: ignore[arg-type]
-                )
-            )
+            assert isinstance(sent_back, SentMessage)  # read back as the id alone
+            await bot(streaming_calls.draft(5, 7, part, thread_id=None))
+            edited = Part("Hello world code!", tuple(dicts))
+            edit = streaming_calls.edit(5, sent_back.message_id, edited, markup=None)
+            assert isinstance(await bot(edit), SentMessage)
+            message_id = sent_back.message_id
         else:
             message = await bot.send_message(
                 chat_id=5,
@@ -115,7 +103,12 @@ async def test_streaming_calls_go_as_json_and_arrive_as_aiogram_would_send_them(
                 reply_markup=markup,
             )
             await bot.send_message_draft(
-                chat_id=5, draft_id=7, text="Hello world code", entities=entities, can_stop=True
+                chat_id=5,
+                draft_id=7,
+                text="Hello world code",
+                entities=entities,
+                can_stop=True,
+                keep_on_stop=True,
             )
             await bot.edit_message_text(
                 chat_id=5,
@@ -123,6 +116,8 @@ async def test_streaming_calls_go_as_json_and_arrive_as_aiogram_would_send_them(
                 text="Hello world code!",
                 entities=entities,
             )
+            message_id = message.message_id
+        assert tg.message(5, message_id).text == "Hello world code!"
         await bot.send_chat_action(5, "typing")
         calls = tg.calls[first:]
         assert all(c.status == 200 for c in calls), [(c.method, c.status) for c in calls]

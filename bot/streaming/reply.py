@@ -17,7 +17,7 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
 from aiogram import Bot
 from aiogram.exceptions import (
@@ -30,9 +30,9 @@ from aiogram.exceptions import (
     TelegramServerError,
     TelegramUnauthorizedError,
 )
-from aiogram.methods import EditMessageText, SendMessage, SendMessageDraft
 from aiogram.types import InlineKeyboardMarkup, ReplyParameters
 
+from bot.streaming import calls
 from bot.streaming.pacer import Pacer
 from bot.streaming.render import Part
 from bot.streaming.split import TELEGRAM_LIMIT, Segmenter
@@ -292,23 +292,11 @@ class ReplyStream:
         )
 
     async def _apply(self, op: _Op) -> None:
-        # The calls are built unvalidated: their values come from this module and the renderer,
-        # whose entities are already the Bot API's dicts (validating them into aiogram's models
-        # only for the session to dump them again was half of a call's cost in the bot).
-        entities: Any = list(op.part.entities) or None  # dumped as they are
         markup = self.stop_markup if op.button else None
         if op.kind == "draft":
             assert self.draft_id is not None
             await self.bot(
-                SendMessageDraft.model_construct(
-                    chat_id=self.chat_id,
-                    draft_id=self.draft_id,
-                    text=op.part.text,
-                    entities=entities,
-                    message_thread_id=self.thread_id,
-                    can_stop=True,
-                    keep_on_stop=True,
-                )
+                calls.draft(self.chat_id, self.draft_id, op.part, thread_id=self.thread_id)
             )
             self.stats.drafts += 1
             self._draft_shown = op.part
@@ -316,15 +304,7 @@ class ReplyStream:
             return
         if op.kind == "edit":
             shown = self._shown[op.index]
-            await self.bot(
-                EditMessageText.model_construct(
-                    text=op.part.text,
-                    chat_id=self.chat_id,
-                    message_id=shown.message_id,
-                    entities=entities,
-                    reply_markup=markup,
-                )
-            )
+            await self.bot(calls.edit(self.chat_id, shown.message_id, op.part, markup=markup))
             self.stats.edits += 1
             self._shown[op.index] = _Shown(shown.message_id, op.part, op.button)
             return
@@ -332,13 +312,12 @@ class ReplyStream:
         if op.index == 0 and self.reply_to is not None:
             reply = ReplyParameters(message_id=self.reply_to, allow_sending_without_reply=True)
         message = await self.bot(
-            SendMessage.model_construct(
-                chat_id=self.chat_id,
-                text=op.part.text,
-                entities=entities,
+            calls.send(
+                self.chat_id,
+                op.part,
                 reply_parameters=reply,
-                message_thread_id=self.thread_id,
-                reply_markup=markup,
+                thread_id=self.thread_id,
+                markup=markup,
             )
         )
         self.stats.sends += 1
