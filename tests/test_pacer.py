@@ -9,9 +9,9 @@ from typing import Any
 from aiogram.methods import EditMessageText, SendMessage, TelegramMethod
 
 from bot.streaming.pacer import Budgets, Pacer
-from bot.streaming.render import Part, render
 from bot.streaming.reply import ReplyStream
 from bot.streaming.split import Segmenter
+from tests.test_render_split import CountingRenderer
 
 
 class Clock:
@@ -349,17 +349,12 @@ async def test_a_snapshot_is_rendered_once_per_call_once_text_is_shown() -> None
     bot = RecordingBot()
     pacer = Pacer(Budgets(private_interval=0.05))
     reply = ReplyStream(bot, pacer, chat_id=1)  # type: ignore[arg-type]
-    rendered: list[str] = []
-
-    def counting(source: str) -> Part:
-        rendered.append(source)
-        return render(source)
-
-    reply._segmenter = Segmenter(renderer=counting)
+    renderer = CountingRenderer()
+    reply._segmenter = Segmenter(renderer=renderer)
     await stream_words(reply, [f"**w{i}**" for i in range(60)], pause=0.004)
     calls = len(bot.calls)
     assert calls >= 3
     # One render for each call, and one for the first text's check before its slot (the final
     # state reuses its call's render); rendering before each slot as well would double it.
-    assert len(rendered) <= calls + 2, (len(rendered), calls)
+    assert len(renderer.sources) <= calls + 2, (len(renderer.sources), calls)
     assert bot.calls[-1] == ("edit", " ".join(f"w{i}" for i in range(60)))

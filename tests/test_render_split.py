@@ -44,6 +44,21 @@ def squash(text: str) -> str:
 
 
 # Markdown-ish documents: words, emphasis, inline code, fenced code, lists, quotes, emoji.
+class CountingRenderer:
+    """`render`, remembering each source it was given: what a tick costs is what it renders."""
+
+    def __init__(self) -> None:
+        self.sources: list[str] = []
+
+    def __call__(self, source: str) -> Part:
+        self.sources.append(source)
+        return render(source)
+
+    @property
+    def sizes(self) -> list[int]:
+        return [len(source) for source in self.sources]
+
+
 _word = st.text(
     alphabet="abcdefghijklmnopqrstuvwxyzАБВгдё0123456789😀🚀<>", min_size=1, max_size=12
 )
@@ -194,19 +209,14 @@ def test_strip_moves_entities() -> None:
 
 def test_split_cost_grows_with_the_open_part() -> None:
     """A long answer re-renders only its last part: count characters handed to the renderer."""
-    rendered: list[int] = []
-
-    def counting(source: str) -> Part:
-        rendered.append(len(source))
-        return render(source)
-
-    segmenter = Segmenter(renderer=counting)
+    renderer = CountingRenderer()
+    segmenter = Segmenter(renderer=renderer)
     text = "".join(f"Paragraph {i}. " + "word " * 80 + "\n\n" for i in range(80))  # ~33k chars
     for end in range(0, len(text), 500):
-        rendered.clear()
+        renderer.sources.clear()
         segmenter.parts(text[: end + 500])
         if len(segmenter.frozen) >= 2:
-            assert max(rendered) <= PART_LIMIT * 2
+            assert max(renderer.sizes) <= PART_LIMIT * 2
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -229,38 +239,29 @@ def test_streaming_shows_what_rendering_the_whole_snapshot_shows(
 
 
 def test_streaming_renders_the_last_block_not_the_whole_part() -> None:
-    rendered: list[int] = []
-
-    def counting(source: str) -> Part:
-        rendered.append(len(source))
-        return render(source)
-
-    segmenter = Segmenter(limit=10**6, renderer=counting)
+    renderer = CountingRenderer()
+    segmenter = Segmenter(limit=10**6, renderer=renderer)
     text = "".join(f"Paragraph **{i}**: " + "some words " * 20 + "\n\n" for i in range(40))
     for end in range(20, len(text), 20):
-        rendered.clear()
+        renderer.sources.clear()
         segmenter.parts(text[:end], streaming=True)
-        assert sum(rendered) <= 2 * 260, (end, rendered)  # the last two blocks at most
+        assert sum(renderer.sizes) <= 2 * 260, (end, renderer.sizes)  # the last two blocks
 
 
 def test_a_finished_code_block_is_rendered_once_too() -> None:
     """Once the paragraph after a code block has begun, each tick renders that paragraph
     alone: the code block (and all before it) is not rendered again."""
-    rendered: list[int] = []
-
-    def counting(source: str) -> Part:
-        rendered.append(len(source))
-        return render(source)
-
-    segmenter = Segmenter(limit=10**6, renderer=counting)
+    renderer = CountingRenderer()
+    segmenter = Segmenter(limit=10**6, renderer=renderer)
     block = "```python\nx = {i}\nprint(x * 2)\n```\n\nStep **{i}**: " + "some words " * 30
     text = "\n\n".join(block.format(i=i) for i in range(10))
     for end in range(20, len(text), 20):
-        rendered.clear()
+        renderer.sources.clear()
         snapshot = text[:end]
         segmenter.parts(snapshot, streaming=True)
         paragraph = snapshot[snapshot.rfind("\n\n") :]
         if paragraph.startswith("\n\nStep") and " " in paragraph:
+            rendered = renderer.sizes
             *head, tail = rendered  # the block just finished (once), then the one being written
             assert sum(head) <= len("```python\nx = 0\nprint(x * 2)\n```"), (end, rendered)
             assert tail <= len(paragraph), (end, rendered)

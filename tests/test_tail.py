@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from bot.streaming.render import Part, render
 from bot.streaming.split import Segmenter
 from bot.streaming.tail import settle
-from tests.test_render_split import assert_valid, inline, squash
+from tests.test_render_split import CountingRenderer, assert_valid, inline, squash
 
 
 @pytest.mark.parametrize(
@@ -109,20 +109,15 @@ def test_code_blocks_are_not_settled() -> None:
 
 
 def test_a_snapshot_asked_for_again_is_not_rendered_again() -> None:
-    rendered: list[str] = []
-
-    def counting(source: str) -> Part:
-        rendered.append(source)
-        return render(source)
-
-    segmenter = Segmenter(renderer=counting)
+    renderer = CountingRenderer()
+    segmenter = Segmenter(renderer=renderer)
     first = segmenter.parts("Hello **world", streaming=True)
     first.append(Part("callers may change the list they get"))
     again = segmenter.parts("Hello **world", streaming=True)
-    assert len(rendered) == 1
+    assert len(renderer.sources) == 1
     assert again == [render("Hello **world**")]
     segmenter.parts("Hello **world", streaming=False)
-    assert len(rendered) == 2
+    assert len(renderer.sources) == 2
 
 
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
