@@ -8,6 +8,7 @@ from typing import Any
 
 from aiogram.methods import Response, SendMessage
 from aiogram.types import Message
+from pydantic import BaseModel
 
 from bot.session import KeepResponseModels, make_session
 from bot.streaming import calls as streaming_calls
@@ -37,6 +38,24 @@ async def test_each_result_types_response_model_is_built_once_and_kept() -> None
     gc.collect()
     assert alive() is Response[Message]  # pydantic's cache alone holds it only weakly
     await session.close()
+
+
+def test_building_a_streaming_call_builds_no_generic_model(monkeypatch: Any) -> None:
+    """`TelegramMethod[SentMessage]` at run time is a pydantic generic class, which pydantic
+    caches only weakly: after a garbage collection every call would build it again (~2 ms)."""
+    subscripted: list[Any] = []
+    original = BaseModel.__class_getitem__
+
+    def counting(cls: Any, params: Any) -> Any:
+        subscripted.append((cls, params))
+        return original.__func__(cls, params)  # type: ignore[attr-defined]
+
+    monkeypatch.setattr(BaseModel, "__class_getitem__", classmethod(counting))
+    part = Part("hi", ({"type": "bold", "offset": 0, "length": 2},))
+    streaming_calls.send(5, part, reply_parameters=None, thread_id=None, markup=None)
+    streaming_calls.edit(5, 9, part, markup=None)
+    streaming_calls.draft(5, 7, part, thread_id=None)
+    assert subscripted == []
 
 
 async def test_streaming_calls_go_as_json_and_arrive_as_aiogram_would_send_them() -> None:

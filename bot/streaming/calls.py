@@ -31,7 +31,8 @@ class SentMessage(BaseModel):
 
 
 # The same calls, read back as `SentMessage` (aiogram parses a reply as the method's
-# `__returning__`); typed as such by the casts below.
+# `__returning__`); typed as such by the casts below, which are strings: `TelegramMethod[...]` is
+# a pydantic generic, built anew at run time whenever its weakly cached class has been collected.
 class _SendPart(SendMessage):
     __returning__ = SentMessage  # type: ignore[assignment]
 
@@ -69,7 +70,7 @@ def send(
             "reply_markup": markup,
         }
     )
-    return cast(TelegramMethod[SentMessage], call)
+    return cast("TelegramMethod[SentMessage]", call)
 
 
 def edit(
@@ -84,7 +85,7 @@ def edit(
             "reply_markup": markup,
         }
     )
-    return cast(TelegramMethod[SentMessage | bool], call)
+    return cast("TelegramMethod[SentMessage | bool]", call)
 
 
 def draft(chat_id: int, draft_id: int, part: Part, *, thread_id: int | None) -> SendMessageDraft:
