@@ -207,6 +207,16 @@ def test_strip_moves_entities() -> None:
     assert part.entities == ({"type": "bold", "offset": 0, "length": 7},)
 
 
+def test_invisible_characters_at_the_ends_are_stripped_as_telegram_does() -> None:
+    """A text of nothing but invisible characters is empty to Telegram ("message text is
+    empty"): it must be nothing to show here too, not a part Telegram refuses."""
+    assert render("\u2800") == Part("")
+    assert render("\u200b \ufeff\n\u3164") == Part("")
+    part = strip("\u200bHi **x**\u2060", [{"type": "bold", "offset": 4, "length": 1}])
+    assert part == Part("Hi **x**", ({"type": "bold", "offset": 3, "length": 1},))
+    assert render("a\u200bb").text == "a\u200bb"  # inside a text it stays
+
+
 def test_split_cost_grows_with_the_open_part() -> None:
     """A long answer re-renders only its last part: count characters handed to the renderer."""
     renderer = CountingRenderer()

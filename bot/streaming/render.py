@@ -43,6 +43,9 @@ _LEAF_TYPES = frozenset({"code", "pre"})
 _QUOTE_TYPES = frozenset({"blockquote", "expandable_blockquote"})
 _URL_RE = re.compile(r"^(https?|tg|mailto)://[^\s]+$|^mailto:[^\s]+$", re.IGNORECASE)
 _BARE_LT = re.compile(r"(?<!\\)<")
+# Telegram strips these from both ends of a text, as it does whitespace: a text of nothing else
+# is empty to it ("message text is empty").
+_INVISIBLE = frozenset("\u200b\u200c\u200d\u200e\u200f\u2060\u2800\u3164\ufeff")
 
 
 def utf16_len(text: str) -> int:
@@ -155,18 +158,28 @@ def sanitize(text: str, entities: list[Entity]) -> list[Entity]:
 
 
 def strip(text: str, entities: list[Entity]) -> Part:
-    """Remove leading/trailing whitespace as Telegram does, moving and clipping entities."""
-    stripped = text.strip()
-    if stripped == text:
+    """Remove leading/trailing whitespace as Telegram does (invisible characters such as a
+    zero-width space included), moving and clipping entities."""
+    start, end = 0, len(text)
+    while start < end and _blank(text[start]):
+        start += 1
+    while end > start and _blank(text[end - 1]):
+        end -= 1
+    if (start, end) == (0, len(text)):
         return Part(text, tuple(entities))
-    if not stripped:
+    if start == end:
         return Part("", ())
-    head = utf16_len(text[: len(text) - len(text.lstrip())])
+    stripped = text[start:end]
+    head = utf16_len(text[:start])
     size = utf16_len(stripped)
     out: list[Entity] = []
     for e in entities:
-        start = max(e["offset"] - head, 0)
-        end = min(e["offset"] + e["length"] - head, size)
-        if end > start:
-            out.append({**e, "offset": start, "length": end - start})
+        begin = max(e["offset"] - head, 0)
+        finish = min(e["offset"] + e["length"] - head, size)
+        if finish > begin:
+            out.append({**e, "offset": begin, "length": finish - begin})
     return Part(stripped, tuple(out))
+
+
+def _blank(char: str) -> bool:
+    return char.isspace() or char in _INVISIBLE
