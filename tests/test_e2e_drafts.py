@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 from typing import Any
+
+import pytest
 
 from tests.conftest import BotRunner
 from tests.fakes.llm import FakeLLM, Reply
@@ -110,3 +113,32 @@ async def test_groups_always_edit(tg: FakeTelegram, llm: FakeLLM, start_bot: Bot
     await finished(tg, app)
     assert answer_messages(tg, GROUP, question["message_id"])[0].text == "You said: hi"
     assert tg.drafts == []
+
+
+async def test_a_draft_is_shown_again_before_it_expires(
+    tg: FakeTelegram, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Telegram drops a draft left unchanged for about 30 s: while the model pauses, the same
+    draft is sent again, so the user keeps seeing the answer so far."""
+    from aiogram import Bot
+
+    from bot.session import make_session
+    from bot.streaming import reply as reply_module
+    from bot.streaming.pacer import Pacer
+
+    monkeypatch.setattr(reply_module, "DRAFT_REFRESH", 1.2)
+    tg.send_user_message(USER, "think hard")
+    bot = Bot(tg.token, session=make_session(tg.base_url))
+    reply = reply_module.ReplyStream(bot, Pacer(), chat_id=USER, draft_id=7)
+    reply.start()
+    reply.update("Thinking about **it**")
+    await asyncio.sleep(3.0)  # the model pauses
+    reply.update("Thinking about **it**, and done.")
+    await reply.close()
+    await bot.session.close()
+
+    drafts = [c.params["text"] for c in tg.drafts if c.status == 200]
+    assert drafts == ["Thinking about it"] * 3  # at once, then after 1.2 and 2.4 s
+    [message] = tg.bot_messages(USER)
+    assert message.text == "Thinking about it, and done."
+    assert tg.count_429 == 0 and refused_calls(tg) == []

@@ -124,6 +124,30 @@ async def test_injected_429_is_respected_and_answer_completes(
     assert tg.violations == 0  # nothing was sent to the chat inside the retry_after window
 
 
+@pytest.mark.parametrize(
+    ("mode", "method"),
+    [("edit", "editMessageText"), ("auto", "sendMessageDraft"), ("edit", "sendChatAction")],
+)
+async def test_a_bad_gateway_page_instead_of_json_does_not_stop_the_answer(
+    tg: FakeTelegram, llm: FakeLLM, start_bot: StartBot, mode: str, method: str
+) -> None:
+    """Telegram's front end now and then answers with an HTML 502 page, not the Bot API's
+    JSON: the call is tried again (the typing indicator just goes on), and the answer ends
+    complete, with no cursor or Stop button left behind."""
+    await start_bot(stream_mode=mode)
+    text = " ".join(f"token{i}" for i in range(120))
+    typing_first = method == "sendChatAction"
+    llm.script(Reply(text, chunk_size=10, delay=0.02, first_delay=1.0 if typing_first else 0.0))
+    tg.inject_gateway_error(chat_id=USER, methods=(method,))
+    question = tg.send_user_message(USER, "question")["message"]
+
+    [answer] = await final_answer(tg, USER, after=question["message_id"], timeout=30)
+
+    assert answer.text == text
+    assert [c.status for c in tg.calls if c.method == method].count(502) == 1
+    assert [c for c in refused_calls(tg) if " 502 " not in c] == []
+
+
 async def test_blocked_chat_ends_the_stream(
     tg: FakeTelegram, llm: FakeLLM, bot_app: object
 ) -> None:

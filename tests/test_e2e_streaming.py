@@ -139,3 +139,39 @@ async def test_a_part_the_user_deletes_stays_deleted(
     assert answer_messages(tg, USER, question["message_id"]) == []
     refused = [c for c in tg.calls if c.status >= 400 and c.method != "getUpdates"]
     assert len(refused) <= 1  # at most the one edit that found the message gone
+
+
+async def test_a_part_that_ends_up_showing_nothing_is_deleted(tg: FakeTelegram) -> None:
+    """The text that opened the last part renders as nothing once complete (`[1]: https://…`
+    is a link definition): its message is deleted, not left with a cursor and a Stop button."""
+    from aiogram import Bot
+    from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
+
+    from bot.session import make_session
+    from bot.streaming.pacer import Pacer
+    from bot.streaming.reply import ReplyStream
+
+    question = tg.send_user_message(USER, "with references")["message"]
+    bot = Bot(tg.token, session=make_session(tg.base_url))
+    stop = InlineKeyboardMarkup(
+        inline_keyboard=[[InlineKeyboardButton(text="Stop", callback_data="s")]]
+    )
+    reply = ReplyStream(
+        bot, Pacer(), chat_id=USER, reply_to=question["message_id"], stop_markup=stop
+    )
+    body = "word " * 817 + "end."  # a whole message's worth
+    text = body + "\n\n[1]: https://example.com/a-reference"
+    reply.start()
+    reply.update(body)
+    await tg.wait_for(lambda: len(tg.bot_messages(USER)) == 1)
+    reply.update(text[: len(body) + 6])  # `[1]: ` shows as text, in a part of its own
+    await tg.wait_for(lambda: len(tg.bot_messages(USER)) == 2)
+    reply.update(text)
+    await reply.close()
+    await bot.session.close()
+
+    [message] = tg.bot_messages(USER)
+    assert message.text == body
+    assert message.reply_markup is None
+    assert refused_calls(tg) == []
+    assert [c.method for c in tg.calls if c.method == "deleteMessage"] == ["deleteMessage"]

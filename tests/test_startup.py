@@ -97,6 +97,19 @@ async def test_unreachable_telegram_is_retried_with_backoff(
     assert TOKEN not in "".join(messages)
 
 
+async def test_a_bad_gateway_page_at_start_up_is_retried(tg: FakeTelegram, tmp_path: Path) -> None:
+    from bot.app import build_app, wait_for_telegram
+    from config import load_settings
+
+    settings = load_settings(bot_token=tg.token, telegram_api_url=tg.base_url, data_dir=tmp_path)
+    app = build_app(settings)
+    tg.inject_gateway_error(methods=("getMe",))
+    me = await asyncio.wait_for(wait_for_telegram(app.bot, tg.base_url), 5)
+    await app.bot.session.close()
+    assert me.is_bot
+    assert [c.status for c in tg.calls if c.method == "getMe"] == [502, 200]
+
+
 async def test_rejected_token_is_a_startup_error(tg: FakeTelegram, tmp_path: Path) -> None:
     from bot.app import StartupError, build_app, wait_for_telegram
     from config import load_settings

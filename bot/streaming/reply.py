@@ -21,6 +21,8 @@ from typing import Literal
 
 from aiogram import Bot
 from aiogram.exceptions import (
+    AiogramError,
+    ClientDecodeError,
     TelegramAPIError,
     TelegramBadRequest,
     TelegramForbiddenError,
@@ -45,6 +47,8 @@ TYPING_EVERY = 4.5  # Telegram shows a chat action for about 5 s
 # and the call it would cost.
 TYPING_AFTER = 0.3
 MAX_NETWORK_RETRIES = 6
+# Telegram drops a draft left unchanged for about 30 s; a model can pause that long mid-answer.
+DRAFT_REFRESH = 20.0
 CLOSE_TIMEOUT = 900.0  # the longest a final state may wait for delivery (a long retry_after)
 
 
@@ -60,7 +64,7 @@ class _Op:
     index: int
     part: Part
     button: bool
-    kind: Literal["send", "edit", "draft"]
+    kind: Literal["send", "edit", "draft", "delete"]
 
 
 @dataclass(slots=True)
@@ -135,6 +139,8 @@ class ReplyStream:
         self._plain = False  # entities were refused once: send plain text from then on
         self._shown: list[_Shown] = []
         self._draft_shown: Part | None = None
+        self._draft_due = False  # the draft shown is about to expire: show it again
+        self._draft_at = 0.0  # when it was shown (loop time)
         self._gone: set[int] = set()  # parts the user deleted
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -212,7 +218,12 @@ class ReplyStream:
 
     def _next_op(self, target: tuple[list[tuple[Part, bool]], Part | None]) -> _Op | None:
         """The next call: a message not shown yet goes first (so the newest part always carries
-        the cursor), then the first shown message that differs, then the draft."""
+        the cursor), then the first shown message that differs, then a shown message that is no
+        longer part of the answer, then the draft.
+
+        A message can outlive its part: the text that filled the last part can render as nothing
+        once it is complete (`[1]: https://…` is a link definition, not text). It is deleted,
+        else it would keep its cursor and Stop button for good."""
         messages, draft = target
         if len(messages) > len(self._shown):
             part, button = messages[len(self._shown)]
@@ -223,7 +234,10 @@ class ReplyStream:
                 continue
             if shown.part != part or shown.button != button:
                 return _Op(i, part, button, "edit")
-        if draft is not None and draft != self._draft_shown:
+        if len(self._shown) > len(messages):
+            last = len(self._shown) - 1
+            return _Op(last, self._shown[last].part, False, "delete")
+        if draft is not None and (draft != self._draft_shown or self._draft_due):
             return _Op(len(messages), draft, False, "draft")
         return None
 
@@ -241,7 +255,7 @@ class ReplyStream:
                 if self._closing:
                     return
                 self._wake.clear()
-                await self._wake.wait()
+                await self._idle()
                 continue
             granted = await self._slot()
             if self.catch_up is not None and not self._closing:
@@ -259,6 +273,10 @@ class ReplyStream:
                 self.pacer.penalize(self.chat_id, float(e.retry_after))
             except (TelegramBadRequest, TelegramNotFound) as e:
                 self.stats.errors += 1
+                if op.kind == "delete":  # already deleted, by the user or too old: let it be
+                    log.info("chat %s: part %d not deleted: %s", self.chat_id, op.index, e.message)
+                    self._forget_last()
+                    continue
                 if op.kind == "draft":
                     self._draft_refused(e)
                     continue
@@ -271,7 +289,9 @@ class ReplyStream:
             except (TelegramForbiddenError, TelegramUnauthorizedError) as e:
                 log.warning("chat %s: cannot write there any more (%s)", self.chat_id, e.message)
                 self.failed = True
-            except (TelegramNetworkError, TelegramServerError) as e:
+            except (TelegramNetworkError, TelegramServerError, ClientDecodeError) as e:
+                # (ClientDecodeError: a reply that is not the Bot API's JSON, such as the HTML
+                # "502 Bad Gateway" page of Telegram's front end.)
                 self.stats.errors += 1
                 network_failures += 1
                 if network_failures > MAX_NETWORK_RETRIES:
@@ -284,6 +304,17 @@ class ReplyStream:
                 log.error("chat %s: %s", self.chat_id, e)
                 self.failed = True
 
+    async def _idle(self) -> None:
+        """Wait for new text (or the close). A draft is shown again before it expires."""
+        if self._draft_shown is None:
+            await self._wake.wait()
+            return
+        try:
+            async with asyncio.timeout_at(self._draft_at + DRAFT_REFRESH):
+                await self._wake.wait()
+        except TimeoutError:
+            self._draft_due = True
+
     async def _slot(self) -> float:
         """Wait for the pacer (returns when the call was counted); once the answer closes, the
         wait counts as a final's."""
@@ -293,6 +324,11 @@ class ReplyStream:
 
     async def _apply(self, op: _Op) -> None:
         markup = self.stop_markup if op.button else None
+        if op.kind == "delete":
+            if op.index not in self._gone:
+                await self.bot.delete_message(self.chat_id, self._shown[op.index].message_id)
+            self._forget_last()
+            return
         if op.kind == "draft":
             assert self.draft_id is not None
             await self.bot(
@@ -300,6 +336,8 @@ class ReplyStream:
             )
             self.stats.drafts += 1
             self._draft_shown = op.part
+            self._draft_due = False
+            self._draft_at = asyncio.get_running_loop().time()
             await self._stop_typing()
             return
         if op.kind == "edit":
@@ -330,6 +368,11 @@ class ReplyStream:
                 log.exception(
                     "chat %s: recording message %s failed", self.chat_id, message.message_id
                 )
+
+    def _forget_last(self) -> None:
+        """The last shown message is no longer shown."""
+        self._gone.discard(len(self._shown) - 1)
+        self._shown.pop()
 
     def _draft_refused(self, error: TelegramAPIError) -> None:
         """Drafts do not work here: go on by editing messages."""
@@ -372,7 +415,7 @@ class ReplyStream:
                 await self.bot.send_chat_action(
                     self.chat_id, "typing", message_thread_id=self.thread_id
                 )
-            except TelegramAPIError as e:
+            except AiogramError as e:  # only an indicator: whatever it was, the answer goes on
                 log.debug("chat %s: typing indicator failed: %s", self.chat_id, e)
             await asyncio.sleep(TYPING_EVERY)
 

@@ -853,6 +853,11 @@ class _Injection:
 
 
 _Handler = Callable[[Json], Awaitable[Any]]
+_BAD_GATEWAY = (
+    "<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n"
+    "<body>\r\n<center><h1>502 Bad Gateway</h1></center>\r\n<hr><center>nginx</center>\r\n"
+    "</body>\r\n</html>\r\n"
+)
 
 
 class FakeTelegram:
@@ -900,6 +905,7 @@ class FakeTelegram:
         self._poll_generation = 0
         self._closing = False
         self._injections: list[_Injection] = []
+        self._gateway_errors: list[_Injection] = []
         self._buckets: dict[int, tuple[float, float]] = {}
         self._group_hits: dict[int, deque[float]] = {}
         self._global_hits: deque[float] = deque()
@@ -992,6 +998,7 @@ class FakeTelegram:
         self._open_callbacks.clear()
         self._updates.clear()
         self._injections.clear()
+        self._gateway_errors.clear()
         self._buckets.clear()
         self._group_hits.clear()
         self._global_hits.clear()
@@ -1155,6 +1162,13 @@ class FakeTelegram:
     ) -> None:
         """Answer the next `times` matching calls with 429 and open a retry_after window."""
         self._injections.append(_Injection(chat_id, tuple(methods), retry_after, times))
+
+    def inject_gateway_error(
+        self, *, chat_id: int | None = None, methods: tuple[str, ...], times: int = 1
+    ) -> None:
+        """Answer the next `times` matching calls with the HTML "502 Bad Gateway" page that
+        Telegram's front end returns now and then, without carrying the call out."""
+        self._gateway_errors.append(_Injection(chat_id, tuple(methods), 0, times))
 
     # ---------------------------------------------------------------- inspection
 
@@ -1364,6 +1378,13 @@ class FakeTelegram:
             self.drafts.append(call)
         if method in ACTIVITY_METHODS:
             self._last_activity = arrived
+        for injection in self._gateway_errors:
+            if method in injection.methods and injection.chat_id in (None, call.chat_id):
+                injection.remaining -= 1
+                if injection.remaining <= 0:
+                    self._gateway_errors.remove(injection)
+                call.status = 502
+                return web.Response(status=502, text=_BAD_GATEWAY, content_type="text/html")
         try:
             if request.match_info["token"] != self.token:
                 raise ApiError(401, "Unauthorized")
