@@ -50,9 +50,9 @@ class CountingRenderer:
     def __init__(self) -> None:
         self.sources: list[str] = []
 
-    def __call__(self, source: str) -> Part:
+    def __call__(self, source: str, *, keep_indent: bool = False) -> Part:
         self.sources.append(source)
-        return render(source)
+        return render(source, keep_indent=keep_indent)
 
     @property
     def sizes(self) -> list[int]:
@@ -275,3 +275,39 @@ def test_a_finished_code_block_is_rendered_once_too() -> None:
             *head, tail = rendered  # the block just finished (once), then the one being written
             assert sum(head) <= len("```python\nx = 0\nprint(x * 2)\n```"), (end, rendered)
             assert tail <= len(paragraph), (end, rendered)
+
+
+def test_only_real_fences_open_and_close_code_blocks() -> None:
+    """CommonMark: ```ls -la``` is inline code, not a fence; ```python inside a code block is
+    a line of code, not its end. Taken for fences they turned prose into code at a cut."""
+    body = "\n\n".join(f"Para {i}: some **bold** words " + "more words " * 30 for i in range(14))
+    for opening in ("To list files:\n\n```ls -la``` shows them.\n\n", "```md\n```python\n```\n\n"):
+        parts = Segmenter().parts(opening + body)
+        assert len(parts) == 2
+        assert parts[1].text.startswith("Para")
+        assert parts[1].entities[0]["type"] == "bold"
+    assert _fence_map("```md\n# T\n```python\nx = 1\n```\n") == [(0, "```md"), (30, "")]
+    assert _fence_map("```\r\ncode\r\n```\r\n") == [(0, "```"), (16, "")]
+
+
+def test_a_code_blocks_first_line_keeps_its_indentation_while_streaming() -> None:
+    doc = "Add this method:\n\n```python\n    def area(self):\n        return 1\n```\n\nThen use it"
+    segmenter = Segmenter(limit=10**6)
+    for cut in range(1, len(doc) + 1):
+        prefix = doc[:cut]
+        expected = render(prefix if _open_fence_at(cut, _fence_map(prefix)) else settle(prefix))
+        assert segmenter.parts(prefix, streaming=True) == [expected], prefix
+
+
+def test_no_part_starts_with_a_nested_list_item() -> None:
+    """A cut right before a line indented by four spaces (a nested list's item) would start
+    the next part with an indented code block."""
+    doc = "\n".join(
+        f"{i}. **Step {i}**: do the thing number {i} carefully\n"
+        f"    - detail one for step {i}\n    - detail **two** for step {i}"
+        for i in range(1, 9)
+    )
+    parts = Segmenter(limit=235).parts(doc)
+    assert len(parts) > 2
+    for part in parts:
+        assert not any(e["type"] == "pre" for e in part.entities), part

@@ -75,11 +75,17 @@ class Part:
         return Part(self.text + separator + suffix.text, self.entities + moved)
 
 
-def render(markdown: str) -> Part:
-    """Render (possibly partial) Markdown into a `Part` that Telegram will accept."""
+def render(markdown: str, *, keep_indent: bool = False) -> Part:
+    """Render (possibly partial) Markdown into a `Part` that Telegram will accept.
+
+    `keep_indent`: a block to be joined after others keeps its leading spaces (those of a code
+    block's first line), which Telegram would strip only at the start of a message."""
     text, raw = telegramify_markdown.convert(keep_angle_brackets(markdown))
-    entities = [e.to_dict() for e in raw]
-    return strip(text, sanitize(text, entities))
+    entities = sanitize(text, [e.to_dict() for e in raw])
+    if keep_indent:
+        lead = len(text) - len(text.lstrip("\n"))
+        return strip(text, entities, start=lead)
+    return strip(text, entities)
 
 
 def keep_angle_brackets(markdown: str) -> str:
@@ -157,12 +163,15 @@ def sanitize(text: str, entities: list[Entity]) -> list[Entity]:
     return kept
 
 
-def strip(text: str, entities: list[Entity]) -> Part:
+def strip(text: str, entities: list[Entity], *, start: int | None = None) -> Part:
     """Remove leading/trailing whitespace as Telegram does (invisible characters such as a
-    zero-width space included), moving and clipping entities."""
-    start, end = 0, len(text)
-    while start < end and _blank(text[start]):
-        start += 1
+    zero-width space included), moving and clipping entities. With `start`, what is cut from
+    the beginning is only that many characters."""
+    end = len(text)
+    if start is None:
+        start = 0
+        while start < end and _blank(text[start]):
+            start += 1
     while end > start and _blank(text[end - 1]):
         end -= 1
     if (start, end) == (0, len(text)):

@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import bisect
 import re
-from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
-from bot.streaming.render import Part, render
+from bot.streaming.render import Part, render, strip
 from bot.streaming.tail import settle
 
 TELEGRAM_LIMIT = 4096
@@ -26,8 +26,15 @@ TELEGRAM_LIMIT = 4096
 PART_LIMIT = TELEGRAM_LIMIT - 6
 _MIN_FILL = 0.25  # a preferred cut must fill at least this much of a part, else a finer one is used
 
-_FENCE_RE = re.compile(r"^ {0,3}(`{3,}|~{3,})\s*([^\s`]*)")
+# CommonMark: a backtick fence's info string has no backtick (```ls -la``` is inline code), and
+# a closing fence has nothing after it but spaces (```python inside a code block is code).
+_FENCE_RE = re.compile(r"^ {0,3}(`{3,}(?=[^`]*$)|~{3,})[ \t]*([^\s`]*)")
+_CLOSING_RE = re.compile(r"^ {0,3}(`{3,}|~{3,})\s*$")
 _LIST_ITEM = re.compile(r" {0,3}(?:[-+*]|\d{1,9}[.)])(?:\s|$)")
+
+
+class Renderer(Protocol):
+    def __call__(self, markdown: str, *, keep_indent: bool = False) -> Part: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,7 +50,7 @@ class Segmenter:
     Snapshots must only grow (each extends the previous one), as a streamed answer does.
     """
 
-    def __init__(self, limit: int = PART_LIMIT, renderer: Callable[[str], Part] = render) -> None:
+    def __init__(self, limit: int = PART_LIMIT, renderer: Renderer = render) -> None:
         self.limit = limit
         self._render = renderer
         self.frozen: list[Part] = []
@@ -93,8 +100,10 @@ class Segmenter:
         if self._head is None:
             return self._render(shown(open_source))
         at, head = self._head
-        tail = self._render(shown(open_source[at:].lstrip("\n")))
-        return head.plus(tail) if tail.text else head
+        # Joined after the head, a block keeps the indentation of a code block's first line.
+        tail = self._render(shown(open_source[at:].lstrip("\n")), keep_indent=True)
+        part = head.plus(tail) if tail.text else head
+        return strip(part.text, list(part.entities)) if part.text[:1].isspace() else part
 
     def _extend_head(self, source: str, fences: list[tuple[int, str]]) -> None:
         """Add the blocks up to the last blank line to the rendered head, once the block after
@@ -114,7 +123,7 @@ class Segmenter:
         if source[source.rfind("\n", 0, at) + 1 :].lstrip().startswith("|"):
             return  # a table's last row is padded when text follows it
         start, head = self._head or (0, Part(""))
-        block = self._render(source[start:at].lstrip("\n"))
+        block = self._render(source[start:at].lstrip("\n"), keep_indent=True)
         self._head = (at, head.plus(block) if block.text else head)
 
     # -- choosing where to cut -------------------------------------------------------------------
@@ -168,12 +177,14 @@ def _fence_map(source: str) -> list[tuple[int, str]]:
     opener: str | None = None
     pos = 0
     for line in source.splitlines(keepends=True):
-        match = _FENCE_RE.match(line)
-        if match:
-            if opener is None:
+        if opener is None:
+            match = _FENCE_RE.match(line)
+            if match:
                 opener = match.group(1)
                 events.append((pos, match.group(1) + match.group(2)))
-            elif match.group(1)[0] == opener[0] and len(match.group(1)) >= len(opener):
+        else:
+            match = _CLOSING_RE.match(line)
+            if match and match.group(1)[0] == opener[0] and len(match.group(1)) >= len(opener):
                 opener = None
                 events.append((pos + len(line), ""))
         pos += len(line)
@@ -210,9 +221,19 @@ def _candidates(source: str, floor: int) -> tuple[list[_Cut], list[_Cut], list[_
             paragraphs.append(_Cut(i, "", ""))
         if ch == "\n" and i + 1 < len(source):
             cut = _cut_at(i + 1, fences)
+            if not cut.close and _indented_after(source, i + 1):
+                continue  # the next part would start with it: an indented code block
             if not cut.close and source[i + 1] == "\n":
                 paragraphs.append(_Cut(i + 2, "", "") if i + 2 < len(source) else cut)
             lines.append(cut)
         elif ch == " ":
             words.append(_cut_at(i + 1, fences))
     return paragraphs, lines, words
+
+
+def _indented_after(source: str, index: int) -> bool:
+    """Whether the first line with text from `index` on is indented by four columns or more
+    (a nested list's items): at the start of a part it would be an indented code block."""
+    while index < len(source) and source[index] == "\n":
+        index += 1
+    return source.startswith(("    ", "\t", " \t", "  \t", "   \t"), index)
