@@ -181,9 +181,20 @@ def test_angle_brackets_are_text_not_html() -> None:
         ),
         "a `Vec<T>` b": "a Vec<T> b",
         "```rust\nlet v: Vec<T>;\n```": "let v: Vec<T>;",
+        "if $0 < x < 1$ then": "if 0 < x < 1 then",  # math is not HTML either
     }
     for markdown, shown in cases.items():
         assert render(markdown).text == shown
+
+
+def test_double_pipes_are_text_not_spoilers() -> None:
+    """telegramify-markdown takes `||…||` for Telegram's spoiler syntax, which models do not
+    write: `a || b` is a logical or. In a table's row `||` is an empty cell, and stays one."""
+    assert render("Use a || b or c || d.") == Part("Use a || b or c || d.")
+    assert render("`x || y` or x ||| y").text == "x || y or x ||| y"
+    table = render("| a | b | c |\n|---|---|---|\n| 1 || 3 |\n| 4 || 6 |")
+    assert not any(e["type"] == "spoiler" for e in table.entities)
+    assert table.text.splitlines()[2:] == ["1 |   | 3", "4 |   | 6"]
 
 
 def test_sanitize_drops_what_telegram_refuses() -> None:

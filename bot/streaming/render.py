@@ -43,6 +43,8 @@ _LEAF_TYPES = frozenset({"code", "pre"})
 _QUOTE_TYPES = frozenset({"blockquote", "expandable_blockquote"})
 _URL_RE = re.compile(r"^(https?|tg|mailto)://[^\s]+$|^mailto:[^\s]+$", re.IGNORECASE)
 _BARE_LT = re.compile(r"(?<!\\)<")
+_PIPES = re.compile(r"(?<!\\)\|(?=\|)")
+_TABLE_ROW = re.compile(r" {0,3}\|")
 # Telegram strips these from both ends of a text, as it does whitespace: a text of nothing else
 # is empty to it ("message text is empty").
 _INVISIBLE = frozenset("\u200b\u200c\u200d\u200e\u200f\u2060\u2800\u3164\ufeff")
@@ -80,7 +82,7 @@ def render(markdown: str, *, keep_indent: bool = False) -> Part:
 
     `keep_indent`: a block to be joined after others keeps its leading spaces (those of a code
     block's first line), which Telegram would strip only at the start of a message."""
-    text, raw = telegramify_markdown.convert(keep_angle_brackets(markdown))
+    text, raw = telegramify_markdown.convert(keep_literal(markdown))
     entities = sanitize(text, [e.to_dict() for e in raw])
     if keep_indent:
         lead = len(text) - len(text.lstrip("\n"))
@@ -88,30 +90,50 @@ def render(markdown: str, *, keep_indent: bool = False) -> Part:
     return strip(text, entities)
 
 
-def keep_angle_brackets(markdown: str) -> str:
-    """Escape `<` outside code, so that it is shown rather than parsed as HTML.
+def keep_literal(markdown: str) -> str:
+    """Escape what telegramify-markdown would take for markup a model does not mean, outside
+    code and math.
 
-    telegramify-markdown drops inline and block HTML without a trace: `Vec<T>` would become
-    `Vec`, a `<br>` or a whole `<div>` block would vanish. A model's `<` is text.
+    - `<`: telegramify-markdown drops inline and block HTML without a trace: `Vec<T>` would
+      become `Vec`, a `<br>` or a whole `<div>` block would vanish. A model's `<` is text.
+    - `||`: telegramify-markdown reads `||text||` as a spoiler (Telegram's own syntax, which a
+      model does not write): `a || b or c || d` would lose its pipes and hide " b or c ".
     """
-    if "<" not in markdown:
+    angles, pipes = "<" in markdown, "||" in markdown
+    if not angles and not pipes:
         return markdown
+
+    def escape(text: str, at: int) -> str:
+        if pipes:  # a table's `||` is an empty cell, as `| |` is
+            text = _PIPES.sub(
+                lambda m: "| " if _table_line(markdown, at + m.start()) else "|\\", text
+            )
+        return _BARE_LT.sub(r"\\<", text) if angles else text
+
     data = markdown.encode("utf-8")
     pieces: list[str] = []
-    cursor = 0
+    cursor = 0  # in bytes: pyromark's ranges
+    chars = 0  # the same place in characters
     for payload, span in pyromark.events_with_range(markdown, options=STANDARD_OPTIONS):
         if not isinstance(payload, dict):
             continue
         start = payload.get("Start")
-        if "Code" in payload or (isinstance(start, dict) and "CodeBlock" in start):
+        literal = "Code" in payload or "InlineMath" in payload or "DisplayMath" in payload
+        if literal or (isinstance(start, dict) and "CodeBlock" in start):
             begin, end = span["start"], span["end"]
             if begin < cursor:
                 continue
-            pieces.append(_BARE_LT.sub(r"\\<", data[cursor:begin].decode("utf-8")))
-            pieces.append(data[begin:end].decode("utf-8"))
+            before = data[cursor:begin].decode("utf-8")
+            code = data[begin:end].decode("utf-8")
+            pieces += [escape(before, chars), code]
+            chars += len(before) + len(code)
             cursor = end
-    pieces.append(_BARE_LT.sub(r"\\<", data[cursor:].decode("utf-8")))
+    pieces.append(escape(data[cursor:].decode("utf-8"), chars))
     return "".join(pieces)
+
+
+def _table_line(markdown: str, index: int) -> bool:
+    return bool(_TABLE_ROW.match(markdown, markdown.rfind("\n", 0, index) + 1))
 
 
 def plain(text: str) -> Part:
