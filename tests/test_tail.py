@@ -40,6 +40,9 @@ from tests.test_render_split import CountingRenderer, assert_valid, inline, squa
         ("Use **`git rebase -", "Use **`git rebase -`**"),
         ("***bold italic** just ital", "***bold italic** just ital*"),
         ("x = a*b + c*d, and 2**10 is", "x = a*b + c*d, and 2**10 is"),  # arithmetic
+        # ... also inside an open emphasis, which it does not close (CommonMark's rule of 3).
+        ("**Total = 5*3 = 15", "**Total = 5*3 = 15**"),
+        ("*Note: 2**10", "*Note: 2**10*"),
         (r"Escaped: \*not italic\*", r"Escaped: \*not italic\*"),
         ("y = 2*x\n", "y = 2*x"),  # a finished line: what is open there, the model left open
         # A table appears once its header is complete.

@@ -157,10 +157,12 @@ def _closers(line: str) -> str:
 def _emphasis_closers(text: str, spans: list[tuple[int, int]]) -> str:
     """Delimiter runs (`*`, `_`, `~~`) opened and not closed in `text`, closed innermost first.
 
-    CommonMark's flanking rules, with two liberties: a run closes whenever the character before
-    it is not a space, and `*` between two letters or digits (`a*b`, `2**10`) does not open:
-    it is arithmetic far more often than emphasis."""
-    stack: list[list[Any]] = []  # [character, how many of it are still open]
+    CommonMark's flanking rules and its "rule of 3" (`**a*b` leaves the `*` literal), with two
+    liberties: a run closes whenever the character before it is not a space, and `*` between
+    two letters or digits (`a*b`, `2**10`) does not open: it is arithmetic far more often than
+    emphasis."""
+    # [character, how many of it are still open, its run's length, whether it could close too]
+    stack: list[list[Any]] = []
     if "*" not in text and "_" not in text and "~" not in text:
         return ""
     if spans:  # code is all backticks to the scan below: no markers, same neighbours
@@ -184,14 +186,16 @@ def _emphasis_closers(text: str, spans: list[tuple[int, int]]) -> str:
             not _is_punctuation(before) or after.isspace() or _is_punctuation(after)
         )
         can_open, can_close = left, not before.isspace()
+        both = left and right
         if ch == "_":
             can_open = left and (not right or _is_punctuation(before))
             can_close = can_close and (after.isspace() or _is_punctuation(after))
+            both = can_open and can_close
         elif ch == "*" and _is_alnum(before) and _is_alnum(after):
             can_open = False
-        if can_close and any(entry[0] == ch for entry in stack):
-            while stack[-1][0] != ch:
-                stack.pop()  # crossed markers: CommonMark leaves the inner one literal
+        opener = _opener(stack, ch, run, both) if can_close else None
+        if opener is not None:
+            del stack[opener + 1 :]  # crossed markers: CommonMark leaves the inner ones literal
             left_over = run
             while left_over and stack and stack[-1][0] == ch:  # `***a** b*`: `**` closes two
                 used = min(left_over, stack[-1][1])
@@ -201,8 +205,23 @@ def _emphasis_closers(text: str, spans: list[tuple[int, int]]) -> str:
                     stack.pop()
             continue
         if can_open:
-            stack.append([ch, min(run, 3)])
-    return "".join(ch * count for ch, count in reversed(stack))
+            stack.append([ch, min(run, 3), run, both])
+    return "".join(entry[0] * entry[1] for entry in reversed(stack))
+
+
+def _opener(stack: list[list[Any]], ch: str, run: int, both: bool) -> int | None:
+    """The open run (its index in `stack`) that a run of `run` × `ch` closes, if any: the
+    nearest one of the same character, skipping those the rule of 3 forbids (when either run
+    could open and close, their lengths may not add up to a multiple of 3 unless both are)."""
+    for index in range(len(stack) - 1, -1, -1):
+        entry = stack[index]
+        if entry[0] != ch:
+            continue
+        multiple = (entry[2] + run) % 3 == 0 and (entry[2] % 3 or run % 3)
+        if ch != "~" and (both or entry[3]) and multiple:
+            continue
+        return index
+    return None
 
 
 def _is_punctuation(ch: str) -> bool:
