@@ -148,6 +148,24 @@ async def test_a_bad_gateway_page_instead_of_json_does_not_stop_the_answer(
     assert [c for c in refused_calls(tg) if " 502 " not in c] == []
 
 
+async def test_no_typing_inside_a_retry_after_window(
+    tg: FakeTelegram, llm: FakeLLM, bot_app: object
+) -> None:
+    """The first text gets a 429: while its window runs, not even "typing…" goes to the chat
+    (a call inside the window would extend it, if Telegram counts chat actions)."""
+    text = "Slow thoughts. " * 20
+    llm.script(Reply(text, chunk_size=10, delay=0.02))
+    tg.inject_429(chat_id=USER, methods=("sendMessage",), retry_after=3, times=1)
+    question = tg.send_user_message(USER, "question")["message"]
+
+    [answer] = await final_answer(tg, USER, after=question["message_id"], timeout=30)
+
+    assert answer.text == text.strip()
+    [refused] = [c for c in tg.calls if c.chat_id == USER and c.status == 429]
+    typing = [c.at for c in tg.calls if c.method == "sendChatAction" and c.chat_id == USER]
+    assert not [at for at in typing if refused.at < at < refused.at + 3]
+
+
 async def test_blocked_chat_ends_the_stream(
     tg: FakeTelegram, llm: FakeLLM, bot_app: object
 ) -> None:

@@ -127,6 +127,14 @@ class Pacer:
         now = self._clock()
         return max(self._global_wait(now, final, first), self._chat_wait(chat_id, now, final))
 
+    def paused(self, chat_id: int) -> bool:
+        """Whether a `retry_after` window (the chat's, or the bot's) is still running: nothing,
+        not even a chat action, should go to that chat now."""
+        now = self._clock()
+        chat = self._chats.get(chat_id)
+        until = max(self._global_blocked_until, chat.blocked_until if chat else 0.0)
+        return until > now
+
     def _global_wait(self, now: float, final: bool, first: bool = False) -> float:
         """What the bot-wide budget (and a bot-wide pause) asks every call to wait."""
         b = self.budgets

@@ -411,6 +411,9 @@ class ReplyStream:
     async def _keep_typing(self) -> None:
         """Show "typing…" until the first text is out (Telegram clears it after ~5 s)."""
         while not self._started and not self.failed:
+            if self.pacer.paused(self.chat_id):  # inside a retry_after window: not even that
+                await asyncio.sleep(0.5)
+                continue
             try:
                 await self.bot.send_chat_action(
                     self.chat_id, "typing", message_thread_id=self.thread_id
