@@ -182,6 +182,11 @@ def test_angle_brackets_are_text_not_html() -> None:
         "a `Vec<T>` b": "a Vec<T> b",
         "```rust\nlet v: Vec<T>;\n```": "let v: Vec<T>;",
         "if $0 < x < 1$ then": "if 0 < x < 1 then",  # math is not HTML either
+        # Escaped, an HTML-looking line no longer swallows the fence below it: that is code.
+        "<think>\nplan\n</think>\n```python\nprint(1 < 2)\n```": (
+            "<think>\nplan\n</think>\nprint(1 < 2)"
+        ),
+        "<br>\n```\na\n\n```\nUse Vec<T> here": "<br>\na\nUse Vec<T> here",
     }
     for markdown, shown in cases.items():
         assert render(markdown).text == shown

@@ -8,6 +8,7 @@ shapes Telegram accepts, no leading/trailing whitespace (Telegram strips it and 
 
 from __future__ import annotations
 
+import bisect
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -42,8 +43,8 @@ _ALLOWED_TYPES = frozenset(
 _LEAF_TYPES = frozenset({"code", "pre"})
 _QUOTE_TYPES = frozenset({"blockquote", "expandable_blockquote"})
 _URL_RE = re.compile(r"^(https?|tg|mailto)://[^\s]+$|^mailto:[^\s]+$", re.IGNORECASE)
-_BARE_LT = re.compile(r"(?<!\\)<")
-_PIPES = re.compile(r"(?<!\\)\|(?=\|)")
+_LITERAL = re.compile(r"(?<!\\)(?:<|\|(?=\|))")
+_LINE_OPENERS = " \t>-*+.)0123456789"  # what may come before an HTML block's `<` on its line
 _TABLE_ROW = re.compile(r" {0,3}\|")
 # Telegram strips these from both ends of a text, as it does whitespace: a text of nothing else
 # is empty to it ("message text is empty").
@@ -98,22 +99,33 @@ def keep_literal(markdown: str) -> str:
       become `Vec`, a `<br>` or a whole `<div>` block would vanish. A model's `<` is text.
     - `||`: telegramify-markdown reads `||text||` as a spoiler (Telegram's own syntax, which a
       model does not write): `a || b or c || d` would lose its pipes and hide " b or c ".
+
+    An escaped `<` that opened a line may also have opened an HTML block, which runs to the next
+    blank line and can swallow a code fence: without it, that fence opens real code, where no
+    `<` may be escaped. So then the code is looked for again in the escaped text, until it holds.
     """
-    angles, pipes = "<" in markdown, "||" in markdown
-    if not angles and not pipes:
+    if "<" not in markdown and "||" not in markdown:
         return markdown
+    verbatim = _verbatim(markdown)
+    for _ in range(3):
+        text, inserted, block_html = _escape(markdown, verbatim)
+        if not block_html:
+            break
+        again = [
+            (begin - bisect.bisect_left(inserted, begin), end - bisect.bisect_left(inserted, end))
+            for begin, end in _verbatim(text)
+        ]
+        if again == verbatim:
+            break
+        verbatim = again
+    return text
 
-    def escape(text: str, at: int) -> str:
-        if pipes:  # a table's `||` is an empty cell, as `| |` is
-            text = _PIPES.sub(
-                lambda m: "| " if _table_line(markdown, at + m.start()) else "|\\", text
-            )
-        return _BARE_LT.sub(r"\\<", text) if angles else text
 
+def _verbatim(markdown: str) -> list[tuple[int, int]]:
+    """Where code and math are (character ranges, in order): nothing in them is markup."""
     data = markdown.encode("utf-8")
-    pieces: list[str] = []
-    cursor = 0  # in bytes: pyromark's ranges
-    chars = 0  # the same place in characters
+    ascii_only = len(data) == len(markdown)
+    ranges: list[tuple[int, int]] = []
     for payload, span in pyromark.events_with_range(markdown, options=STANDARD_OPTIONS):
         if not isinstance(payload, dict):
             continue
@@ -121,15 +133,41 @@ def keep_literal(markdown: str) -> str:
         literal = "Code" in payload or "InlineMath" in payload or "DisplayMath" in payload
         if literal or (isinstance(start, dict) and "CodeBlock" in start):
             begin, end = span["start"], span["end"]
-            if begin < cursor:
-                continue
-            before = data[cursor:begin].decode("utf-8")
-            code = data[begin:end].decode("utf-8")
-            pieces += [escape(before, chars), code]
-            chars += len(before) + len(code)
-            cursor = end
-    pieces.append(escape(data[cursor:].decode("utf-8"), chars))
-    return "".join(pieces)
+            if not ascii_only:
+                begin, end = len(data[:begin].decode("utf-8")), len(data[:end].decode("utf-8"))
+            if not ranges or begin >= ranges[-1][1]:
+                ranges.append((begin, end))
+    return ranges
+
+
+def _escape(markdown: str, verbatim: list[tuple[int, int]]) -> tuple[str, list[int], bool]:
+    """`markdown` with `<` and `||` escaped outside `verbatim`; where characters were inserted
+    (in the result); whether a `<` that may open an HTML block was escaped."""
+    out: list[str] = []
+    size = 0
+    inserted: list[int] = []
+    block_html = False
+    cursor = 0
+    for begin, end in [*verbatim, (len(markdown), len(markdown))]:
+        last = cursor
+        for match in _LITERAL.finditer(markdown, cursor, begin):
+            at = match.start()
+            out.append(markdown[last:at])
+            size += at - last
+            if match[0] == "<":
+                out.append("\\<")
+                inserted.append(size)
+                line = markdown[markdown.rfind("\n", 0, at) + 1 : at]
+                block_html = block_html or not line.strip(_LINE_OPENERS)
+            else:  # a table's `||` is an empty cell, as `| |` is
+                out.append("| " if _table_line(markdown, at) else "|\\")
+                inserted.append(size + 1)
+            size += 2
+            last = match.end()
+        out.append(markdown[last:end])
+        size += end - last
+        cursor = end
+    return "".join(out), inserted, block_html
 
 
 def _table_line(markdown: str, index: int) -> bool:
