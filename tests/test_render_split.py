@@ -327,3 +327,14 @@ def test_no_part_starts_with_a_nested_list_item() -> None:
     assert len(parts) > 2
     for part in parts:
         assert not any(e["type"] == "pre" for e in part.entities), part
+
+
+def test_a_link_definition_shows_its_links_while_streaming() -> None:
+    """`[docs][1]` becomes a link once `[1]: https://…` is written, also in the blocks before
+    it that were rendered (and kept) without it."""
+    doc = "See [the docs][d] and a note[^1].\n\nMore text.\n\n[d]: https://docs.python.org\n\n"
+    doc += "[^1]: The note.\n\nEnd"
+    segmenter = Segmenter(limit=10**6)
+    for cut in range(1, len(doc) + 1):
+        prefix = doc[:cut]
+        assert segmenter.parts(prefix, streaming=True) == [render(settle(prefix))], prefix

@@ -30,6 +30,7 @@ _MIN_FILL = 0.25  # a preferred cut must fill at least this much of a part, else
 # a closing fence has nothing after it but spaces (```python inside a code block is code).
 _FENCE_RE = re.compile(r"^ {0,3}(`{3,}(?=[^`]*$)|~{3,})[ \t]*([^\s`]*)")
 _CLOSING_RE = re.compile(r"^ {0,3}(`{3,}|~{3,})\s*$")
+_DEFINITION = re.compile(r"^ {0,3}\[[^\]\n]+\]:", re.MULTILINE)
 _LIST_ITEM = re.compile(r" {0,3}(?:[-+*]|\d{1,9}[.)])(?:\s|$)")
 
 
@@ -97,7 +98,8 @@ class Segmenter:
 
         if not self._prefix:
             self._extend_head(open_source, fences)
-        if self._head is None:
+        if self._head is None or ("]:" in open_source and _DEFINITION.search(open_source)):
+            # A link definition (`[1]: https://…`) changes how the blocks before it render.
             return self._render(shown(open_source))
         at, head = self._head
         # Joined after the head, a block keeps the indentation of a code block's first line.
