@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiogram import BaseMiddleware, Bot
-from aiogram.exceptions import ClientDecodeError, TelegramAPIError
+from aiogram.exceptions import TelegramAPIError
 from aiogram.types import CallbackQuery, Chat, Message, TelegramObject, User
 
 from bot.conversations.store import Store
@@ -61,7 +61,7 @@ async def is_chat_admin(bot: Bot, policy: AccessPolicy, chat_id: int, user_id: i
         return chat_id == user_id  # a private chat belongs to its user
     try:
         member = await bot.get_chat_member(chat_id, user_id)
-    except (TelegramAPIError, ClientDecodeError) as e:
+    except TelegramAPIError as e:
         log.warning("chat %s: cannot check admin rights of %s: %s", chat_id, user_id, e)
         return False
     return member.status in ("creator", "administrator")

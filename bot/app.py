@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 from aiogram import Bot, Dispatcher
 from aiogram.client.default import DefaultBotProperties
 from aiogram.exceptions import (
-    ClientDecodeError,
     TelegramAPIError,
     TelegramNetworkError,
     TelegramRetryAfter,
@@ -193,7 +192,7 @@ async def wait_for_telegram(bot: Bot, url: str, max_delay: float = 60.0) -> User
             return await bot.get_me()
         except TelegramUnauthorizedError:
             raise StartupError("Telegram rejected BOT_TOKEN (401 Unauthorized)") from None
-        except (TimeoutError, TelegramAPIError, ClientDecodeError, OSError) as error:
+        except (TimeoutError, TelegramAPIError, OSError) as error:
             log.warning(
                 "Telegram Bot API at %s is unreachable (%s); retrying in %.0f s",
                 url,
@@ -227,7 +226,7 @@ async def sweep_orphans(app: App, every: float = RECOVERY_SWEEP) -> None:
         await asyncio.sleep(every)
         try:
             await app.conversations.recover()
-        except (RedisError, OSError, TelegramAPIError, ClientDecodeError) as error:
+        except (RedisError, OSError, TelegramAPIError) as error:
             log.warning("looking for answers left by other replicas failed (%s)", error)
 
 
@@ -321,13 +320,7 @@ async def set_webhook(app: App, max_delay: float = 60.0) -> None:
             return
         except TelegramRetryAfter as error:
             wait = float(error.retry_after)
-        except (
-            TimeoutError,
-            TelegramNetworkError,
-            TelegramServerError,
-            ClientDecodeError,
-            OSError,
-        ) as error:
+        except (TimeoutError, TelegramNetworkError, TelegramServerError, OSError) as error:
             log.warning("setWebhook failed (%s); retrying in %.0f s", type(error).__name__, delay)
             wait, delay = delay, min(delay * 2, max_delay)
         except TelegramAPIError as error:

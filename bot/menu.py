@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 from aiogram import Bot
-from aiogram.exceptions import ClientDecodeError, TelegramAPIError
+from aiogram.exceptions import TelegramAPIError
 from aiogram.types import (
     BotCommand,
     BotCommandScopeAllGroupChats,
@@ -39,5 +39,5 @@ async def set_menus(bot: Bot) -> None:
                     scope=scope,
                     language_code=None if lang == "en" else lang,
                 )
-    except (TelegramAPIError, ClientDecodeError) as e:
+    except TelegramAPIError as e:
         log.warning("could not set the command menus: %s", e)

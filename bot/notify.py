@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 from aiogram import Bot
-from aiogram.exceptions import ClientDecodeError, TelegramAPIError, TelegramRetryAfter
+from aiogram.exceptions import TelegramAPIError, TelegramRetryAfter
 from aiogram.types import InlineKeyboardMarkup, Message, ReplyParameters
 
 from bot.streaming import Pacer
@@ -45,7 +45,7 @@ class Notifier:
                 )
             except TelegramRetryAfter as e:
                 self.pacer.penalize(chat_id, float(e.retry_after))
-            except (TelegramAPIError, ClientDecodeError) as e:
+            except TelegramAPIError as e:
                 log.warning("chat %s: could not send a notice: %s", chat_id, e)
                 return None
         return None
@@ -74,7 +74,7 @@ class Notifier:
                 )
         except TelegramRetryAfter as e:
             self.pacer.penalize(chat_id, float(e.retry_after))
-        except (TelegramAPIError, ClientDecodeError) as e:
+        except TelegramAPIError as e:
             log.debug("chat %s: could not edit message %s: %s", chat_id, message_id, e)
 
     async def to(self, message: Message, text: str, **kw: object) -> Message | None:

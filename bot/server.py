@@ -16,7 +16,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from aiogram import Bot, Dispatcher
-from aiogram.exceptions import ClientDecodeError, TelegramAPIError, TelegramUnauthorizedError
+from aiogram.exceptions import TelegramAPIError, TelegramUnauthorizedError
 from aiogram.methods import TelegramMethod
 from aiogram.types import Update
 from aiogram.webhook.aiohttp_server import SimpleRequestHandler
@@ -124,7 +124,7 @@ class Health:
                 result = "ok"
             except TelegramUnauthorizedError:
                 result = "unauthorized"
-            except (TimeoutError, TelegramAPIError, ClientDecodeError, OSError) as error:
+            except (TimeoutError, TelegramAPIError, OSError) as error:
                 log.warning("health: Telegram did not answer getMe (%s)", type(error).__name__)
                 result = "unreachable"
             self._telegram = (time.monotonic(), result)

@@ -11,6 +11,10 @@ values, turns nested values (the formatting entities) into JSON strings and URL-
 For a draft or an edit with a few dozen entities that was most of the call's CPU time in the bot.
 The Bot API takes JSON bodies too: the three calls a streamed answer makes again and again go as
 JSON; every other call goes as aiogram sends it.
+
+A reply that is not the Bot API's JSON (the HTML "502 Bad Gateway" page Telegram's front end
+returns now and then) is a network error here: aiogram raises `ClientDecodeError`, which is not a
+`TelegramAPIError`, so every caller that retries network errors would have let it through.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from aiogram.client.default import Default
 from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.session.middlewares.base import BaseRequestMiddleware, NextRequestMiddlewareType
 from aiogram.client.telegram import TelegramAPIServer
-from aiogram.exceptions import TelegramNetworkError
+from aiogram.exceptions import ClientDecodeError, TelegramNetworkError
 from aiogram.methods import EditMessageText, Response, SendMessage, SendMessageDraft, TelegramMethod
 from aiogram.methods.base import TelegramType
 from aiogram.types import MessageEntity
@@ -95,6 +99,16 @@ class BotAPISession(AiohttpSession):
             bot=bot, method=method, status_code=resp.status, content=raw_result
         )
         return cast(TelegramType, response.result)
+
+    def check_response(
+        self, bot: Bot, method: TelegramMethod[TelegramType], status_code: int, content: str
+    ) -> Response[TelegramType]:
+        try:
+            return super().check_response(bot, method, status_code, content)
+        except ClientDecodeError as error:
+            raise TelegramNetworkError(
+                method=method, message=f"HTTP {status_code}: not the Bot API's JSON"
+            ) from error
 
 
 def _resolve(value: Any, bot: Bot) -> Any:

@@ -21,8 +21,6 @@ from typing import Literal
 
 from aiogram import Bot
 from aiogram.exceptions import (
-    AiogramError,
-    ClientDecodeError,
     TelegramAPIError,
     TelegramBadRequest,
     TelegramForbiddenError,
@@ -289,9 +287,7 @@ class ReplyStream:
             except (TelegramForbiddenError, TelegramUnauthorizedError) as e:
                 log.warning("chat %s: cannot write there any more (%s)", self.chat_id, e.message)
                 self.failed = True
-            except (TelegramNetworkError, TelegramServerError, ClientDecodeError) as e:
-                # (ClientDecodeError: a reply that is not the Bot API's JSON, such as the HTML
-                # "502 Bad Gateway" page of Telegram's front end.)
+            except (TelegramNetworkError, TelegramServerError) as e:
                 self.stats.errors += 1
                 network_failures += 1
                 if network_failures > MAX_NETWORK_RETRIES:
@@ -418,7 +414,7 @@ class ReplyStream:
                 await self.bot.send_chat_action(
                     self.chat_id, "typing", message_thread_id=self.thread_id
                 )
-            except AiogramError as e:  # only an indicator: whatever it was, the answer goes on
+            except TelegramAPIError as e:
                 log.debug("chat %s: typing indicator failed: %s", self.chat_id, e)
             await asyncio.sleep(TYPING_EVERY)
 
