@@ -45,7 +45,7 @@ _QUOTE_TYPES = frozenset({"blockquote", "expandable_blockquote"})
 _URL_RE = re.compile(r"^(https?|tg|mailto)://[^\s]+$|^mailto:[^\s]+$", re.IGNORECASE)
 _LITERAL = re.compile(r"(?<!\\)(?:<|\|(?=\|))")
 _LINE_OPENERS = " \t>-*+.)0123456789"  # what may come before an HTML block's `<` on its line
-_TABLE_ROW = re.compile(r" {0,3}\|")
+TABLE_ROW = re.compile(r" {0,3}\|")  # a line that is a table's row (or its header)
 # Telegram strips these from both ends of a text, as it does whitespace: a text of nothing else
 # is empty to it ("message text is empty").
 _INVISIBLE = frozenset("\u200b\u200c\u200d\u200e\u200f\u2060\u2800\u3164\ufeff")
@@ -171,7 +171,7 @@ def _escape(markdown: str, verbatim: list[tuple[int, int]]) -> tuple[str, list[i
 
 
 def _table_line(markdown: str, index: int) -> bool:
-    return bool(_TABLE_ROW.match(markdown, markdown.rfind("\n", 0, index) + 1))
+    return bool(TABLE_ROW.match(markdown, markdown.rfind("\n", 0, index) + 1))
 
 
 def plain(text: str) -> Part:

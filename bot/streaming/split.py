@@ -96,10 +96,11 @@ class Segmenter:
         def shown(markdown: str) -> str:
             return markdown if in_code else settle(markdown)
 
-        if not self._prefix:
+        # A link definition (`[1]: https://…`) changes how the blocks before it render.
+        defined = "]:" in open_source and _DEFINITION.search(open_source)
+        if not self._prefix and not defined:
             self._extend_head(open_source, fences)
-        if self._head is None or ("]:" in open_source and _DEFINITION.search(open_source)):
-            # A link definition (`[1]: https://…`) changes how the blocks before it render.
+        if self._head is None or defined:
             return self._render(shown(open_source))
         at, head = self._head
         # Joined after the head, a block keeps the indentation of a code block's first line.

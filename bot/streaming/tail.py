@@ -21,8 +21,9 @@ import unicodedata
 from collections.abc import Iterable, Iterator
 from typing import Any
 
+from bot.streaming.render import TABLE_ROW
+
 _TRAILING = "*_~` \t"
-_TABLE_ROW = re.compile(r" {0,3}\|")
 _DELIMITER_ROW = re.compile(r" {0,3}\|?[\s:|-]*$")
 _LINK_START = re.compile(r"!?\[")
 _BACKTICKS = re.compile(r"`+")
@@ -38,7 +39,7 @@ def settle(markdown: str) -> str:
     markdown = markdown.rstrip()  # shown without it anyway
     start = markdown.rfind("\n") + 1
     trailing = _TRAILING
-    if _TABLE_ROW.match(markdown, start):
+    if TABLE_ROW.match(markdown, start):
         header = _table_header(markdown, start)
         if header is not None:
             return markdown[:header].rstrip()
@@ -57,10 +58,10 @@ def _table_header(markdown: str, start: int) -> int | None:
     if start == 0:
         return 0
     above = markdown.rfind("\n", 0, start - 1) + 1
-    if not _TABLE_ROW.match(markdown, above):
+    if not TABLE_ROW.match(markdown, above):
         return start  # the last line is the header row
     if _DELIMITER_ROW.match(markdown[start:]) and (
-        above == 0 or not _TABLE_ROW.match(markdown, markdown.rfind("\n", 0, above - 1) + 1)
+        above == 0 or not TABLE_ROW.match(markdown, markdown.rfind("\n", 0, above - 1) + 1)
     ):
         return above  # the header row, then the delimiter row being written
     return None
