@@ -233,6 +233,20 @@ def test_invisible_characters_at_the_ends_are_stripped_as_telegram_does() -> Non
     assert render("a\u200bb").text == "a\u200bb"  # inside a text it stays
 
 
+def test_what_shows_as_nothing_is_dropped_the_same_way_whatever_follows() -> None:
+    """telegramify-markdown ends a quote in a list item with or without the next line break,
+    and keeps an empty item's space or not, depending on what follows: rendered in blocks
+    (streaming) and whole, the same answer differed only there, at the cost of an edit."""
+    quote = Part("⦁ a\n⦁ 0 b", ({"type": "blockquote", "offset": 6, "length": 3},))
+    assert render("- a\n- >0 b") == quote
+    assert render("- a\n- >0 b\n\nabc") == quote.plus(Part("abc"))
+    assert render("- >0\n- >\n\n> x").text == "⦁ 0\n⦁\n\nx"
+    assert render("😀 >\n- >0\n- >\n\nz").text == render("😀 >\n- >0\n- >").plus(Part("z")).text
+    # Code keeps its spaces: they are part of what is copied.
+    assert render("```\na  \nb\n```").text == "a  \nb"
+    assert render("x `a  ` \ny") == Part("x a  \ny", ({"type": "code", "offset": 2, "length": 3},))
+
+
 def test_split_cost_grows_with_the_open_part() -> None:
     """A long answer re-renders only its last part: count characters handed to the renderer."""
     renderer = CountingRenderer()

@@ -46,6 +46,7 @@ _URL_RE = re.compile(r"^(https?|tg|mailto)://[^\s]+$|^mailto:[^\s]+$", re.IGNORE
 _LITERAL = re.compile(r"(?<!\\)(?:<|\|(?=\|))")
 _LINE_OPENERS = " \t>-*+.)0123456789"  # what may come before an HTML block's `<` on its line
 TABLE_ROW = re.compile(r" {0,3}\|")  # a line that is a table's row (or its header)
+_LINE_END_SPACE = re.compile(r"[ \t]+(?=\n)")
 # Telegram strips these from both ends of a text, as it does whitespace: a text of nothing else
 # is empty to it ("message text is empty").
 _INVISIBLE = frozenset("\u200b\u200c\u200d\u200e\u200f\u2060\u2800\u3164\ufeff")
@@ -84,11 +85,76 @@ def render(markdown: str, *, keep_indent: bool = False) -> Part:
     `keep_indent`: a block to be joined after others keeps its leading spaces (those of a code
     block's first line), which Telegram would strip only at the start of a message."""
     text, raw = telegramify_markdown.convert(keep_literal(markdown))
-    entities = sanitize(text, [e.to_dict() for e in raw])
+    text, found = _tidy(text, [e.to_dict() for e in raw])
+    entities = sanitize(text, found)
     if keep_indent:
         lead = len(text) - len(text.lstrip("\n"))
         return strip(text, entities, start=lead)
     return strip(text, entities)
+
+
+def _tidy(text: str, entities: list[Entity]) -> tuple[str, list[Entity]]:
+    """Drop what shows as nothing: spaces at the end of a line (outside code) and line breaks at
+    the end of a formatted span.
+
+    telegramify-markdown writes them or not depending on what follows (a blockquote that ends a
+    list item covers the next line break only if more text follows; an empty item keeps its
+    bullet's space only before another block). Without this, a text rendered in blocks and
+    joined, as a streamed answer is, would differ from the same text rendered whole, and each
+    such difference would cost an edit that changes nothing a user can see."""
+    if " \n" in text or "\t\n" in text:
+        text, entities = _drop_line_end_spaces(text, entities)
+    if "\n" not in text:
+        return text, entities
+    units = text if text.isascii() else text.encode("utf-16-le", "surrogatepass")
+    newline: Any = "\n" if isinstance(units, str) else b"\n\x00"
+    width = 1 if isinstance(units, str) else 2
+    out: list[Entity] = []
+    for e in entities:
+        if e["type"] not in _LEAF_TYPES:
+            start, end = e["offset"], e["offset"] + e["length"]
+            while end > start and units[(end - 1) * width : end * width] == newline:
+                end -= 1
+            if end - start != e["length"]:
+                if end == start:
+                    continue
+                e = {**e, "length": end - start}
+        out.append(e)
+    return text, out
+
+
+def _drop_line_end_spaces(text: str, entities: list[Entity]) -> tuple[str, list[Entity]]:
+    code = [(e["offset"], e["offset"] + e["length"]) for e in entities if e["type"] in _LEAF_TYPES]
+    ascii_only = text.isascii()
+    kept: list[str] = []
+    removed: list[tuple[int, int]] = []  # in UTF-16 units, as entity offsets are
+    last = 0
+    for match in _LINE_END_SPACE.finditer(text):
+        begin = match.start() if ascii_only else utf16_len(text[: match.start()])
+        end = begin + len(match[0])  # spaces and tabs: one unit each
+        if any(start < end and begin < stop for start, stop in code):
+            continue
+        kept.append(text[last : match.start()])
+        last = match.end()
+        removed.append((begin, end))
+    if not removed:
+        return text, entities
+    kept.append(text[last:])
+
+    def moved(position: int) -> int:
+        gone = 0
+        for begin, end in removed:
+            if position <= begin:
+                break
+            gone += min(position, end) - begin
+        return position - gone
+
+    out: list[Entity] = []
+    for e in entities:
+        start, end = moved(e["offset"]), moved(e["offset"] + e["length"])
+        if end > start:
+            out.append({**e, "offset": start, "length": end - start})
+    return "".join(kept), out
 
 
 def keep_literal(markdown: str) -> str:
