@@ -124,7 +124,9 @@ class Segmenter:
         if rest[0].isspace() or _LIST_ITEM.match(rest) or _open_fence_at(at + 2, fences):
             return
         if source[source.rfind("\n", 0, at) + 1 :].lstrip().startswith("|"):
-            return  # a table's last row is padded when text follows it
+            # A table's last row is padded when text follows it. Any indent, unlike TABLE_ROW:
+            # a table in a list item is indented as deep as the item's text.
+            return
         start, head = self._head or (0, Part(""))
         block = self._render(source[start:at].lstrip("\n"), keep_indent=True)
         self._head = (at, head.plus(block) if block.text else head)
