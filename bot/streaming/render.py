@@ -127,27 +127,35 @@ def _drop_line_end_spaces(text: str, entities: list[Entity]) -> tuple[str, list[
     code = [(e["offset"], e["offset"] + e["length"]) for e in entities if e["type"] in _LEAF_TYPES]
     ascii_only = text.isascii()
     kept: list[str] = []
-    removed: list[tuple[int, int]] = []  # in UTF-16 units, as entity offsets are
-    last = 0
+    begins: list[int] = []  # the removed runs, in UTF-16 units as entity offsets are
+    ends: list[int] = []
+    before: list[int] = []  # units removed before each run
+    last = counted = units = gone = 0
     for match in _LINE_END_SPACE.finditer(text):
-        begin = match.start() if ascii_only else utf16_len(text[: match.start()])
+        if ascii_only:
+            begin = match.start()
+        else:
+            units += utf16_len(text[counted : match.start()])
+            counted = match.start()
+            begin = units
         end = begin + len(match[0])  # spaces and tabs: one unit each
         if any(start < end and begin < stop for start, stop in code):
             continue
         kept.append(text[last : match.start()])
         last = match.end()
-        removed.append((begin, end))
-    if not removed:
+        begins.append(begin)
+        ends.append(end)
+        before.append(gone)
+        gone += end - begin
+    if not begins:
         return text, entities
     kept.append(text[last:])
 
     def moved(position: int) -> int:
-        gone = 0
-        for begin, end in removed:
-            if position <= begin:
-                break
-            gone += min(position, end) - begin
-        return position - gone
+        run = bisect.bisect_left(begins, position) - 1  # the last run that starts before it
+        if run < 0:
+            return position
+        return position - before[run] - (min(position, ends[run]) - begins[run])
 
     out: list[Entity] = []
     for e in entities:
