@@ -21,7 +21,7 @@ from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
 
 from bot.llm import ChatMessage, FailureKind, LLMClient, LLMFailure
 from bot.streaming import Pacer, ReplyStream
-from bot.streaming.render import render, styled
+from bot.streaming.render import styled
 from bot.streaming.reply import DraftSupport
 from bot.texts import t
 
@@ -201,7 +201,7 @@ class Answerer:
         except asyncio.CancelledError:
             if not active.stopped:
                 reply.update(outcome.text)
-                await reply.close(styled(t(question.lang, "notice_internal")))
+                await reply.close(styled(t(question.lang, "notice_internal")), complete=False)
                 raise
             outcome.stopped = True
             outcome.interrupted = active.interrupted
@@ -223,10 +223,10 @@ class Answerer:
                 with contextlib.suppress(Exception):  # it expires by itself
                     await self.directory.remove(active.running)
 
-        shown_nothing = not reply.message_ids and not reply.stats.drafts
         finished = outcome.failure is None and not outcome.stopped
-        if finished and shown_nothing and not render(outcome.text).text:
-            outcome.failure = FailureKind.EMPTY  # only whitespace or markup: nothing to show
+        if finished and reply.shows_nothing():
+            # Only whitespace or markup, even if a snapshot showed something (`[1]` of `[1]: …`).
+            outcome.failure = FailureKind.EMPTY
         notice = None
         if outcome.interrupted:
             notice = styled(t(question.lang, "notice_interrupted"))
@@ -234,7 +234,7 @@ class Answerer:
             notice = styled(t(question.lang, "notice_stopped"))
         elif outcome.failure is not None:
             notice = styled(t(question.lang, f"notice_{outcome.failure.value}"))
-        await reply.close(notice)
+        await reply.close(notice, complete=finished)
         self.finished += 1
         outcome.message_ids = reply.message_ids
         if self.metrics is not None:

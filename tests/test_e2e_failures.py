@@ -176,6 +176,36 @@ async def test_blocked_chat_ends_the_stream(
     await tg.wait_for(lambda: llm.received[-1].client_closed, timeout=10)
 
 
+async def test_a_failed_answer_keeps_the_formatting_it_was_shown_with(
+    tg: FakeTelegram, llm: FakeLLM, bot_app: object
+) -> None:
+    """The unfinished last line was shown settled (`**bold` in bold) while streaming; the final
+    state of an answer that ends midway must not turn it back into raw Markdown."""
+    text = "Intro text. **This bold part goes on and on and on"
+    llm.script(Reply(text, chunk_size=4, delay=0.02, fault="drop", fault_after=len(text)))
+    question = tg.send_user_message(USER, "question")["message"]
+    [message] = await final_answer(tg, USER, after=question["message_id"])
+    assert message.text.startswith("Intro text. This bold part goes on and on and on")
+    assert "*" not in message.text
+    bold = next(e for e in message.entities if e["type"] == "bold")
+    assert message.text[bold["offset"] :].startswith("This bold part")
+
+
+@pytest.mark.parametrize("mode", ["edit", "auto"])
+async def test_an_answer_that_renders_as_nothing_gets_the_empty_notice_in_the_end(
+    tg: FakeTelegram, llm: FakeLLM, start_bot: StartBot, mode: str
+) -> None:
+    """A snapshot of a link definition shows `1` before the definition is complete; the whole
+    answer shows nothing. The chat must end with the notice, not with that `1` removed and
+    no word at all."""
+    await start_bot(stream_mode=mode)
+    llm.script(Reply("[1]: https://example.com/some/long/path", chunk_size=3, delay=0.05))
+    question = tg.send_user_message(USER, "question")["message"]
+    [message] = await final_answer(tg, USER, after=question["message_id"])
+    assert "empty answer" in message.text
+    assert refused_calls(tg) == []
+
+
 async def test_an_answer_with_nothing_to_show_gets_the_empty_notice(
     tg: FakeTelegram, llm: FakeLLM, bot_app: object
 ) -> None:

@@ -133,6 +133,7 @@ class ReplyStream:
         self._text = ""
         self._rendered: str | None = None  # the text `_target` last looked at
         self._closing = False
+        self._complete = True  # closed with the whole answer (else stopped or failed midway)
         self._notice: Part | None = None
         self._plain = False  # entities were refused once: send plain text from then on
         self._shown: list[_Shown] = []
@@ -156,9 +157,13 @@ class ReplyStream:
         self._text = text
         self._wake.set()
 
-    async def close(self, notice: Part | None = None) -> None:
-        """Deliver the final state (the whole text, no cursor or button, plus `notice`)."""
+    async def close(self, notice: Part | None = None, *, complete: bool = True) -> None:
+        """Deliver the final state (the whole text, no cursor or button, plus `notice`).
+
+        `complete=False`: the answer stopped midway (a Stop, a failure), so its unfinished last
+        line is settled as while streaming: `**bold` that was shown bold stays bold, not `**`."""
         self._closing = True
+        self._complete = complete
         self._notice = notice
         self._wake.set()
         self.pacer.nudge()
@@ -178,6 +183,11 @@ class ReplyStream:
         """Something is shown: a message or a draft."""
         return bool(self._shown) or self._draft_shown is not None
 
+    def shows_nothing(self) -> bool:
+        """Whether the whole answer, rendered as final, shows nothing: only whitespace, or only
+        markup such as a link definition (`[1]: https://…`), whatever its snapshots showed."""
+        return not self._text.strip() or not self._segmenter.parts(self._text)
+
     @property
     def message_ids(self) -> list[int]:
         return [s.message_id for s in self._shown]
@@ -192,7 +202,7 @@ class ReplyStream:
         """The messages the chat should show (part, has Stop button), and the draft if any."""
         self._rendered = self._text
         parts = (
-            self._segmenter.parts(self._text, streaming=not self._closing)
+            self._segmenter.parts(self._text, streaming=not (self._closing and self._complete))
             if self._text.strip()
             else []
         )
