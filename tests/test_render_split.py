@@ -307,6 +307,28 @@ def test_a_finished_code_block_is_rendered_once_too() -> None:
             assert tail <= len(paragraph), (end, rendered)
 
 
+def test_a_table_longer_than_a_message_is_reopened_with_its_header() -> None:
+    """Cut between two rows, the next part starts with the rows below: without the header
+    they are not a table and show as text, pipes and all."""
+    rows = [f"| {i} | name{i} | {i * 183} |" for i in range(300)]
+    doc = "Table:\n\n| id | name | value |\n|---|:---:|---|\n" + "\n".join(rows) + "\n\nAfter it."
+    streamed = Segmenter()
+    for end in range(50, len(doc), 97):
+        for part in streamed.parts(doc[:end], streaming=True):
+            assert_valid(part)
+    parts = Segmenter().parts(doc)
+    assert streamed.parts(doc) == parts
+    assert len(parts) == 2
+    for part in parts:
+        assert_valid(part)
+        assert "|" not in part.text.replace(" | ", "")  # every row is a table's, none raw
+        assert [e["type"] for e in part.entities] == ["pre"]
+    assert parts[1].text.startswith("id  | name    | value\n----+")
+    shown = [line.split(" | ")[0].strip() for p in parts for line in p.text.splitlines()]
+    assert [n for n in shown if n.isdigit()] == [str(i) for i in range(300)]  # each row once
+    assert parts[1].text.endswith("After it.")
+
+
 def test_only_real_fences_open_and_close_code_blocks() -> None:
     """CommonMark: ```ls -la``` is inline code, not a fence; ```python inside a code block is
     a line of code, not its end. Taken for fences they turned prose into code at a cut."""

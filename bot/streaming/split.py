@@ -8,7 +8,8 @@ was 24).
 
 Cuts prefer a paragraph break (or the start of a code block, so a code block that fits a message
 is not split), then a line break, then a space. A code block longer than a message is cut at a
-line, closed at the end of one part and reopened with its language at the start of the next.
+line, closed at the end of one part and reopened with its language at the start of the next; a
+table is cut between rows, and the next part repeats its header.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import re
 from dataclasses import dataclass
 from typing import Protocol
 
-from bot.streaming.render import Part, render, strip
+from bot.streaming.render import TABLE_ROW, Part, render, strip
 from bot.streaming.tail import settle
 
 TELEGRAM_LIMIT = 4096
@@ -32,6 +33,7 @@ _FENCE_RE = re.compile(r"^ {0,3}(`{3,}(?=[^`]*$)|~{3,})[ \t]*([^\s`]*)")
 _CLOSING_RE = re.compile(r"^ {0,3}(`{3,}|~{3,})\s*$")
 _DEFINITION = re.compile(r"^ {0,3}\[[^\]\n]+\]:", re.MULTILINE)
 _LIST_ITEM = re.compile(r" {0,3}(?:[-+*]|\d{1,9}[.)])(?:\s|$)")
+_DELIMITER_ROW = re.compile(r" {0,3}\|?[ \t]*:?-+:?[ \t]*(?:\|[ \t]*:?-+:?[ \t]*)*\|?[ \t]*\r?\n?$")
 
 
 class Renderer(Protocol):
@@ -212,10 +214,45 @@ def _cut_at(index: int, fences: list[tuple[int, str]]) -> _Cut:
     return _Cut(index, "\n" + marker, fence + "\n")
 
 
+def _tables(source: str, fences: list[tuple[int, str]]) -> dict[int, str | None]:
+    """Line starts inside tables (outside code): the header and delimiter rows that reopen the
+    table in the next part if it is cut there (a part starting with bare rows would show them as
+    text, pipes and all), or None where no cut may go: between the header and the first row."""
+    found: dict[int, str | None] = {}
+    lines = source.splitlines(keepends=True)
+    pos = i = 0
+    while i < len(lines):
+        line = lines[i]
+        if (
+            TABLE_ROW.match(line)
+            and i + 1 < len(lines)
+            and _DELIMITER_ROW.match(lines[i + 1])
+            and not _open_fence_at(pos, fences)
+        ):
+            header = line + lines[i + 1]
+            found[pos + len(line)] = None
+            pos += len(header)
+            found[pos] = None
+            i += 2
+            first = True
+            while i < len(lines) and TABLE_ROW.match(lines[i]):
+                if not first:
+                    found[pos] = header
+                first = False
+                pos += len(lines[i])
+                i += 1
+            continue
+        pos += len(line)
+        i += 1
+    return found
+
+
 def _candidates(source: str, floor: int) -> tuple[list[_Cut], list[_Cut], list[_Cut]]:
-    """Cut points by preference: paragraph breaks and code-block starts; line breaks; spaces."""
+    """Cut points by preference: paragraph breaks and code-block starts; line breaks; spaces.
+    A table longer than a part is cut between rows and reopened with its header."""
     fences = _fence_map(source)
     openers = {p for p, f in fences if f}
+    tables = _tables(source, fences) if "|" in source else {}
     paragraphs: list[_Cut] = []
     lines: list[_Cut] = []
     words: list[_Cut] = []
@@ -225,6 +262,11 @@ def _candidates(source: str, floor: int) -> tuple[list[_Cut], list[_Cut], list[_
         if i in openers:
             paragraphs.append(_Cut(i, "", ""))
         if ch == "\n" and i + 1 < len(source):
+            if i + 1 in tables:
+                header = tables[i + 1]
+                if header is not None:
+                    lines.append(_Cut(i + 1, "", header))
+                continue
             cut = _cut_at(i + 1, fences)
             if not cut.close and _indented_after(source, i + 1):
                 continue  # the next part would start with it: an indented code block
