@@ -192,6 +192,15 @@ def test_angle_brackets_are_text_not_html() -> None:
         assert render(markdown).text == shown
 
 
+def test_autolinks_are_links_not_html() -> None:
+    """`<https://…>` is a CommonMark autolink: escaping its `<` as HTML showed the brackets and
+    no link."""
+    link = {"type": "text_link", "offset": 4, "length": 20, "url": "https://a.io/x?y=1||"}
+    assert render("See <https://a.io/x?y=1||> now") == Part("See https://a.io/x?y=1|| now", (link,))
+    assert render("Mail <a.b@example.com>.").text == "Mail a.b@example.com."
+    assert render("`<https://a.io>` and Vec<T>").text == "<https://a.io> and Vec<T>"
+
+
 def test_double_pipes_are_text_not_spoilers() -> None:
     """telegramify-markdown takes `||…||` for Telegram's spoiler syntax, which models do not
     write: `a || b` is a logical or. In a table's row `||` is an empty cell, and stays one."""

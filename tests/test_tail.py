@@ -27,6 +27,12 @@ from tests.test_render_split import CountingRenderer, assert_valid, inline, squa
         ("see [the do", "see the do"),
         ("**[docs](https://ex", "**docs**"),
         ("[a](https://a.io) and [b", "[a](https://a.io) and b"),
+        # An autolink being written shows without its bracket, as it will once complete.
+        ("see <https://exa", "see https://exa"),
+        ("see <https://a.io> and <mailto:x", "see <https://a.io> and mailto:x"),
+        ("`<https://exa", "`<https://exa`"),  # code
+        (r"\<https://exa", r"\<https://exa"),  # escaped
+        ("Vec<T", "Vec<T"),
         # Nothing to settle, or not ours to settle.
         ("**done** and *done*", "**done** and *done*"),
         ("2 * 3 = 6", "2 * 3 = 6"),

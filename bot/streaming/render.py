@@ -44,6 +44,7 @@ _LEAF_TYPES = frozenset({"code", "pre"})
 _QUOTE_TYPES = frozenset({"blockquote", "expandable_blockquote"})
 _URL_RE = re.compile(r"^(https?|tg|mailto)://[^\s]+$|^mailto:[^\s]+$", re.IGNORECASE)
 _LITERAL = re.compile(r"(?<!\\)(?:<|\|(?=\|))")
+_AUTOLINKS = frozenset({"Autolink", "Email"})
 _LINE_OPENERS = " \t>-*+.)0123456789"  # what may come before an HTML block's `<` on its line
 TABLE_ROW = re.compile(r" {0,3}\|")  # a line that is a table's row (or its header)
 _LINE_END_SPACE = re.compile(r"[ \t]+(?=\n)")
@@ -196,7 +197,8 @@ def keep_literal(markdown: str) -> str:
 
 
 def _verbatim(markdown: str) -> list[tuple[int, int]]:
-    """Where code and math are (character ranges, in order): nothing in them is markup."""
+    """Where code, math and autolinks (`<https://…>`, `<name@example.com>`) are (character
+    ranges, in order): nothing in them is markup, and an autolink's `<` is not HTML."""
     data = markdown.encode("utf-8")
     ascii_only = len(data) == len(markdown)
     ranges: list[tuple[int, int]] = []
@@ -205,7 +207,12 @@ def _verbatim(markdown: str) -> list[tuple[int, int]]:
             continue
         start = payload.get("Start")
         literal = "Code" in payload or "InlineMath" in payload or "DisplayMath" in payload
-        if literal or (isinstance(start, dict) and "CodeBlock" in start):
+        if isinstance(start, dict):
+            link = start.get("Link")
+            literal = "CodeBlock" in start or (
+                isinstance(link, dict) and link.get("link_type") in _AUTOLINKS
+            )
+        if literal:
             begin, end = span["start"], span["end"]
             if not ascii_only:
                 begin, end = len(data[:begin].decode("utf-8")), len(data[:end].decode("utf-8"))

@@ -26,6 +26,7 @@ from bot.streaming.render import TABLE_ROW
 _TRAILING = "*_~` \t"
 _DELIMITER_ROW = re.compile(r" {0,3}\|?[\s:|-]*$")
 _LINK_START = re.compile(r"!?\[")
+_OPEN_AUTOLINK = re.compile(r"<[A-Za-z][A-Za-z0-9+.-]{1,31}:[^\s<>]*$")
 _BACKTICKS = re.compile(r"`+")
 _ESCAPE_OR_BACKTICKS = re.compile(r"\\.|`+")
 _ESCAPE_OR_MARKERS = re.compile(r"\\.|\*+|_+|~+")
@@ -127,7 +128,13 @@ def _outside_code(
 
 def _link_text(line: str) -> str:
     """`[text](https://exa` and `[text` at the end of a line become `text`: the link's text is
-    shown as it grows, and the link appears when it is complete."""
+    shown as it grows, and the link appears when it is complete. So does `<https://exa`, an
+    autolink being written (complete, it shows without its brackets)."""
+    if "<" in line:
+        autolink = _OPEN_AUTOLINK.search(line)
+        at = autolink.start() if autolink else -1
+        if at >= 0 and line[at - 1 : at] != "\\" and not _in_code(at, _code_spans(line)):
+            line = line[:at] + line[at + 1 :]
     if "[" not in line:
         return line
     for match in reversed(list(_outside_code(_LINK_START.finditer(line), _code_spans(line)))):
@@ -145,6 +152,10 @@ def _link_text(line: str) -> str:
             return line[:at] + rest[:close]
         return line  # a complete link, or brackets followed by text
     return line
+
+
+def _in_code(index: int, spans: list[tuple[int, int]]) -> bool:
+    return any(start <= index < end for start, end in spans)
 
 
 def _closers(line: str) -> str:
