@@ -7,7 +7,7 @@ from typing import Any
 from tests.conftest import BotRunner
 from tests.fakes.llm import FakeLLM, Reply
 from tests.fakes.telegram import FakeTelegram, StoredMessage
-from tests.helpers import answer_messages, final_answer
+from tests.helpers import answer_messages, final_answer, refused_calls
 
 USER = 4004
 GROUP = -100888
@@ -77,6 +77,11 @@ async def test_model_choice_is_stored_per_chat(
     assert [b["text"] for b in buttons] == ["✅ gpt-4", "claude-x", "llama-y"]
     tg.press_button(USER, menu.message_id, buttons[1]["callback_data"], user_id=USER)
     await tg.wait_for(lambda: "claude-x" in tg.message(USER, menu.message_id).text)
+    # The same choice again: answered, and no edit to the same text that Telegram would refuse.
+    tg.press_button(USER, menu.message_id, buttons[1]["callback_data"], user_id=USER)
+    await tg.wait_for(lambda: sum(c.method == "answerCallbackQuery" for c in tg.calls) == 2)
+    await tg.wait_idle(quiet=1.5)  # past the chat's pace: an edit would have gone by then
+    assert refused_calls(tg) == []
     question = tg.send_user_message(USER, "which model?")["message"]
     await final_answer(tg, USER, after=question["message_id"])
     assert llm.received[-1].body["model"] == "claude-x"

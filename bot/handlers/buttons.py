@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 from aiogram import Bot, Router
-from aiogram.types import CallbackQuery, Message, MessageGenerationStopped
+from aiogram.types import CallbackQuery, InlineKeyboardMarkup, Message, MessageGenerationStopped
 
 from bot.access import AccessPolicy, is_chat_admin
 from bot.answering import STOP_PREFIX, Answerer
@@ -73,12 +73,14 @@ async def model_chosen(
         return
     await store.set_pref(chat_id, "model", choice)
     await callback.answer(t(lang, "model_set", model=choice))
-    await notifier.edit(
-        chat_id,
-        message.message_id,
-        t(lang, "model_current", model=choice),
-        model_keyboard(settings.models, choice),
-    )
+    text, keyboard = t(lang, "model_current", model=choice), model_keyboard(settings.models, choice)
+    if message.text == text and _labels(message.reply_markup) == _labels(keyboard):
+        return  # the menu shows that choice already: Telegram would refuse an edit to the same
+    await notifier.edit(chat_id, message.message_id, text, keyboard)
+
+
+def _labels(markup: InlineKeyboardMarkup | None) -> list[str]:
+    return [button.text for row in markup.inline_keyboard for button in row] if markup else []
 
 
 def create_router() -> Router:
