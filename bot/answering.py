@@ -23,7 +23,7 @@ from bot.llm import ChatMessage, FailureKind, LLMClient, LLMFailure
 from bot.streaming import Pacer, ReplyStream
 from bot.streaming.render import styled
 from bot.streaming.reply import DraftSupport
-from bot.texts import t
+from bot.texts import CATALOGS, DEFAULT_LANGUAGE, t
 
 if TYPE_CHECKING:
     from bot.metrics import Metrics
@@ -233,7 +233,10 @@ class Answerer:
         elif outcome.stopped:
             notice = styled(t(question.lang, "notice_stopped"))
         elif outcome.failure is not None:
-            notice = styled(t(question.lang, f"notice_{outcome.failure.value}"))
+            key = f"notice_{outcome.failure.value}"
+            if not outcome.text.strip() and f"{key}_none" in CATALOGS[DEFAULT_LANGUAGE]:
+                key += "_none"  # no text came: there is no incomplete answer to speak of
+            notice = styled(t(question.lang, key))
         await reply.close(notice, complete=finished)
         self.finished += 1
         outcome.message_ids = reply.message_ids

@@ -79,6 +79,16 @@ async def test_idle_timeout(tg: FakeTelegram, llm: FakeLLM, start_bot: StartBot)
     await tg.wait_for(lambda: llm.received[-1].client_closed, timeout=5)
 
 
+async def test_a_model_that_never_writes_a_word_is_not_said_to_have_left_an_answer_incomplete(
+    tg: FakeTelegram, llm: FakeLLM, start_bot: StartBot
+) -> None:
+    await start_bot(llm_idle_timeout=1)
+    llm.script(Reply("Never shown", fault="stall", fault_after=0))
+    question = tg.send_user_message(USER, "question", language_code="ru")["message"]
+    [message] = await final_answer(tg, USER, after=question["message_id"])
+    assert message.text == "⚠️ Модель не ответила. Попробуйте ещё раз."
+
+
 async def test_total_timeout(tg: FakeTelegram, llm: FakeLLM, start_bot: StartBot) -> None:
     await start_bot(llm_total_timeout=1.5)
     llm.script(Reply("slow " * 400, chunk_size=5, delay=0.02))
@@ -104,7 +114,7 @@ async def test_unreachable_backend(
 
     [message] = await final_answer(tg, USER, after=question["message_id"])
 
-    assert "connection to the model was lost" in message.text
+    assert "Could not reach the model" in message.text  # not "the answer is incomplete"
     assert_no_leaks(message.text)
     assert any("stream failed" in r.getMessage() for r in caplog.records)
 

@@ -25,4 +25,4 @@ def t(lang: str | None, key: str, **values: object) -> str:
     return template.format(**values) if values else template
 
 
-__all__ = ["CATALOGS", "language_of", "t"]
+__all__ = ["CATALOGS", "DEFAULT_LANGUAGE", "language_of", "t"]

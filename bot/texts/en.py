@@ -64,13 +64,16 @@ EN: dict[str, str] = {
     "notice_stopped": "⏹ Stopped.",
     "notice_connection": "⚠️ The connection to the model was lost, so the answer is incomplete. "
     "Please try again.",
+    "notice_connection_none": "⚠️ Could not reach the model. Please try again in a moment.",
     "notice_http": "⚠️ The model service returned an error. Please try again in a moment.",
     "notice_rate_limit": "⚠️ The model service is limiting requests right now. "
     "Please try again in a minute.",
     "notice_idle_timeout": "⚠️ The model stopped responding, so the answer is incomplete. "
     "Please try again.",
+    "notice_idle_timeout_none": "⚠️ The model did not respond. Please try again.",
     "notice_total_timeout": "⚠️ The answer took too long and was cut off. "
     "Please try again or ask for a shorter answer.",
+    "notice_total_timeout_none": "⚠️ The model took too long to answer. Please try again.",
     "notice_empty": "⚠️ The model returned an empty answer. Please try again.",
     "notice_unavailable": "⚠️ No model is available right now. Please try again later.",
     "notice_internal": "⚠️ Something went wrong on my side. Please try again.",
