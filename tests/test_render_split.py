@@ -201,6 +201,16 @@ def test_autolinks_are_links_not_html() -> None:
     assert render("`<https://a.io>` and Vec<T>").text == "<https://a.io> and Vec<T>"
 
 
+def test_a_block_under_a_list_item_starts_on_its_own_line() -> None:
+    """In a list that opens the text, telegramify-markdown glued a code block, a quote or a
+    heading under an item's first line to that line."""
+    code = "1. Install:\n   ```bash\n   pip install x\n   ```\n2. Run it"
+    assert render(code).text == "1. Install:\npip install x\n2. Run it"
+    assert render("- item one\n  > quoted\n- two").text == "⦁ item one\nquoted\n⦁ two"
+    assert render("- a\n  # Heading").text == "⦁ a\n📌 Heading"
+    assert render("Intro\n\n" + code).text == "Intro\n\n1. Install:\npip install x\n2. Run it"
+
+
 def test_double_pipes_are_text_not_spoilers() -> None:
     """telegramify-markdown takes `||…||` for Telegram's spoiler syntax, which models do not
     write: `a || b` is a logical or. In a table's row `||` is an empty cell, and stays one."""
@@ -246,10 +256,10 @@ def test_what_shows_as_nothing_is_dropped_the_same_way_whatever_follows() -> Non
     """telegramify-markdown ends a quote in a list item with or without the next line break,
     and keeps an empty item's space or not, depending on what follows: rendered in blocks
     (streaming) and whole, the same answer differed only there, at the cost of an edit."""
-    quote = Part("⦁ a\n⦁ 0 b", ({"type": "blockquote", "offset": 6, "length": 3},))
+    quote = Part("⦁ a\n⦁\n0 b", ({"type": "blockquote", "offset": 6, "length": 3},))
     assert render("- a\n- >0 b") == quote
     assert render("- a\n- >0 b\n\nabc") == quote.plus(Part("abc"))
-    assert render("- >0\n- >\n\n> x").text == "⦁ 0\n⦁\n\nx"
+    assert render("- >0\n- >\n\n> x").text == "⦁\n0\n⦁\n\nx"
     assert render("😀 >\n- >0\n- >\n\nz").text == render("😀 >\n- >0\n- >").plus(Part("z")).text
     # Code keeps its spaces: they are part of what is copied.
     assert render("```\na  \nb\n```").text == "a  \nb"

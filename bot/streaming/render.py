@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pyromark
-import telegramify_markdown
-from telegramify_markdown.converter import STANDARD_OPTIONS
+from telegramify_markdown.config import get_runtime_config
+from telegramify_markdown.converter import STANDARD_OPTIONS, EventWalker, _parse
 
 Entity = dict[str, Any]
 
@@ -85,13 +85,32 @@ def render(markdown: str, *, keep_indent: bool = False) -> Part:
 
     `keep_indent`: a block to be joined after others keeps its leading spaces (those of a code
     block's first line), which Telegram would strip only at the start of a message."""
-    text, raw = telegramify_markdown.convert(keep_literal(markdown))
+    text, raw = _convert(keep_literal(markdown))
     text, found = _tidy(text, [e.to_dict() for e in raw])
     entities = sanitize(text, found)
     if keep_indent:
         lead = len(text) - len(text.lstrip("\n"))
         return strip(text, entities, start=lead)
     return strip(text, entities)
+
+
+class _Walker(EventWalker):
+    """telegramify-markdown's converter (1.4.1) with a line break it leaves out: in a list that
+    opens the text, a block right under an item's first line (a code block, a quote, a heading)
+    was glued to that line (`1. Install:pip install x`), as no block had ended yet to make it
+    write the break between blocks."""
+
+    def _ensure_block_spacing(self, next_block_start: int | None = None) -> None:
+        if self._list_stack and self._buf.py_offset and not self._buf.trailing_newline_count():
+            self._buf.write("\n")
+        super()._ensure_block_spacing(next_block_start)
+
+
+def _convert(markdown: str) -> tuple[str, list[Any]]:
+    """`telegramify_markdown.convert`, walked by `_Walker`."""
+    source, events = _parse(markdown, STANDARD_OPTIONS, latex_escape=True)
+    text, entities, _ = _Walker(get_runtime_config(), source).walk(events)
+    return text, entities
 
 
 def _tidy(text: str, entities: list[Entity]) -> tuple[str, list[Entity]]:
