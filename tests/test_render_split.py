@@ -211,6 +211,10 @@ def test_a_block_under_a_list_item_starts_on_its_own_line() -> None:
     assert render("Intro\n\n" + code).text == "Intro\n\n1. Install:\npip install x\n2. Run it"
 
 
+def test_an_open_task_does_not_look_done() -> None:
+    assert render("- [ ] todo\n- [x] done").text == "☐ todo\n✅ done"
+
+
 def test_double_pipes_are_text_not_spoilers() -> None:
     """telegramify-markdown takes `||…||` for Telegram's spoiler syntax, which models do not
     write: `a || b` is a logical or. In a table's row `||` is an empty cell, and stays one."""

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pyromark
-from telegramify_markdown.config import get_runtime_config
+from telegramify_markdown.config import RenderConfig
 from telegramify_markdown.converter import STANDARD_OPTIONS, EventWalker, _parse
 
 Entity = dict[str, Any]
@@ -106,10 +106,15 @@ class _Walker(EventWalker):
         super()._ensure_block_spacing(next_block_start)
 
 
+_CONFIG = RenderConfig.isolated()
+# An open task (`- [ ] todo`) showed as ☑, a box with a tick: as if it were done (✅).
+_CONFIG.markdown_symbol.task_uncompleted = "\N{BALLOT BOX}"  # ☐
+
+
 def _convert(markdown: str) -> tuple[str, list[Any]]:
-    """`telegramify_markdown.convert`, walked by `_Walker`."""
+    """`telegramify_markdown.convert`, walked by `_Walker`, with the bot's own config."""
     source, events = _parse(markdown, STANDARD_OPTIONS, latex_escape=True)
-    text, entities, _ = _Walker(get_runtime_config(), source).walk(events)
+    text, entities, _ = _Walker(_CONFIG, source).walk(events)
     return text, entities
 
 
