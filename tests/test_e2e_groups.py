@@ -63,6 +63,29 @@ async def test_reply_to_the_bot_and_ask_command(
     assert len(llm.received) == 3
 
 
+async def test_a_question_in_reply_to_someones_message_is_about_that_message(
+    tg: FakeTelegram, llm: FakeLLM, bot_app: object
+) -> None:
+    said = tg.send_user_message(
+        GROUP, "Bonjour à tous\nÇa va ?", user_id=BOB, first_name="Bob", chat_type="supergroup"
+    )["message"]
+    quoted = "Bob wrote:\n> Bonjour à tous\n> Ça va ?"
+    for text, content in [
+        (f"@{tg.bot_username} translate this", quoted + "\n\ntranslate this"),
+        (f"@{tg.bot_username}", quoted),  # a bare mention under a message: about it
+        ("/ask what language is it?", quoted + "\n\nwhat language is it?"),
+    ]:
+        question = tg.send_user_message(
+            GROUP,
+            text,
+            user_id=ALICE,
+            chat_type="supergroup",
+            reply_to_message_id=said["message_id"],
+        )["message"]
+        await final_answer(tg, GROUP, after=question["message_id"])
+        assert llm.received[-1].messages[-1]["content"] == content
+
+
 async def test_empty_mention_gets_a_hint(tg: FakeTelegram, llm: FakeLLM, bot_app: object) -> None:
     question = tg.send_user_message(
         GROUP, f"@{tg.bot_username}", user_id=ALICE, chat_type="supergroup"

@@ -9,7 +9,7 @@ from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup, Message
 from bot.access import AccessPolicy, is_chat_admin
 from bot.answering import Answerer
 from bot.conversations import Conversations, Store
-from bot.handlers.common import lang_of, question_from, replied_id, topic_of
+from bot.handlers.common import lang_of, question_from, replied_id, topic_of, with_quote
 from bot.notify import Notifier
 from bot.texts import t
 from config import Settings
@@ -29,9 +29,13 @@ async def help_(message: Message, bot: Bot, notifier: Notifier) -> None:
 
 
 async def ask(
-    message: Message, command: CommandObject, conversations: Conversations, notifier: Notifier
+    message: Message,
+    command: CommandObject,
+    bot: Bot,
+    conversations: Conversations,
+    notifier: Notifier,
 ) -> None:
-    prompt = (command.args or "").strip()
+    prompt = with_quote(message, (command.args or "").strip(), bot.id)
     if not prompt:
         await notifier.to(message, t(lang_of(message), "empty_question"))
         return

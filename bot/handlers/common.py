@@ -34,5 +34,27 @@ def replied_id(message: Message) -> int | None:
     return replied.message_id
 
 
+def with_quote(message: Message, prompt: str, bot_id: int) -> str:
+    """The question with the message it replies to, when that is somebody's text and not the
+    bot's (an answer of the bot's is in the conversation already): "@bot translate this", sent
+    as a reply to a message, is about that message. Only the part the user quoted, if any."""
+    replied = message.reply_to_message
+    if replied is None or replied_id(message) is None:
+        return prompt
+    if replied.from_user is not None and replied.from_user.id == bot_id:
+        return prompt
+    quoted = message.quote.text if message.quote else replied.text or replied.caption
+    if not quoted or not quoted.strip():
+        return prompt
+    if replied.from_user is not None:
+        author = replied.from_user.full_name
+    elif replied.sender_chat is not None:
+        author = replied.sender_chat.title or "A channel"
+    else:
+        author = "Someone"
+    block = "\n".join("> " + line for line in quoted.strip().splitlines())
+    return f"{author} wrote:\n{block}\n\n{prompt}".rstrip()
+
+
 def lang_of(message: Message) -> str | None:
     return message.from_user.language_code if message.from_user else None

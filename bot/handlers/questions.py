@@ -2,28 +2,29 @@
 
 from __future__ import annotations
 
-from aiogram import Router
+from aiogram import Bot, Router
 from aiogram.types import Message
 
 from bot.conversations import Conversations
 from bot.filters import AddressedInGroup, is_group, is_plain_text, is_private
-from bot.handlers.common import lang_of, question_from, replied_id
+from bot.handlers.common import lang_of, question_from, replied_id, with_quote
 from bot.notify import Notifier
 from bot.texts import t
 
 
-async def private_question(message: Message, conversations: Conversations) -> None:
-    question = question_from(message, (message.text or "").strip())
-    await conversations.ask(question, reply_to=replied_id(message))
+async def private_question(message: Message, bot: Bot, conversations: Conversations) -> None:
+    text = with_quote(message, (message.text or "").strip(), bot.id)
+    await conversations.ask(question_from(message, text), reply_to=replied_id(message))
 
 
 async def group_question(
-    message: Message, prompt: str, conversations: Conversations, notifier: Notifier
+    message: Message, prompt: str, bot: Bot, conversations: Conversations, notifier: Notifier
 ) -> None:
-    if not prompt:
+    text = with_quote(message, prompt, bot.id)  # a bare mention under a message: about it
+    if not text:
         await notifier.to(message, t(lang_of(message), "empty_question"))
         return
-    await conversations.ask(question_from(message, prompt), reply_to=replied_id(message))
+    await conversations.ask(question_from(message, text), reply_to=replied_id(message))
 
 
 def create_router() -> Router:
