@@ -86,6 +86,22 @@ async def test_a_question_in_reply_to_someones_message_is_about_that_message(
         assert llm.received[-1].messages[-1]["content"] == content
 
 
+async def test_a_photo_addressed_to_the_bot_gets_the_text_only_hint(
+    tg: FakeTelegram, llm: FakeLLM, bot_app: object
+) -> None:
+    """Its caption alone would reach the model, which cannot see the photo: as in a private
+    chat, the asker learns that only text is read."""
+    caption = f"@{tg.bot_username} what is this?"
+    photo = tg.send_user_message(GROUP, caption, user_id=ALICE, chat_type="supergroup", photo=True)[
+        "message"
+    ]
+    assert "caption" in photo and "text" not in photo
+    await tg.wait_for(lambda: bool(answer_messages(tg, GROUP, photo["message_id"])))
+    [hint] = answer_messages(tg, GROUP, photo["message_id"])
+    assert "only read text" in hint.text
+    assert llm.received == []
+
+
 async def test_empty_mention_gets_a_hint(tg: FakeTelegram, llm: FakeLLM, bot_app: object) -> None:
     question = tg.send_user_message(
         GROUP, f"@{tg.bot_username}", user_id=ALICE, chat_type="supergroup"

@@ -20,6 +20,9 @@ async def private_question(message: Message, bot: Bot, conversations: Conversati
 async def group_question(
     message: Message, prompt: str, bot: Bot, conversations: Conversations, notifier: Notifier
 ) -> None:
+    if message.text is None:  # a caption: the model would not see the photo or file under it
+        await notifier.to(message, t(lang_of(message), "not_text"))
+        return
     text = with_quote(message, prompt, bot.id)  # a bare mention under a message: about it
     if not text:
         await notifier.to(message, t(lang_of(message), "empty_question"))

@@ -832,6 +832,7 @@ class StoredMessage:
     deleted: bool = False
     date: int = 0
     sticker: bool = False
+    photo: bool = False  # a photo, whose text is its caption
     edit_date: int | None = None
     edits: int = 0
 
@@ -1021,6 +1022,7 @@ class FakeTelegram:
         reply_to_message_id: int | None = None,
         message_thread_id: int | None = None,
         sticker: bool = False,
+        photo: bool = False,
         chat_title: str = "Test group",
     ) -> Json:
         """Queue a user's message for getUpdates and store it so the bot can reply to it.
@@ -1069,6 +1071,7 @@ class FakeTelegram:
             history=[text or ""],
             date=int(time.time()),
             sticker=sticker,
+            photo=photo,
         )
         self._store(message)
         return self._push_update({"message": self._message_json(message)})
@@ -1347,6 +1350,20 @@ class FakeTelegram:
                 "is_video": False,
                 "emoji": "👍",
             }
+        if message.photo:
+            data["photo"] = [
+                {
+                    "file_id": f"AgACAgIAAxkBAAI{message.chat_id}_{message.message_id}",
+                    "file_unique_id": f"AQAD{message.message_id}",
+                    "width": 1280,
+                    "height": 960,
+                }
+            ]
+            if message.text:
+                data["caption"] = message.text
+            if message.entities:
+                data["caption_entities"] = [dict(e) for e in message.entities]
+            return data | ({"reply_markup": message.reply_markup} if message.reply_markup else {})
         if message.text:
             data["text"] = message.text
         if message.entities:
