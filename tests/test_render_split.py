@@ -330,6 +330,17 @@ def test_a_finished_code_block_is_rendered_once_too() -> None:
             assert tail <= len(paragraph), (end, rendered)
 
 
+def test_no_part_ends_with_a_heading() -> None:
+    """A heading cut off from its text would end one message, its text opening the next."""
+    for words in range(100, 200, 7):
+        doc = "\n\n".join(f"## Section {i}\n\n" + "word " * words for i in range(30))
+        parts = Segmenter().parts(doc)
+        assert len(parts) > 2
+        for part in parts:
+            assert part.text.startswith("✏ Section")
+            assert not part.text.splitlines()[-1].startswith("✏")
+
+
 def test_a_table_longer_than_a_message_is_reopened_with_its_header() -> None:
     """Cut between two rows, the next part starts with the rows below: without the header
     they are not a table and show as text, pipes and all."""

@@ -32,6 +32,7 @@ _MIN_FILL = 0.25  # a preferred cut must fill at least this much of a part, else
 _FENCE_RE = re.compile(r"^ {0,3}(`{3,}(?=[^`]*$)|~{3,})[ \t]*([^\s`]*)")
 _CLOSING_RE = re.compile(r"^ {0,3}(`{3,}|~{3,})\s*$")
 _DEFINITION = re.compile(r"^ {0,3}\[[^\]\n]+\]:", re.MULTILINE)
+_HEADING = re.compile(r" {0,3}#{1,6}(?:[ \t]|$)")
 _LIST_ITEM = re.compile(r" {0,3}(?:[-+*]|\d{1,9}[.)])(?:\s|$)")
 _DELIMITER_ROW = re.compile(r" {0,3}\|?[ \t]*:?-+:?[ \t]*(?:\|[ \t]*:?-+:?[ \t]*)*\|?[ \t]*\r?\n?$")
 
@@ -270,7 +271,10 @@ def _candidates(source: str, floor: int) -> tuple[list[_Cut], list[_Cut], list[_
             cut = _cut_at(i + 1, fences)
             if not cut.close and _indented_after(source, i + 1):
                 continue  # the next part would start with it: an indented code block
-            if not cut.close and source[i + 1] == "\n":
+            # A paragraph break, unless right under a heading (which would then end one
+            # message, its text opening the next).
+            heading = _HEADING.match(source, source.rfind("\n", 0, i) + 1)
+            if not cut.close and source[i + 1] == "\n" and not heading:
                 paragraphs.append(_Cut(i + 2, "", "") if i + 2 < len(source) else cut)
             lines.append(cut)
         elif ch == " ":
