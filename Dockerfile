@@ -1,6 +1,7 @@
 # g4f-telegram-bot: build a virtualenv in one stage, ship only that virtualenv in the next.
 #   docker build -t g4f-telegram-bot:local .
-#   docker run --rm --env-file .env -e DATA_DIR=/data -v bot-data:/data g4f-telegram-bot:local
+#   docker run --rm --stop-timeout 30 --env-file .env -e DATA_DIR=/data -v bot-data:/data \
+#     g4f-telegram-bot:local
 
 FROM python:3.12-slim AS builder
 

@@ -90,9 +90,12 @@ class Settings(BaseSettings):
     @field_validator("bot_token")
     @classmethod
     def _token_shape(cls, value: SecretStr) -> SecretStr:
-        if not _TOKEN_RE.match(value.get_secret_value().strip()):
+        token = value.get_secret_value().strip()
+        if len(token) > 2 and token[0] == token[-1] and token[0] in "\"'":
+            token = token[1:-1].strip()  # `docker run --env-file` keeps the quotes of BOT_TOKEN="…"
+        if not _TOKEN_RE.match(token):
             raise ValueError("malformed")
-        return SecretStr(value.get_secret_value().strip())
+        return SecretStr(token)
 
     @field_validator("telegram_api_url", "g4f_api_base")
     @classmethod
@@ -110,7 +113,7 @@ class Settings(BaseSettings):
             return value
         parts = urlsplit(value)
         if parts.scheme not in ("http", "https") or not parts.hostname or " " in value:
-            raise ValueError("must be an https URL")
+            raise ValueError("must be an https URL (or http, for a self-hosted Bot API server)")
         if parts.path in ("", "/"):  # no path given: updates go to /webhook
             parts = parts._replace(path=DEFAULT_WEBHOOK_PATH)
         return urlunsplit(parts._replace(fragment=""))
@@ -235,7 +238,9 @@ def _describe(error: ValidationError) -> str:
         return f"{name} is not set"
     if name == "BOT_TOKEN":
         return "BOT_TOKEN is malformed: expected the form 123456789:AAE... given by @BotFather"
-    return f"{name} is invalid: {first['msg']}"
+    cause = first.get("ctx", {}).get("error")
+    reason = str(cause) if isinstance(cause, ValueError) else first["msg"]
+    return f"{name} is invalid: {reason}"
 
 
 def load_settings(**overrides: Any) -> Settings:

@@ -56,3 +56,24 @@ def test_redis_url_must_be_a_redis_url() -> None:
 
     with pytest.raises(SettingsError, match="REDIS_URL is invalid"):
         load_settings(bot_token=TOKEN, redis_url="http://redis:6379")
+
+
+def test_a_quoted_token_is_taken_without_its_quotes() -> None:
+    """`BOT_TOKEN="…"` in .env: `docker run --env-file` passes the quotes on, python-dotenv
+    does not; the token is the same either way."""
+    from config import load_settings
+
+    for quoted in (f'"{TOKEN}"', f"'{TOKEN}'"):
+        assert load_settings(bot_token=quoted).bot_token.get_secret_value() == TOKEN
+
+
+def test_a_settings_error_is_one_plain_line() -> None:
+    import pytest
+
+    from config import SettingsError, load_settings
+
+    with pytest.raises(SettingsError) as error:
+        load_settings(bot_token=TOKEN, user_rate_limit="often")
+    assert str(error.value) == (
+        "USER_RATE_LIMIT is invalid: must look like 20/600 (requests / seconds)"
+    )

@@ -121,3 +121,15 @@ async def test_rejected_token_is_a_startup_error(tg: FakeTelegram, tmp_path: Pat
     with pytest.raises(StartupError, match="401"):
         await wait_for_telegram(app.bot, tg.base_url)
     await app.bot.session.close()
+
+
+def test_every_setting_is_in_env_example_and_the_readme() -> None:
+    """A self-hoster learns the settings from `.env.example` and the README's table."""
+    from config.settings import Settings
+
+    example = (ROOT / ".env.example").read_text()
+    readme = (ROOT / "README.md").read_text()
+    assigned = {line.split("=", 1)[0] for line in example.splitlines() if "=" in line[:40]}
+    for name in (field.upper() for field in Settings.model_fields):
+        assert name in assigned, f"{name} is not in .env.example"
+        assert f"`{name}`" in readme, f"{name} is not in the README"
