@@ -84,6 +84,19 @@ async def test_a_question_in_reply_to_someones_message_is_about_that_message(
         )["message"]
         await final_answer(tg, GROUP, after=question["message_id"])
         assert llm.received[-1].messages[-1]["content"] == content
+    # A question asked earlier is in the conversation already: not quoted again.
+    again = tg.send_user_message(
+        GROUP,
+        f"@{tg.bot_username} and in Spanish?",
+        user_id=BOB,
+        chat_type="supergroup",
+        reply_to_message_id=question["message_id"],
+    )["message"]
+    await final_answer(tg, GROUP, after=again["message_id"])
+    assert [m["content"] for m in llm.received[-1].messages if m["role"] == "user"] == [
+        quoted + "\n\nwhat language is it?",
+        "and in Spanish?",
+    ]
 
 
 async def test_a_photo_addressed_to_the_bot_gets_the_text_only_hint(

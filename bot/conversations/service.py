@@ -15,7 +15,7 @@ import asyncio
 import logging
 import math
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from bot.answering import Answerer, Outcome, Question
 from bot.conversations.context import build_context
@@ -74,11 +74,18 @@ class Conversations:
             log.info("interrupting %d answer(s)", count)
             await asyncio.wait(set(self._inflight), timeout=30)
 
-    async def ask(self, question: Question, reply_to: int | None = None) -> Outcome | None:
-        """Answer a question, continuing the conversation it belongs to."""
+    async def ask(
+        self, question: Question, reply_to: int | None = None, quote: str | None = None
+    ) -> Outcome | None:
+        """Answer a question, continuing the conversation it belongs to.
+
+        `quote`: the message replied to, framed for the model; it goes before the question
+        unless that message is in the conversation already (a question asked earlier)."""
         if await self._rate_limited(question):
             return None
         replied = await self.store.turn_by_message(question.chat_id, reply_to) if reply_to else None
+        if quote and (replied is None or not question.text):
+            question = replace(question, text=f"{quote}\n\n{question.text}".rstrip())
         key = await self._key(question, replied)
         return await self._run(key, question, lambda: self._answer(question, replied))
 

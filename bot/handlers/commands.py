@@ -9,7 +9,7 @@ from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup, Message
 from bot.access import AccessPolicy, is_chat_admin
 from bot.answering import Answerer
 from bot.conversations import Conversations, Store
-from bot.handlers.common import lang_of, question_from, replied_id, topic_of, with_quote
+from bot.handlers.common import lang_of, question_from, quote_of, replied_id, topic_of
 from bot.notify import Notifier
 from bot.texts import t
 from config import Settings
@@ -35,11 +35,13 @@ async def ask(
     conversations: Conversations,
     notifier: Notifier,
 ) -> None:
-    prompt = with_quote(message, (command.args or "").strip(), bot.id)
-    if not prompt:
+    prompt = (command.args or "").strip()
+    quote = quote_of(message, bot.id)
+    if not prompt and not quote:
         await notifier.to(message, t(lang_of(message), "empty_question"))
         return
-    await conversations.ask(question_from(message, prompt), reply_to=replied_id(message))
+    question = question_from(message, prompt)
+    await conversations.ask(question, reply_to=replied_id(message), quote=quote)
 
 
 async def new(message: Message, conversations: Conversations, notifier: Notifier) -> None:

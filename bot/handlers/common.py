@@ -34,18 +34,19 @@ def replied_id(message: Message) -> int | None:
     return replied.message_id
 
 
-def with_quote(message: Message, prompt: str, bot_id: int) -> str:
-    """The question with the message it replies to, when that is somebody's text and not the
-    bot's (an answer of the bot's is in the conversation already): "@bot translate this", sent
-    as a reply to a message, is about that message. Only the part the user quoted, if any."""
+def quote_of(message: Message, bot_id: int) -> str | None:
+    """The message this one replies to, framed for the model, when that is somebody's text and
+    not the bot's (an answer of the bot's is in the conversation already): "@bot translate
+    this", sent as a reply to a message, is about that message. Only the part the user quoted,
+    if any."""
     replied = message.reply_to_message
     if replied is None or replied_id(message) is None:
-        return prompt
+        return None
     if replied.from_user is not None and replied.from_user.id == bot_id:
-        return prompt
+        return None
     quoted = message.quote.text if message.quote else replied.text or replied.caption
     if not quoted or not quoted.strip():
-        return prompt
+        return None
     if replied.from_user is not None:
         author = replied.from_user.full_name
     elif replied.sender_chat is not None:
@@ -53,7 +54,7 @@ def with_quote(message: Message, prompt: str, bot_id: int) -> str:
     else:
         author = "Someone"
     block = "\n".join("> " + line for line in quoted.strip().splitlines())
-    return f"{author} wrote:\n{block}\n\n{prompt}".rstrip()
+    return f"{author} wrote:\n{block}"
 
 
 def lang_of(message: Message) -> str | None:

@@ -7,14 +7,14 @@ from aiogram.types import Message
 
 from bot.conversations import Conversations
 from bot.filters import AddressedInGroup, is_group, is_plain_text, is_private
-from bot.handlers.common import lang_of, question_from, replied_id, with_quote
+from bot.handlers.common import lang_of, question_from, quote_of, replied_id
 from bot.notify import Notifier
 from bot.texts import t
 
 
 async def private_question(message: Message, bot: Bot, conversations: Conversations) -> None:
-    text = with_quote(message, (message.text or "").strip(), bot.id)
-    await conversations.ask(question_from(message, text), reply_to=replied_id(message))
+    question = question_from(message, (message.text or "").strip())
+    await conversations.ask(question, reply_to=replied_id(message), quote=quote_of(message, bot.id))
 
 
 async def group_question(
@@ -23,11 +23,12 @@ async def group_question(
     if message.text is None:  # a caption: the model would not see the photo or file under it
         await notifier.to(message, t(lang_of(message), "not_text"))
         return
-    text = with_quote(message, prompt, bot.id)  # a bare mention under a message: about it
-    if not text:
+    quote = quote_of(message, bot.id)  # a bare mention under a message: about that message
+    if not prompt and not quote:
         await notifier.to(message, t(lang_of(message), "empty_question"))
         return
-    await conversations.ask(question_from(message, text), reply_to=replied_id(message))
+    question = question_from(message, prompt)
+    await conversations.ask(question, reply_to=replied_id(message), quote=quote)
 
 
 def create_router() -> Router:
