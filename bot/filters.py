@@ -22,13 +22,19 @@ def _strip_mentions(text: str, message: Message, username: str) -> tuple[str, bo
             spans.append((entity.offset * 2, (entity.offset + entity.length) * 2))
     if not spans:
         return text, False
-    kept = bytearray()
+    pieces = []
     cursor = 0
     for start, end in sorted(spans):
-        kept += encoded[cursor:start]
+        pieces.append(encoded[cursor:start].decode("utf-16-le"))
         cursor = end
-    kept += encoded[cursor:]
-    return " ".join(kept.decode("utf-16-le").split()), True
+    pieces.append(encoded[cursor:].decode("utf-16-le"))
+    # Only the spaces around a mention go: the question's lines and indentation (code) stay.
+    text = pieces[0]
+    for piece in pieces[1:]:
+        left, right = text.rstrip(" \t"), piece.lstrip(" \t")
+        gap = " " if left[-1:] not in ("", "\n") and right[:1] not in ("", "\n") else ""
+        text = left + gap + right
+    return text.strip(), True
 
 
 class AddressedInGroup(Filter):

@@ -38,6 +38,24 @@ async def test_mention_answers_with_the_mention_stripped(
     assert answer.reply_to_message_id == question["message_id"]
 
 
+async def test_a_mention_goes_and_the_questions_layout_stays(
+    tg: FakeTelegram, llm: FakeLLM, bot_app: object
+) -> None:
+    """Code in a question keeps its lines and indentation; only the mention and the spaces
+    around it go."""
+    bot = f"@{tg.bot_username}"
+    for text, content in [
+        (f"{bot} fix this:\n```\ndef f():\n    return 1\n```\nthanks", None),
+        (f"what {bot} is this\n\n    indented", "what is this\n\n    indented"),
+        (f"Привет, {bot}, как дела?", "Привет, , как дела?"),
+        (f"first line\n{bot}\nlast", "first line\n\nlast"),
+    ]:
+        question = tg.send_user_message(GROUP, text, user_id=ALICE, chat_type="supergroup")
+        await final_answer(tg, GROUP, after=question["message"]["message_id"])
+        expected = content or text.removeprefix(bot + " ")
+        assert llm.received[-1].messages[-1]["content"] == expected
+
+
 async def test_reply_to_the_bot_and_ask_command(
     tg: FakeTelegram, llm: FakeLLM, bot_app: object
 ) -> None:
