@@ -203,9 +203,17 @@ async def test_only_asker_or_admin_may_stop_in_a_group(
     refusal = next(c for c in tg.calls if c.method == "answerCallbackQuery")
     assert "Only the person who asked" in str(refusal.params.get("text"))
     assert not is_final(answer_messages(tg, GROUP, question["message_id"]))
+    # /stop from Bob: the same refusal, not "nothing is being answered".
+    command = tg.send_user_message(GROUP, "/stop", user_id=BOB, chat_type="supergroup")["message"]
+    await tg.wait_for(lambda: bool(answer_messages(tg, GROUP, command["message_id"])))
+    [told] = answer_messages(tg, GROUP, command["message_id"])
+    assert told.text.startswith("Only the person who asked")
+    assert not is_final(answer_messages(tg, GROUP, question["message_id"]))
 
-    shown = answer_messages(tg, GROUP, question["message_id"])[-1]
+    # The answer may have moved on to a new message meanwhile: the one with the button now.
+    shown = next(m for m in answer_messages(tg, GROUP, question["message_id"]) if m.reply_markup)
     tg.press_button(GROUP, shown.message_id, data, user_id=ADMIN)
     messages = await final_answer(tg, GROUP, after=question["message_id"], timeout=30)
-    assert messages[-1].text.endswith("Stopped.")
+    answer = [m for m in messages if m.message_id != told.message_id]
+    assert answer[-1].text.endswith("Stopped.")
     assert tg.count_429 == 0 and tg.violations == 0

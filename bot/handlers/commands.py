@@ -62,10 +62,12 @@ async def stop(
     lang = lang_of(message)
     user_id = message.from_user.id if message.from_user else 0
     running = await answerer.in_chat(message.chat.id, topic_of(message))
-    if message.chat.type != "private" and not await is_chat_admin(
-        bot, policy, message.chat.id, user_id
-    ):
+    group = running and message.chat.type != "private"
+    if group and not await is_chat_admin(bot, policy, message.chat.id, user_id):
         running = [r for r in running if r.user_id == user_id]
+        if not running:  # somebody else's answers: say so, not that nothing is running
+            await notifier.to(message, t(lang, "stop_not_yours"))
+            return
     for answer in running:
         await answerer.stop(answer)
     await notifier.to(
