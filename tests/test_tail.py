@@ -38,7 +38,13 @@ from tests.test_render_split import CountingRenderer, assert_valid, inline, squa
         ("2 * 3 = 6", "2 * 3 = 6"),
         ("snake_case_na", "snake_case_na"),
         ("- **item", "- **item**"),
-        ("**open on an earlier line\nand more", "**open on an earlier line\nand more"),
+        # Emphasis and links run on across a paragraph's soft line breaks, not across blocks.
+        ("**open on an earlier line\nand more", "**open on an earlier line\nand more**"),
+        ("See [the official\ndocs page](https://e", "See the official\ndocs page"),
+        ("1. **Step**: do\n   the thing **now", "1. **Step**: do\n   the thing **now**"),
+        ("- a **b\n- c", "- a **b\n- c"),
+        ("## T **b\npara", "## T **b\npara"),
+        ("a **b\n\nc", "a **b\n\nc"),
         ("see [docs]", "see docs"),  # its address may come next
         ("cited [1] here", "cited [1] here"),
         (r"an escaped \*star", r"an escaped \*star"),
@@ -50,7 +56,9 @@ from tests.test_render_split import CountingRenderer, assert_valid, inline, squa
         ("**Total = 5*3 = 15", "**Total = 5*3 = 15**"),
         ("*Note: 2**10", "*Note: 2**10*"),
         (r"Escaped: \*not italic\*", r"Escaped: \*not italic\*"),
-        ("y = 2*x\n", "y = 2*x"),  # a finished line: what is open there, the model left open
+        ("y = 2*x\n", "y = 2*x"),
+        ("a **b\n", "a **b**"),  # the paragraph may go on
+        ("a **b\n\n", "a **b"),  # a finished paragraph: what is open there, the model left open
         # A table appears once its header is complete.
         ("Intro\n\n| a | b |", "Intro"),
         ("Intro\n\n| a | b |\n|--", "Intro"),
@@ -75,6 +83,9 @@ _inline = st.one_of(
     _word.map(lambda w: f"~~{w}~~"),
     st.tuples(_word, _word).map(lambda ws: f"**{ws[0]} `{ws[1]}`**"),
     st.tuples(_word, _word).map(lambda ws: f"**[{ws[0]}](https://e.com/{ws[1]})**"),
+    # Across a soft line break of the paragraph.
+    st.tuples(_word, _word).map(lambda ws: f"**{ws[0]}\n{ws[1]}**"),
+    st.tuples(_word, _word).map(lambda ws: f"[{ws[0]}\n{ws[1]}](https://e.com/{ws[1]})"),
 )
 _paragraph = st.lists(_inline, min_size=1, max_size=12).map(" ".join)
 _cell = st.one_of(_word, _word.map(lambda w: f"**{w}**"), _word.map(lambda w: f"`{w}`"))

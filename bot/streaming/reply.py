@@ -161,7 +161,7 @@ class ReplyStream:
         """Deliver the final state (the whole text, no cursor or button, plus `notice`).
 
         `complete=False`: the answer stopped midway (a Stop, a failure), so its unfinished last
-        line is settled as while streaming: `**bold` that was shown bold stays bold, not `**`."""
+        paragraph is settled as while streaming: `**bold` shown in bold stays bold, not `**`."""
         self._closing = True
         self._complete = complete
         self._notice = notice

@@ -69,7 +69,7 @@ class Segmenter:
     def parts(self, source: str, *, streaming: bool = False) -> list[Part]:
         """All parts for this snapshot: the frozen ones, then the open one (if it has text).
 
-        `streaming`: an intermediate state, whose unfinished last line is settled (see
+        `streaming`: an intermediate state, whose unfinished last paragraph is settled (see
         `bot.streaming.tail`). The same snapshot asked for again is not rendered again.
         """
         if self._last is not None and self._last[:2] == (source, streaming):
@@ -88,7 +88,7 @@ class Segmenter:
             self._head, self._tried = None, 0
 
     def _open_part(self, open_source: str, streaming: bool) -> Part:
-        """The open part rendered. While streaming, its unfinished last line is settled, and
+        """The open part rendered. While streaming, its unfinished last paragraph is settled, and
         what comes before its last blank line is rendered once, not at every tick: a tick costs
         what the last block costs, however long the part has grown."""
         if not streaming:

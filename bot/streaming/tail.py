@@ -9,9 +9,10 @@ the final answer is rendered exactly as the model wrote it.
 
 A table is shown once its header is complete, not as raw pipes before.
 
-Only the last line is touched: emphasis cannot cross a block (a list item, a heading), and a
-marker left open on an earlier line is the model's, not the stream's. Code blocks are left
-alone (the caller checks): an unclosed fence already renders as code to the end.
+Only the last paragraph is touched (its lines up to the end): emphasis and links run on across a
+paragraph's soft line breaks but cannot cross a block (a list item, a heading), so a marker left
+open in an earlier block is the model's, not the stream's. Code blocks are left alone (the
+caller checks): an unclosed fence already renders as code to the end.
 """
 
 from __future__ import annotations
@@ -26,6 +27,16 @@ from bot.streaming.render import TABLE_ROW
 _TRAILING = "*_~` \t"
 _DELIMITER_ROW = re.compile(r" {0,3}\|?[\s:|-]*$")
 _LINK_START = re.compile(r"!?\[")
+_BLANK_END = re.compile(r"\n[ \t]*\n\s*$")
+# A line that opens a block: a list item, a quote, or one of the blocks below.
+_BLOCK_LINE = re.compile(
+    r" {0,3}(?:[-+*](?:[ \t]|$)|\d{1,9}[.)](?:[ \t]|$)|>|#{1,6}(?:[ \t]|$)|`{3,}|~{3,}|\||"
+    r"(?:[-*_][ \t]*){3,}$|=+[ \t]*$)"
+)
+# A line that is a block of its own: a heading, a fence, a table row, a rule or an underline.
+_OWN_BLOCK_LINE = re.compile(
+    r" {0,3}(?:#{1,6}(?:[ \t]|$)|`{3,}|~{3,}|\||(?:[-*_][ \t]*){3,}$|=+[ \t]*$)"
+)
 _OPEN_AUTOLINK = re.compile(r"<[A-Za-z][A-Za-z0-9+.-]{1,31}:[^\s<>]*$")
 _BACKTICKS = re.compile(r"`+")
 _ESCAPE_OR_BACKTICKS = re.compile(r"\\.|`+")
@@ -34,9 +45,9 @@ _PUNCTUATION = frozenset("!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~")
 
 
 def settle(markdown: str) -> str:
-    """`markdown` (a snapshot outside any code block) with its last line's open markers closed
-    and a link still being written reduced to its text."""
-    line_ended = markdown.rstrip(" \t").endswith("\n")
+    """`markdown` (a snapshot outside any code block) with the markers its last paragraph opened
+    closed and a link still being written reduced to its text."""
+    ended = _BLANK_END.search(markdown)  # a blank line: the paragraph is over
     markdown = markdown.rstrip()  # shown without it anyway
     start = markdown.rfind("\n") + 1
     trailing = _TRAILING
@@ -45,11 +56,30 @@ def settle(markdown: str) -> str:
         if header is not None:
             return markdown[:header].rstrip()
         trailing += "|"  # a row's last pipe, before its next cell is written
-    if line_ended:
-        return markdown  # a finished line: what is open there, the model left open
+    if ended:
+        return markdown  # what is open in a finished paragraph, the model left open
+    # Emphasis and links run on across the soft line breaks of a paragraph (so a line's end
+    # closes nothing: the paragraph may go on).
+    start = _paragraph_start(markdown, start)
     # Half a marker (`**bold*`) goes, also when it is left at the end by a link's `[` going.
     line = _strip_tail(_link_text(_strip_tail(markdown[start:], trailing)), trailing)
     return markdown[:start] + line + _closers(line)
+
+
+def _paragraph_start(markdown: str, start: int) -> int:
+    """Where the paragraph (or list item, or quote) that the line at `start` continues begins:
+    back over the lines above it, up to a blank line, a line that opens a block (a list item or
+    a quote, taken in), or one that is a block of its own (a heading, a fence, a table row, a
+    rule: left out)."""
+    while start > 0 and not _BLOCK_LINE.match(markdown, start):
+        above = markdown.rfind("\n", 0, start - 1) + 1
+        line = markdown[above : start - 1]
+        if not line.strip() or _OWN_BLOCK_LINE.match(line):
+            break
+        start = above
+        if _BLOCK_LINE.match(line):
+            break
+    return start
 
 
 def _table_header(markdown: str, start: int) -> int | None:
