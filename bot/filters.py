@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable
 
 from aiogram import Bot
@@ -46,7 +47,7 @@ class AddressedInGroup(Filter):
 
     async def __call__(self, message: Message, bot: Bot) -> bool | dict[str, str]:
         text = message.text or message.caption
-        if not text or text.startswith("/"):
+        if not text or looks_like_command(text):
             return False
         if message.from_user is None or message.from_user.is_bot:
             return False
@@ -71,8 +72,17 @@ async def is_group(message: Message) -> bool:
     return message.chat.type in (ChatType.GROUP, ChatType.SUPERGROUP)
 
 
+# As Telegram marks a bot command: `/` and a name, maybe `@bot`, then a space or the end.
+# `/usr/bin/python is missing` or `/ 2 = ?` is a question.
+_COMMAND = re.compile(r"/[A-Za-z0-9_]{1,32}(?:@\w+)?(?:\s|$)")
+
+
+def looks_like_command(text: str) -> bool:
+    return bool(_COMMAND.match(text))
+
+
 async def is_command(message: Message) -> bool:
-    return bool(message.text and message.text.startswith("/"))
+    return bool(message.text and looks_like_command(message.text))
 
 
 async def is_plain_text(message: Message) -> bool:

@@ -126,6 +126,10 @@ async def test_system_prompt_show_and_set(
     reset = await reply_to(tg, USER, "/system reset")
     assert "reset" in reset.text
     assert "Default prompt." in (await reply_to(tg, USER, "/system")).text
+    # The Russian word resets too, rather than becoming the prompt.
+    await reply_to(tg, USER, "/system Be brief.")
+    assert "reset" in (await reply_to(tg, USER, "/system сброс")).text
+    assert "Default prompt." in (await reply_to(tg, USER, "/system")).text
 
 
 async def test_stranger_in_private_is_refused_with_their_id(

@@ -114,6 +114,12 @@ async def test_sticker_and_unknown_command_get_clear_answers(
     assert "don't know that command" in reply and "/ask" in reply
     assert llm.received == []
 
+    # A slash that starts no command name is text: a question.
+    for text in ("/usr/bin/python is missing, why?", "/ 2 = ?"):
+        question = tg.send_user_message(USER, text)["message"]
+        await final_answer(tg, USER, after=question["message_id"])
+        assert llm.received[-1].messages[-1]["content"] == text
+
 
 async def test_help_and_start(tg: FakeTelegram, llm: FakeLLM, bot_app: object) -> None:
     start = tg.send_user_message(USER, "/start", first_name="Ann")["message"]

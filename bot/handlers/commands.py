@@ -123,7 +123,7 @@ async def system(
     if not await is_chat_admin(bot, policy, message.chat.id, user_id):
         await notifier.to(message, t(lang, "system_not_allowed"))
         return
-    if text.lower() in ("reset", "default", "-"):
+    if text.lower() in ("reset", "default", "-", "сброс"):
         await store.set_pref(message.chat.id, "system_prompt", None)
         await notifier.to(message, t(lang, "system_reset"))
         return

@@ -7,7 +7,8 @@ EN: dict[str, str] = {
     ),
     "help": (
         "Send me a question and I answer it, streaming the text as it is written. "
-        "Press ⏹ Stop under an answer to end it early.\n\n"
+        "To end an answer early, press ⏹ Stop under it (or the stop control shown while it is "
+        "written) or send /stop.\n\n"
         "I remember the conversation: a new message continues it, a reply to one of my earlier "
         "answers continues from that point, and /new starts afresh.\n\n"
         "In groups I answer only when addressed: mention me (@{username}), reply to one of my "
@@ -51,7 +52,8 @@ EN: dict[str, str] = {
     "model_set": "Model set to {model}.",
     "model_not_allowed": "Only a chat admin can change the model here.",
     "system_show": "System prompt of this chat:\n\n{prompt}",
-    "system_none": "This chat has no system prompt. A chat admin can set one: /system <text>.",
+    "system_none": "This chat has no system prompt. Set one with /system <text> (in a group: a "
+    "chat admin); /system reset goes back to the default.",
     "system_set": "✅ System prompt saved. It applies from the next question.",
     "system_reset": "✅ System prompt reset to the default.",
     "system_not_allowed": "Only a chat admin can change the system prompt.",
