@@ -46,6 +46,14 @@ class Question:
     is_private: bool = True
 
 
+@dataclass(frozen=True, slots=True)
+class Quote:
+    """The message a question replies to, framed for the model (`Name wrote:` and `>` lines)."""
+
+    text: str
+    selected: bool = False  # a part the user selected: it goes with the question in any case
+
+
 @dataclass(slots=True)
 class Outcome:
     """How an answer ended: its text, the messages that show it, and the failure if any."""

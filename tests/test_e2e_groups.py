@@ -117,6 +117,39 @@ async def test_a_question_in_reply_to_someones_message_is_about_that_message(
     ]
 
 
+async def test_a_selected_part_is_what_the_question_is_about(
+    tg: FakeTelegram, llm: FakeLLM, bot_app: object
+) -> None:
+    """Telegram sends the part of the replied-to message a user selected: only that is quoted,
+    and in the bot's own answer (in the conversation already) it tells the model which part."""
+    german = "Der Hund ist sehr müde heute."
+    said = tg.send_user_message(
+        GROUP, german, user_id=BOB, first_name="Bob", chat_type="supergroup"
+    )["message"]
+    question = tg.send_user_message(
+        GROUP,
+        f"@{tg.bot_username} what does this word mean?",
+        user_id=ALICE,
+        chat_type="supergroup",
+        reply_to_message_id=said["message_id"],
+        quote="müde",
+    )["message"]
+    [answer] = await final_answer(tg, GROUP, after=question["message_id"])
+    content = llm.received[-1].messages[-1]["content"]
+    assert content == "Bob wrote:\n> müde\n\nwhat does this word mean?"
+    follow_up = tg.send_user_message(
+        GROUP,
+        "why this?",
+        user_id=ALICE,
+        chat_type="supergroup",
+        reply_to_message_id=answer.message_id,
+        quote="You said",
+    )["message"]
+    await final_answer(tg, GROUP, after=follow_up["message_id"])
+    user_turns = [m["content"] for m in llm.received[-1].messages if m["role"] == "user"]
+    assert user_turns == [content, "About this part of your answer:\n> You said\n\nwhy this?"]
+
+
 async def test_a_photo_addressed_to_the_bot_gets_the_text_only_hint(
     tg: FakeTelegram, llm: FakeLLM, bot_app: object
 ) -> None:

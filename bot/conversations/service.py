@@ -17,7 +17,7 @@ import math
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 
-from bot.answering import Answerer, Outcome, Question
+from bot.answering import Answerer, Outcome, Question, Quote
 from bot.conversations.context import build_context
 from bot.conversations.models import Turn, TurnStatus
 from bot.conversations.queues import LocalQueues, Queues
@@ -75,17 +75,18 @@ class Conversations:
             await asyncio.wait(set(self._inflight), timeout=30)
 
     async def ask(
-        self, question: Question, reply_to: int | None = None, quote: str | None = None
+        self, question: Question, reply_to: int | None = None, quote: Quote | None = None
     ) -> Outcome | None:
         """Answer a question, continuing the conversation it belongs to.
 
-        `quote`: the message replied to, framed for the model; it goes before the question
-        unless that message is in the conversation already (a question asked earlier)."""
+        `quote`: the message replied to; it goes before the question unless that message is in
+        the conversation already (a question asked earlier), and a part the user selected goes
+        in any case."""
         if await self._rate_limited(question):
             return None
         replied = await self.store.turn_by_message(question.chat_id, reply_to) if reply_to else None
-        if quote and (replied is None or not question.text):
-            question = replace(question, text=f"{quote}\n\n{question.text}".rstrip())
+        if quote and (quote.selected or replied is None or not question.text):
+            question = replace(question, text=f"{quote.text}\n\n{question.text}".rstrip())
         key = await self._key(question, replied)
         return await self._run(key, question, lambda: self._answer(question, replied))
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiogram.types import Message
 
-from bot.answering import Question
+from bot.answering import Question, Quote
 
 
 def question_from(message: Message, text: str) -> Question:
@@ -34,17 +34,20 @@ def replied_id(message: Message) -> int | None:
     return replied.message_id
 
 
-def quote_of(message: Message, bot_id: int) -> str | None:
-    """The message this one replies to, framed for the model, when that is somebody's text and
-    not the bot's (an answer of the bot's is in the conversation already): "@bot translate
-    this", sent as a reply to a message, is about that message. Only the part the user quoted,
-    if any."""
+def quote_of(message: Message, bot_id: int) -> Quote | None:
+    """The message this one replies to, framed for the model: "@bot translate this", sent as a
+    reply to a message, is about that message (only the part the user selected, if any). An
+    answer of the bot's is in the conversation already: only a part selected in it is quoted,
+    so that the model knows what the question is about."""
     replied = message.reply_to_message
     if replied is None or replied_id(message) is None:
         return None
+    selected = message.quote.text if message.quote and message.quote.text.strip() else None
     if replied.from_user is not None and replied.from_user.id == bot_id:
-        return None
-    quoted = message.quote.text if message.quote else replied.text or replied.caption
+        if selected is None:
+            return None
+        return Quote("About this part of your answer:\n" + _blockquote(selected), selected=True)
+    quoted = selected or replied.text or replied.caption
     if not quoted or not quoted.strip():
         return None
     if replied.from_user is not None:
@@ -53,8 +56,11 @@ def quote_of(message: Message, bot_id: int) -> str | None:
         author = replied.sender_chat.title or "A channel"
     else:
         author = "Someone"
-    block = "\n".join("> " + line for line in quoted.strip().splitlines())
-    return f"{author} wrote:\n{block}"
+    return Quote(f"{author} wrote:\n{_blockquote(quoted)}", selected=selected is not None)
+
+
+def _blockquote(text: str) -> str:
+    return "\n".join("> " + line for line in text.strip().splitlines())
 
 
 def lang_of(message: Message) -> str | None:

@@ -1023,6 +1023,7 @@ class FakeTelegram:
         message_thread_id: int | None = None,
         sticker: bool = False,
         photo: bool = False,
+        quote: str | None = None,
         chat_title: str = "Test group",
     ) -> Json:
         """Queue a user's message for getUpdates and store it so the bot can reply to it.
@@ -1051,6 +1052,7 @@ class FakeTelegram:
             ):
                 chat["is_forum"] = True
         self._chats[chat_id] = chat
+        target = None
         if reply_to_message_id is not None:
             target = self._messages.get(chat_id, {}).get(reply_to_message_id)
             if target is None or target.deleted:
@@ -1074,7 +1076,13 @@ class FakeTelegram:
             photo=photo,
         )
         self._store(message)
-        return self._push_update({"message": self._message_json(message)})
+        data = self._message_json(message)
+        if quote is not None:  # the part of the replied-to message the user selected
+            if target is None or quote not in target.text:
+                raise ValueError(f"{quote!r} is not in the message replied to")
+            position = utf16_len(target.text[: target.text.index(quote)])
+            data["quote"] = {"text": quote, "position": position, "is_manual": True}
+        return self._push_update({"message": data})
 
     def press_button(
         self,
