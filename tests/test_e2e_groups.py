@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from tests.fakes.llm import FakeLLM, Reply
-from tests.fakes.telegram import FakeTelegram
+from tests.fakes.telegram import FakeTelegram, StoredMessage
 from tests.helpers import answer_messages, final_answer, is_final
 
 GROUP = -100500
@@ -81,6 +81,25 @@ async def test_reply_to_the_bot_and_ask_command(
     assert len(llm.received) == 3
 
 
+async def _ask_replying(
+    tg: FakeTelegram, text: str, reply_to: int, *, user_id: int = ALICE, quote: str | None = None
+) -> list[StoredMessage]:
+    """A group question in reply to message `reply_to`; its finished answer."""
+    question = tg.send_user_message(
+        GROUP,
+        text,
+        user_id=user_id,
+        chat_type="supergroup",
+        reply_to_message_id=reply_to,
+        quote=quote,
+    )["message"]
+    return await final_answer(tg, GROUP, after=question["message_id"])
+
+
+def _user_turns(llm: FakeLLM) -> list[str]:
+    return [m["content"] for m in llm.received[-1].messages if m["role"] == "user"]
+
+
 async def test_a_question_in_reply_to_someones_message_is_about_that_message(
     tg: FakeTelegram, llm: FakeLLM, bot_app: object
 ) -> None:
@@ -93,28 +112,13 @@ async def test_a_question_in_reply_to_someones_message_is_about_that_message(
         (f"@{tg.bot_username}", quoted),  # a bare mention under a message: about it
         ("/ask what language is it?", quoted + "\n\nwhat language is it?"),
     ]:
-        question = tg.send_user_message(
-            GROUP,
-            text,
-            user_id=ALICE,
-            chat_type="supergroup",
-            reply_to_message_id=said["message_id"],
-        )["message"]
-        await final_answer(tg, GROUP, after=question["message_id"])
+        [answer] = await _ask_replying(tg, text, said["message_id"])
         assert llm.received[-1].messages[-1]["content"] == content
     # A question asked earlier is in the conversation already: not quoted again.
-    again = tg.send_user_message(
-        GROUP,
-        f"@{tg.bot_username} and in Spanish?",
-        user_id=BOB,
-        chat_type="supergroup",
-        reply_to_message_id=question["message_id"],
-    )["message"]
-    await final_answer(tg, GROUP, after=again["message_id"])
-    assert [m["content"] for m in llm.received[-1].messages if m["role"] == "user"] == [
-        quoted + "\n\nwhat language is it?",
-        "and in Spanish?",
-    ]
+    asked = answer.reply_to_message_id
+    assert asked is not None
+    await _ask_replying(tg, f"@{tg.bot_username} and in Spanish?", asked, user_id=BOB)
+    assert _user_turns(llm) == [quoted + "\n\nwhat language is it?", "and in Spanish?"]
 
 
 async def test_a_selected_part_is_what_the_question_is_about(
@@ -126,28 +130,12 @@ async def test_a_selected_part_is_what_the_question_is_about(
     said = tg.send_user_message(
         GROUP, german, user_id=BOB, first_name="Bob", chat_type="supergroup"
     )["message"]
-    question = tg.send_user_message(
-        GROUP,
-        f"@{tg.bot_username} what does this word mean?",
-        user_id=ALICE,
-        chat_type="supergroup",
-        reply_to_message_id=said["message_id"],
-        quote="müde",
-    )["message"]
-    [answer] = await final_answer(tg, GROUP, after=question["message_id"])
-    content = llm.received[-1].messages[-1]["content"]
-    assert content == "Bob wrote:\n> müde\n\nwhat does this word mean?"
-    follow_up = tg.send_user_message(
-        GROUP,
-        "why this?",
-        user_id=ALICE,
-        chat_type="supergroup",
-        reply_to_message_id=answer.message_id,
-        quote="You said",
-    )["message"]
-    await final_answer(tg, GROUP, after=follow_up["message_id"])
-    user_turns = [m["content"] for m in llm.received[-1].messages if m["role"] == "user"]
-    assert user_turns == [content, "About this part of your answer:\n> You said\n\nwhy this?"]
+    question = f"@{tg.bot_username} what does this word mean?"
+    [answer] = await _ask_replying(tg, question, said["message_id"], quote="müde")
+    content = "Bob wrote:\n> müde\n\nwhat does this word mean?"
+    assert _user_turns(llm) == [content]
+    await _ask_replying(tg, "why this?", answer.message_id, quote="You said")
+    assert _user_turns(llm) == [content, "About this part of your answer:\n> You said\n\nwhy this?"]
 
 
 async def test_a_photo_addressed_to_the_bot_gets_the_text_only_hint(
