@@ -229,8 +229,9 @@ class Settings(BaseSettings):
 def _describe(error: ValidationError) -> str:
     """One line that names the variable and what is wrong with it, never its value."""
     first = error.errors()[0]
-    if not first["loc"] and isinstance(first.get("ctx", {}).get("error"), ValueError):
-        return str(first["ctx"]["error"])  # a check across settings: its message names them
+    cause = first.get("ctx", {}).get("error")  # the ValueError a validator raised, if one did
+    if not first["loc"] and isinstance(cause, ValueError):
+        return str(cause)  # a check across settings: its message names them
     name = str(first["loc"][0]).upper() if first["loc"] else "settings"
     if first["type"] == "missing":
         if name == "BOT_TOKEN":
@@ -238,7 +239,6 @@ def _describe(error: ValidationError) -> str:
         return f"{name} is not set"
     if name == "BOT_TOKEN":
         return "BOT_TOKEN is malformed: expected the form 123456789:AAE... given by @BotFather"
-    cause = first.get("ctx", {}).get("error")
     reason = str(cause) if isinstance(cause, ValueError) else first["msg"]
     return f"{name} is invalid: {reason}"
 

@@ -62,8 +62,8 @@ async def stop(
     lang = lang_of(message)
     user_id = message.from_user.id if message.from_user else 0
     running = await answerer.in_chat(message.chat.id, topic_of(message))
-    group = running and message.chat.type != "private"
-    if group and not await is_chat_admin(bot, policy, message.chat.id, user_id):
+    in_group = message.chat.type != "private"
+    if running and in_group and not await is_chat_admin(bot, policy, message.chat.id, user_id):
         running = [r for r in running if r.user_id == user_id]
         if not running:  # somebody else's answers: say so, not that nothing is running
             await notifier.to(message, t(lang, "stop_not_yours"))

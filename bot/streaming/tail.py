@@ -28,15 +28,11 @@ _TRAILING = "*_~` \t"
 _DELIMITER_ROW = re.compile(r" {0,3}\|?[\s:|-]*$")
 _LINK_START = re.compile(r"!?\[")
 _BLANK_END = re.compile(r"\n[ \t]*\n\s*$")
-# A line that opens a block: a list item, a quote, or one of the blocks below.
-_BLOCK_LINE = re.compile(
-    r" {0,3}(?:[-+*](?:[ \t]|$)|\d{1,9}[.)](?:[ \t]|$)|>|#{1,6}(?:[ \t]|$)|`{3,}|~{3,}|\||"
-    r"(?:[-*_][ \t]*){3,}$|=+[ \t]*$)"
-)
 # A line that is a block of its own: a heading, a fence, a table row, a rule or an underline.
-_OWN_BLOCK_LINE = re.compile(
-    r" {0,3}(?:#{1,6}(?:[ \t]|$)|`{3,}|~{3,}|\||(?:[-*_][ \t]*){3,}$|=+[ \t]*$)"
-)
+_OWN_BLOCK = r"#{1,6}(?:[ \t]|$)|`{3,}|~{3,}|\||(?:[-*_][ \t]*){3,}$|=+[ \t]*$"
+_OWN_BLOCK_LINE = re.compile(rf" {{0,3}}(?:{_OWN_BLOCK})")
+# A line that opens a block: a list item, a quote, or one of those.
+_BLOCK_LINE = re.compile(rf" {{0,3}}(?:[-+*](?:[ \t]|$)|\d{{1,9}}[.)](?:[ \t]|$)|>|{_OWN_BLOCK})")
 _OPEN_AUTOLINK = re.compile(r"<[A-Za-z][A-Za-z0-9+.-]{1,31}:[^\s<>]*$")
 _BACKTICKS = re.compile(r"`+")
 _ESCAPE_OR_BACKTICKS = re.compile(r"\\.|`+")
@@ -162,8 +158,9 @@ def _link_text(line: str) -> str:
     autolink being written (complete, it shows without its brackets)."""
     if "<" in line:
         autolink = _OPEN_AUTOLINK.search(line)
-        at = autolink.start() if autolink else -1
-        if at >= 0 and line[at - 1 : at] != "\\" and not _in_code(at, _code_spans(line)):
+        kept = list(_outside_code([autolink], _code_spans(line))) if autolink else []
+        at = kept[0].start() if kept else -1
+        if at >= 0 and line[at - 1 : at] != "\\":  # not escaped, not in code
             line = line[:at] + line[at + 1 :]
     if "[" not in line:
         return line
@@ -182,10 +179,6 @@ def _link_text(line: str) -> str:
             return line[:at] + rest[:close]
         return line  # a complete link, or brackets followed by text
     return line
-
-
-def _in_code(index: int, spans: list[tuple[int, int]]) -> bool:
-    return any(start <= index < end for start, end in spans)
 
 
 def _closers(line: str) -> str:
