@@ -10,39 +10,14 @@ from aiogram.enums import ChatType
 from aiogram.filters import Filter
 from aiogram.types import CallbackQuery, Message
 
-
-def _strip_mentions(text: str, message: Message, username: str) -> tuple[str, bool]:
-    """Remove every `mention` entity of the bot from the text; report whether there was one."""
-    encoded = text.encode("utf-16-le")
-    spans: list[tuple[int, int]] = []
-    for entity in message.entities or message.caption_entities or []:
-        if entity.type != "mention":
-            continue
-        value = entity.extract_from(text)
-        if value.lstrip("@").lower() == username.lower():
-            spans.append((entity.offset * 2, (entity.offset + entity.length) * 2))
-    if not spans:
-        return text, False
-    pieces = []
-    cursor = 0
-    for start, end in sorted(spans):
-        pieces.append(encoded[cursor:start].decode("utf-16-le"))
-        cursor = end
-    pieces.append(encoded[cursor:].decode("utf-16-le"))
-    # Only the spaces around a mention go: the question's lines and indentation (code) stay.
-    text = pieces[0]
-    for piece in pieces[1:]:
-        left, right = text.rstrip(" \t"), piece.lstrip(" \t")
-        gap = " " if left[-1:] not in ("", "\n") and right[:1] not in ("", "\n") else ""
-        text = left + gap + right
-    return text.strip(), True
+from bot.markup import without_mentions
 
 
 class AddressedInGroup(Filter):
     """A group message meant for the bot: it mentions the bot or replies to one of its messages.
 
-    Commands are left to the command routers. The question, with the mention removed, is passed
-    to the handler as `prompt`.
+    Commands are left to the command routers. The question, as Markdown with the mention
+    removed, is passed to the handler as `prompt`.
     """
 
     async def __call__(self, message: Message, bot: Bot) -> bool | dict[str, str]:
@@ -52,7 +27,7 @@ class AddressedInGroup(Filter):
         if message.from_user is None or message.from_user.is_bot:
             return False
         me = await bot.me()
-        prompt, mentioned = _strip_mentions(text, message, me.username or "")
+        prompt, mentioned = without_mentions(message, me.username or "")
         replied = message.reply_to_message
         is_reply_to_bot = bool(replied and replied.from_user and replied.from_user.id == me.id)
         if not mentioned and not is_reply_to_bot:

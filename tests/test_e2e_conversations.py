@@ -155,3 +155,72 @@ async def test_a_repeated_question_reaches_the_model(
     await ask(tg, USER, "more")
     await ask(tg, USER, "more")
     assert dialog(llm) == [("user", "more"), ("assistant", "You said: more"), ("user", "more")]
+
+
+def _span(text: str, part: str, kind: str, **extra: Any) -> dict[str, Any]:
+    """The entity of type `kind` over `part` of `text`, as Telegram sends it (UTF-16)."""
+    start = text.index(part)
+    utf16 = len(text[:start].encode("utf-16-le")) // 2
+    return {"type": kind, "offset": utf16, "length": len(part.encode("utf-16-le")) // 2, **extra}
+
+
+async def test_a_questions_formatting_reaches_the_model_as_markdown(
+    tg: FakeTelegram, llm: FakeLLM, bot_app: object
+) -> None:
+    """A code block typed in a client arrives as bare lines and a `pre` entity, a link as its
+    words and a hidden address: the model gets them as Markdown, and so does memory."""
+    code = "def f(x):\n    return x * 2"
+    text = f"Why does this fail? 🤔\n{code}\nSee the docs, it is urgent"
+    entities = [
+        _span(text, code, "pre", language="python"),
+        _span(text, "the docs", "text_link", url="https://docs.python.org/3/"),
+        _span(text, "urgent", "bold"),
+    ]
+    question = tg.send_user_message(USER, text, entities=entities)["message"]
+    await final_answer(tg, USER, after=question["message_id"])
+    asked = (
+        "Why does this fail? 🤔\n```python\ndef f(x):\n    return x * 2\n```\n"
+        "See [the docs](https://docs.python.org/3/), it is **urgent**"
+    )
+    assert dialog(llm)[-1] == ("user", asked)
+
+    command = "/ask what does `x * 2` return?"
+    ask_text = "/ask what does x * 2 return?"
+    entities = [_span(ask_text, "/ask", "bot_command"), _span(ask_text, "x * 2", "code")]
+    question = tg.send_user_message(USER, ask_text, entities=entities)["message"]
+    await final_answer(tg, USER, after=question["message_id"])
+    assert dialog(llm)[-3:] == [
+        ("user", asked),
+        ("assistant", f"You said: {asked}"),
+        ("user", command.removeprefix("/ask ")),
+    ]
+
+
+async def test_group_questions_and_quotes_keep_their_formatting(
+    tg: FakeTelegram, llm: FakeLLM, bot_app: object
+) -> None:
+    group: dict[str, Any] = {"chat_type": "supergroup"}
+    said = "my script:\nprint(1)"
+    bob = tg.send_user_message(
+        GROUP,
+        said,
+        user_id=BOB,
+        first_name="Bob",
+        entities=[_span(said, "print(1)", "pre")],
+        **group,
+    )["message"]
+    text = f"@{tg.bot_username} why is\n    x = 1\nwrong?"
+    entities = [_span(text, f"@{tg.bot_username}", "mention"), _span(text, "    x = 1", "pre")]
+    question = tg.send_user_message(
+        GROUP,
+        text,
+        user_id=ALICE,
+        entities=entities,
+        reply_to_message_id=bob["message_id"],
+        **group,
+    )["message"]
+    await final_answer(tg, GROUP, after=question["message_id"])
+    assert dialog(llm)[-1] == (
+        "user",
+        "Bob wrote:\n> my script:\n> ```\n> print(1)\n> ```\n\nwhy is\n```\n    x = 1\n```\nwrong?",
+    )

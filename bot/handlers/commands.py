@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from aiogram import Bot, Router
-from aiogram.filters import Command, CommandObject, CommandStart
+from aiogram.filters import Command, CommandStart
 from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup, Message
 
 from bot.access import AccessPolicy, is_chat_admin
 from bot.answering import Answerer
 from bot.conversations import Conversations, Store
 from bot.handlers.common import lang_of, question_from, quote_of, replied_id, topic_of
+from bot.markup import command_args
 from bot.notify import Notifier
 from bot.texts import t
 from config import Settings
@@ -30,12 +31,11 @@ async def help_(message: Message, bot: Bot, notifier: Notifier) -> None:
 
 async def ask(
     message: Message,
-    command: CommandObject,
     bot: Bot,
     conversations: Conversations,
     notifier: Notifier,
 ) -> None:
-    prompt = (command.args or "").strip()
+    prompt = command_args(message)
     quote = quote_of(message, bot.id)
     if not prompt and not quote:
         await notifier.to(message, t(lang_of(message), "empty_question"))
@@ -100,7 +100,6 @@ async def model(message: Message, store: Store, settings: Settings, notifier: No
 
 async def system(
     message: Message,
-    command: CommandObject,
     bot: Bot,
     store: Store,
     settings: Settings,
@@ -109,7 +108,7 @@ async def system(
 ) -> None:
     lang = lang_of(message)
     prefs = await store.prefs(message.chat.id)
-    text = (command.args or "").strip()
+    text = command_args(message)
     if not text:
         current = prefs.system_prompt if prefs.system_prompt is not None else settings.system_prompt
         if len(current) > SHOWN_PROMPT_CHARS:  # the notice must fit one message

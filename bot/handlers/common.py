@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiogram.types import Message
 
 from bot.answering import Question, Quote
+from bot.markup import markdown_of, message_markdown
 
 
 def question_from(message: Message, text: str) -> Question:
@@ -42,13 +43,13 @@ def quote_of(message: Message, bot_id: int) -> Quote | None:
     replied = message.reply_to_message
     if replied is None or replied_id(message) is None:
         return None
-    selected = message.quote.text if message.quote and message.quote.text.strip() else None
+    selected = markdown_of(message.quote.text, message.quote.entities) if message.quote else ""
     if replied.from_user is not None and replied.from_user.id == bot_id:
-        if selected is None:
+        if not selected:
             return None
         return Quote("About this part of your answer:\n" + _blockquote(selected), selected=True)
-    quoted = selected or replied.text or replied.caption
-    if not quoted or not quoted.strip():
+    quoted = selected or message_markdown(replied)
+    if not quoted:
         return None
     if replied.from_user is not None:
         author = replied.from_user.full_name
@@ -56,7 +57,7 @@ def quote_of(message: Message, bot_id: int) -> Quote | None:
         author = replied.sender_chat.title or "A channel"
     else:
         author = "Someone"
-    return Quote(f"{author} wrote:\n{_blockquote(quoted)}", selected=selected is not None)
+    return Quote(f"{author} wrote:\n{_blockquote(quoted)}", selected=bool(selected))
 
 
 def _blockquote(text: str) -> str:

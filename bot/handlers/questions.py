@@ -8,12 +8,13 @@ from aiogram.types import Message
 from bot.conversations import Conversations
 from bot.filters import AddressedInGroup, is_group, is_plain_text, is_private
 from bot.handlers.common import lang_of, question_from, quote_of, replied_id
+from bot.markup import message_markdown
 from bot.notify import Notifier
 from bot.texts import t
 
 
 async def private_question(message: Message, bot: Bot, conversations: Conversations) -> None:
-    question = question_from(message, (message.text or "").strip())
+    question = question_from(message, message_markdown(message))
     await conversations.ask(question, reply_to=replied_id(message), quote=quote_of(message, bot.id))
 
 
