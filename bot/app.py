@@ -167,6 +167,7 @@ def build_app(settings: Settings) -> App:
     dispatcher.update.outer_middleware(metrics.count_update)  # is not a new update
     access = AccessMiddleware(policy, store, notifier, refusals)
     dispatcher.message.middleware(access)
+    dispatcher.edited_message.middleware(access)
     dispatcher.callback_query.middleware(access)
     dispatcher.include_routers(*get_routers())
     return App(

@@ -224,3 +224,77 @@ async def test_group_questions_and_quotes_keep_their_formatting(
         "user",
         "Bob wrote:\n> my script:\n> ```\n> print(1)\n> ```\n\nwhy is\n```\n    x = 1\n```\nwrong?",
     )
+
+
+def _notices(tg: FakeTelegram, chat_id: int, about: int, words: str) -> list[Any]:
+    return [
+        m for m in tg.bot_messages(chat_id) if m.reply_to_message_id == about and words in m.text
+    ]
+
+
+async def test_an_edited_question_is_remembered_as_edited(
+    tg: FakeTelegram, llm: FakeLLM, bot_app: object
+) -> None:
+    """Memory keeps what the chat shows: the edited question; the user learns that the answer
+    is to the earlier version and how to have the new one answered."""
+    question, [answer] = await ask(tg, USER, "waht is 2+2")
+    tg.edit_user_message(USER, question["message_id"], "what is 3+3")
+    await tg.wait_for(lambda: bool(_notices(tg, USER, question["message_id"], "/retry")))
+    [notice] = _notices(tg, USER, question["message_id"], "/retry")
+    assert "earlier version" in notice.text
+    assert len(llm.received) == 1  # not answered unasked
+
+    retry = tg.send_user_message(USER, "/retry", reply_to_message_id=answer.message_id)["message"]
+    [again] = await final_answer(tg, USER, after=retry["message_id"])
+    assert again.text == "You said: what is 3+3"
+    assert dialog(llm) == [("user", "what is 3+3")]
+    await ask(tg, USER, "and 4+4?")
+    assert dialog(llm) == [
+        ("user", "what is 3+3"),
+        ("assistant", "You said: what is 3+3"),
+        ("user", "and 4+4?"),
+    ]
+    # An edit that leaves the text as it was (Telegram sends one when a link preview changes)
+    # says nothing.
+    before = len(tg.bot_messages(USER))
+    tg.edit_user_message(USER, question["message_id"], "what is 3+3")
+    await tg.wait_for(lambda: not tg.pending_updates)
+    await tg.wait_idle(quiet=0.3)
+    assert len(tg.bot_messages(USER)) == before
+
+
+async def test_a_queued_question_is_answered_as_edited(
+    tg: FakeTelegram, llm: FakeLLM, bot_app: object
+) -> None:
+    llm.script(Reply("first answer " * 40, chunk_size=10, delay=0.02))
+    first = tg.send_user_message(USER, "first")["message"]
+    await tg.wait_for(lambda: bool(answer_messages(tg, USER, first["message_id"])))
+    second = tg.send_user_message(USER, "secnod")["message"]
+    await tg.wait_for(lambda: bool(_notices(tg, USER, second["message_id"], "right after")))
+    tg.edit_user_message(USER, second["message_id"], "second")
+    await tg.wait_for(lambda: len(llm.received) == 2, timeout=20)
+    await final_answer(tg, USER, after=second["message_id"])
+    assert dialog(llm)[-1] == ("user", "second")
+    assert not _notices(tg, USER, second["message_id"], "/retry")
+
+
+async def test_a_group_message_edited_to_mention_the_bot_is_answered(
+    tg: FakeTelegram, llm: FakeLLM, bot_app: object
+) -> None:
+    """The mention was forgotten, then added by an edit: the bot answers once."""
+    group: dict[str, Any] = {"chat_type": "supergroup", "user_id": ALICE}
+    message = tg.send_user_message(GROUP, "how do magnets work?", **group)["message"]
+    await tg.wait_for(lambda: not tg.pending_updates)
+    await tg.wait_idle(quiet=0.3)
+    assert llm.received == []
+    mention = f"@{tg.bot_username}"
+    tg.edit_user_message(GROUP, message["message_id"], f"{mention} how do magnets work?")
+    [answer] = await final_answer(tg, GROUP, after=message["message_id"])
+    assert dialog(llm) == [("user", "how do magnets work?")]
+    assert answer.text == "You said: how do magnets work?"
+    # Edited again once answered: remembered, not answered again unasked.
+    tg.edit_user_message(GROUP, message["message_id"], f"{mention} how do magnets work, briefly?")
+    await tg.wait_for(lambda: bool(_notices(tg, GROUP, message["message_id"], "/retry")))
+    assert len(llm.received) == 1
+    turn = await bot_app.store.turn_by_message(GROUP, message["message_id"])  # type: ignore[attr-defined]
+    assert turn.question == "how do magnets work, briefly?"

@@ -179,6 +179,9 @@ class RedisStore:
                 pipe.sadd(self._k("turn", turn_id, "msgs"), *message_ids)
             await pipe.execute()
 
+    async def set_question(self, turn_id: int, question: str) -> None:
+        await self.redis.hset(self._k("turn", turn_id), "question", question)
+
     async def link_message(self, chat_id: int, message_id: int, turn_id: int) -> None:
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.hset(self._k("msgs", chat_id), str(message_id), turn_id)

@@ -58,6 +58,9 @@ class Conversations:
         self._limit_notices = notice_gate or Throttle(60.0)
         self.queues = queues or LocalQueues()
         self._inflight: set[asyncio.Task[object]] = set()
+        # Questions asked, by (chat, message): the question while it waits its turn, None once
+        # its answer has started.
+        self._waiting: dict[tuple[int, int], Question | None] = {}
         self._closing = False
 
     async def drain(self, grace: float) -> None:
@@ -85,10 +88,35 @@ class Conversations:
         if await self._rate_limited(question):
             return None
         replied = await self.store.turn_by_message(question.chat_id, reply_to) if reply_to else None
-        if quote and (quote.selected or replied is None or not question.text):
-            question = replace(question, text=f"{quote.text}\n\n{question.text}".rstrip())
-        key = await self._key(question, replied)
-        return await self._run(key, question, lambda: self._answer(question, replied))
+        return await self._ask(_framed(question, replied, quote), replied)
+
+    async def edit(
+        self, question: Question, reply_to: int | None = None, quote: Quote | None = None
+    ) -> Outcome | None:
+        """A question's message was edited: memory keeps what it now says.
+
+        Still waiting for its turn, it is answered as edited. Answered (or being answered), its
+        turn takes the new text, so the conversation goes on from it and `/retry` answers it,
+        and the user is told so. In a group, a message edited to address the bot that it never
+        answered (its mention was forgotten) is asked now.
+        """
+        replied = await self.store.turn_by_message(question.chat_id, reply_to) if reply_to else None
+        question = _framed(question, replied, quote)
+        waiting = (question.chat_id, question.message_id)
+        if self._waiting.get(waiting) is not None:
+            self._waiting[waiting] = question
+            return None
+        turn = await self.store.turn_by_message(question.chat_id, question.message_id)
+        if turn is not None:
+            if turn.question_message_id == question.message_id and turn.question != question.text:
+                await self.store.set_question(turn.id, question.text)
+                await self._notice(question, "edited")
+            return None
+        if waiting in self._waiting:
+            return None  # its answer is starting: it was asked, as it read a moment ago
+        if question.is_private or await self._rate_limited(question):
+            return None  # never asked in a private chat: a command once, or over the limit
+        return await self._ask(question, replied)
 
     async def retry(self, question: Question, reply_to: int | None = None) -> Outcome | None:
         """Answer the last question (or the one replied to) again, as a sibling branch."""
@@ -138,6 +166,23 @@ class Conversations:
         await self.store.set_head(question.chat_id, question.thread_id, None)
 
     # -- internals -------------------------------------------------------------------------------
+
+    async def _ask(self, question: Question, replied: Turn | None) -> Outcome | None:
+        key = await self._key(question, replied)
+        waiting = (question.chat_id, question.message_id)
+        self._waiting[waiting] = question
+
+        def start() -> Awaitable[Outcome]:
+            # Queued behind another answer, it is answered as its message reads when its turn
+            # comes (`edit` replaces it meanwhile).
+            current = self._waiting.get(waiting) or question
+            self._waiting[waiting] = None
+            return self._answer(current, replied)
+
+        try:
+            return await self._run(key, question, start)
+        finally:
+            self._waiting.pop(waiting, None)
 
     async def _rate_limited(self, question: Question) -> bool:
         """Count the request; over the limit, tell the user when to come back."""
@@ -235,3 +280,12 @@ class Conversations:
             head = await self.store.get_head(question.chat_id, question.thread_id)
             return await self.store.get_turn(head) if head else None
         return await self.store.latest_turn(question.chat_id, question.thread_id, question.user_id)
+
+
+def _framed(question: Question, replied: Turn | None, quote: Quote | None) -> Question:
+    """The question with the message it replies to quoted before it, unless that message is in
+    the conversation already (a question asked earlier); a part the user selected goes in any
+    case."""
+    if quote and (quote.selected or replied is None or not question.text):
+        return replace(question, text=f"{quote.text}\n\n{question.text}".rstrip())
+    return question

@@ -246,6 +246,14 @@ class SQLiteStore:
 
         await self._run(update, write=True)
 
+    async def set_question(self, turn_id: int, question: str) -> None:
+        await self._run(
+            lambda conn: _write(
+                conn, "UPDATE turns SET question = ? WHERE id = ?", (question, turn_id)
+            ),
+            write=True,
+        )
+
     async def link_message(self, chat_id: int, message_id: int, turn_id: int) -> None:
         await self._run(
             lambda conn: _write(

@@ -2,9 +2,9 @@
 
 from aiogram import Router
 
-from bot.handlers import buttons, commands, fallback, questions
+from bot.handlers import buttons, commands, edits, fallback, questions
 
 
 def get_routers() -> list[Router]:
     """New routers, in the order they must see updates: commands first, the catch-all last."""
-    return [m.create_router() for m in (commands, buttons, questions, fallback)]
+    return [m.create_router() for m in (commands, buttons, questions, edits, fallback)]

@@ -1084,6 +1084,25 @@ class FakeTelegram:
             data["quote"] = {"text": quote, "position": position, "is_manual": True}
         return self._push_update({"message": data})
 
+    def edit_user_message(
+        self, chat_id: int, message_id: int, text: str, *, entities: list[Json] | None = None
+    ) -> Json:
+        """Queue an `edited_message`: the user edited a message of theirs (a text message keeps
+        its reply and topic; entities=None detects commands and @mentions as for a new one)."""
+        message = self.message(chat_id, message_id)
+        if message.from_bot or message.deleted:
+            raise ValueError(f"message {message_id} in chat {chat_id} is not a user's message")
+        if not text:
+            raise ValueError("a text message cannot be edited to no text")
+        message.text = text
+        message.entities = [
+            dict(e) for e in (self._detect_entities(text) if entities is None else entities)
+        ]
+        message.history.append(text)
+        message.edit_date = int(time.time())
+        message.edits += 1
+        return self._push_update({"edited_message": self._message_json(message)})
+
     def press_button(
         self,
         chat_id: int,

@@ -1,0 +1,38 @@
+"""Edited questions: memory keeps what the message now says (`Conversations.edit`).
+
+Edits of commands and captions are left alone: a command has done its work, and the model would
+not see the photo or file under a caption.
+"""
+
+from __future__ import annotations
+
+from aiogram import Bot, Router
+from aiogram.types import Message
+
+from bot.conversations import Conversations
+from bot.filters import AddressedInGroup, is_group, is_plain_text, is_private
+from bot.handlers.common import question_from, quote_of, replied_id
+from bot.markup import message_markdown
+
+
+async def private_edit(message: Message, bot: Bot, conversations: Conversations) -> None:
+    question = question_from(message, message_markdown(message))
+    await conversations.edit(
+        question, reply_to=replied_id(message), quote=quote_of(message, bot.id)
+    )
+
+
+async def group_edit(message: Message, prompt: str, bot: Bot, conversations: Conversations) -> None:
+    quote = quote_of(message, bot.id)
+    if message.text is None or not (prompt or quote):
+        return
+    question = question_from(message, prompt)
+    await conversations.edit(question, reply_to=replied_id(message), quote=quote)
+
+
+def create_router() -> Router:
+    """A fresh router (a router can belong to one Dispatcher only)."""
+    router = Router(name="edits")
+    router.edited_message.register(private_edit, is_private, is_plain_text)
+    router.edited_message.register(group_edit, is_group, AddressedInGroup())
+    return router
