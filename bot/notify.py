@@ -77,6 +77,16 @@ class Notifier:
         except TelegramAPIError as e:
             log.debug("chat %s: could not edit message %s: %s", chat_id, message_id, e)
 
+    async def delete(self, chat_id: int, message_id: int) -> None:
+        """Delete a notice that no longer holds (through the pacer); errors are ignored."""
+        await self.pacer.acquire(chat_id, final=True)
+        try:
+            await self.bot.delete_message(chat_id=chat_id, message_id=message_id)
+        except TelegramRetryAfter as e:
+            self.pacer.penalize(chat_id, float(e.retry_after))
+        except TelegramAPIError as e:
+            log.debug("chat %s: could not delete message %s: %s", chat_id, message_id, e)
+
     async def to(self, message: Message, text: str, **kw: object) -> Message | None:
         """Reply to a user's message (in its topic)."""
         thread = message.message_thread_id if message.is_topic_message else None

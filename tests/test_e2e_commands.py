@@ -61,9 +61,11 @@ async def test_stop_command_stops_the_streaming_answer(
     llm.script(Reply("word " * 3000, chunk_size=5, delay=0.01))
     question = tg.send_user_message(USER, "long")["message"]
     await tg.wait_for(lambda: bool(answer_messages(tg, USER, question["message_id"])))
-    tg.send_user_message(USER, "/stop")
+    command = tg.send_user_message(USER, "/stop")["message"]
     messages = await final_answer(tg, USER, after=question["message_id"])
-    assert any(m.text.endswith("Stopped.") for m in messages)
+    assert messages[-1].text.endswith("⏹ Stopped.")
+    # The answer says it was stopped; no reply to /stop says it again.
+    assert [m.message_id for m in messages if m.reply_to_message_id == command["message_id"]] == []
     await tg.wait_for(lambda: llm.received[-1].client_closed, timeout=5)
 
 

@@ -132,9 +132,30 @@ async def test_second_question_is_queued_and_sees_the_first_exchange(
         )
     )
     assert len(llm.received) == 1  # not started yet
+    [waiting] = _notices(tg, USER, second["message_id"], "right after")
     await tg.wait_for(lambda: len(llm.received) == 2, timeout=20)
     await final_answer(tg, USER, after=second["message_id"])
     assert [c for _, c in dialog(llm)] == ["first", "first answer " * 40, "second"]
+    # Answered: the promise is kept, and its notice goes.
+    await tg.wait_for(lambda: tg.message(USER, waiting.message_id).deleted)
+
+
+async def test_at_shutdown_a_queued_question_is_told_it_was_not_answered(
+    tg: FakeTelegram, llm: FakeLLM, bot_app: Any
+) -> None:
+    llm.script(Reply("first answer " * 200, chunk_size=10, delay=0.02))
+    first = tg.send_user_message(USER, "first")["message"]
+    await tg.wait_for(lambda: bool(answer_messages(tg, USER, first["message_id"])))
+    second = tg.send_user_message(USER, "second")["message"]
+    await tg.wait_for(lambda: bool(_notices(tg, USER, second["message_id"], "right after")))
+    [waiting] = _notices(tg, USER, second["message_id"], "right after")
+    await bot_app.conversations.drain(0.2)
+    [notice] = _notices(tg, USER, second["message_id"], "restarted")
+    assert notice.text.startswith("⚠️ The bot was restarted before it could answer this.")
+    assert tg.message(USER, waiting.message_id).deleted
+    assert len(llm.received) == 1
+    shown = answer_messages(tg, USER, first["message_id"])
+    assert "restarted before this answer was finished" in shown[0].text
 
 
 async def test_failed_answer_is_stored_with_what_was_shown(

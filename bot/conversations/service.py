@@ -17,6 +17,8 @@ import math
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 
+from aiogram.types import Message
+
 from bot.answering import Answerer, Outcome, Question, Quote
 from bot.conversations.context import build_context
 from bot.conversations.models import Turn, TurnStatus
@@ -196,8 +198,8 @@ class Conversations:
             await self._notice(question, "rate_limited", minutes=max(1, math.ceil(wait / 60)))
         return True
 
-    async def _notice(self, question: Question, key: str, **values: object) -> None:
-        await self.notifier.reply(
+    async def _notice(self, question: Question, key: str, **values: object) -> Message | None:
+        return await self.notifier.reply(
             question.chat_id,
             t(question.lang, key, **values),
             reply_to=question.message_id,
@@ -219,14 +221,22 @@ class Conversations:
         task = asyncio.current_task()
         if task is not None:
             self._inflight.add(task)
+        queued: list[Message] = []  # "⏳ I'll answer this right after…"
+
+        async def on_queued() -> None:
+            if notice := await self._notice(question, "queued"):
+                queued.append(notice)
+
         try:
-            async with self.queues.hold(key, lambda: self._notice(question, "queued")):
+            async with self.queues.hold(key, on_queued):
                 if self._closing:
-                    await self._notice(question, "notice_interrupted")
+                    await self._notice(question, "notice_not_started")
                     return None
                 return await work()
         finally:
             self._inflight.discard(task)
+            for notice in queued:  # answered (or told why not): the promise is kept or void
+                await self.notifier.delete(notice.chat.id, notice.message_id)
 
     async def _answer(
         self, question: Question, replied: Turn | None, *, fresh: bool = False

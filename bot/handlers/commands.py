@@ -68,11 +68,10 @@ async def stop(
         if not running:  # somebody else's answers: say so, not that nothing is running
             await notifier.to(message, t(lang, "stop_not_yours"))
             return
-    for answer in running:
+    if not running:
+        await notifier.to(message, t(lang, "stop_none"))
+    for answer in running:  # each ends with "⏹ Stopped.": no reply of its own to say so again
         await answerer.stop(answer)
-    await notifier.to(
-        message, t(lang, "stop_count", count=len(running)) if running else t(lang, "stop_none")
-    )
 
 
 def model_keyboard(models: tuple[str, ...], current: str) -> InlineKeyboardMarkup:

@@ -49,7 +49,6 @@ EN: dict[str, str] = {
     "stop_done": "Stopped.",
     "stop_gone": "This answer has already finished.",
     "stop_none": "Nothing is being answered right now.",
-    "stop_count": "⏹ Stopped: {count}.",
     "model_current": "Model: {model}. Choose another one:",
     "model_set": "Model set to {model}.",
     "model_not_allowed": "Only a chat admin can change the model here.",
@@ -81,6 +80,7 @@ EN: dict[str, str] = {
     "notice_empty": "⚠️ The model returned an empty answer. Please try again.",
     "notice_unavailable": "⚠️ No model is available right now. Please try again later.",
     "notice_internal": "⚠️ Something went wrong on my side. Please try again.",
+    "notice_not_started": "⚠️ The bot was restarted before it could answer this. Please ask again.",
     "notice_interrupted": "⚠️ The bot was restarted before this answer was finished. "
     "Please ask again.",
 }
