@@ -64,6 +64,8 @@ def answer_text(chat_id: int, length: int = 1000, kind: str = "markdown") -> str
 
 
 ANSWERS = sys.argv[sys.argv.index("--answers") + 1] if "--answers" in sys.argv else "markdown"
+if "--chars-per-second" in sys.argv:  # the test of the harness streams faster
+    CHARS_PER_SECOND = float(sys.argv[sys.argv.index("--chars-per-second") + 1])
 
 
 def responder(body: dict[str, Any]) -> Reply:

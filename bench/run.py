@@ -243,10 +243,20 @@ async def load(
     return seconds, cpu
 
 
-def start_fakes(answers: str = "markdown") -> tuple[subprocess.Popen[str], dict[str, str]]:
+def start_fakes(
+    answers: str = "markdown", chars_per_second: float = 250.0
+) -> tuple[subprocess.Popen[str], dict[str, str]]:
     """The fakes in a process of their own; it ends when its stdin closes."""
     fakes = subprocess.Popen(
-        [sys.executable, "-m", "bench.fakes_server", "--answers", answers],
+        [
+            sys.executable,
+            "-m",
+            "bench.fakes_server",
+            "--answers",
+            answers,
+            "--chars-per-second",
+            str(chars_per_second),
+        ],
         cwd=ROOT,
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,

@@ -8,7 +8,7 @@ from bench.run import run, start_fakes
 
 
 async def test_bench_smoke() -> None:
-    fakes, urls = start_fakes()
+    fakes, urls = start_fakes(chars_per_second=2500)  # streams in 0.4 s, not 4
     try:
         [level] = await run([3], "auto", urls)
     finally:
