@@ -288,10 +288,15 @@ class Answerer:
                 here.setdefault(running.answer_id, running)
         return sorted(here.values(), key=lambda r: r.answer_id)
 
-    async def stop(self, running: Running) -> None:
-        """Stop an answer: here at once, on another replica through the directory."""
-        if not self.stop_here(running.answer_id) and self.directory is not None:
-            await self.directory.request_stop(running.answer_id)
+    async def stop(self, running: Running) -> bool:
+        """Stop an answer: here at once, on another replica through the directory. False if it
+        had ended already."""
+        if self.stop_here(running.answer_id):
+            return True
+        if self.directory is None:
+            return False
+        await self.directory.request_stop(running.answer_id)
+        return True
 
     def stop_here(self, answer_id: str) -> bool:
         """Stop the answer if it runs on this replica; False if it does not (any more)."""

@@ -32,7 +32,7 @@ class AddressedInGroup(Filter):
         is_reply_to_bot = bool(replied and replied.from_user and replied.from_user.id == me.id)
         if not mentioned and not is_reply_to_bot:
             return False
-        return {"prompt": prompt.strip()}
+        return {"prompt": prompt}
 
 
 # aiogram runs a synchronous filter — its magic `F.…` filters included — in a worker thread, once

@@ -15,19 +15,19 @@ from datetime import datetime
 from aiogram.types import Message, MessageEntity
 from aiogram.utils.text_decorations import TextDecoration
 
-_MENTION = "\x00"  # stands for a removed mention of the bot; Telegram never delivers U+0000
+# Placeholders in the unparsed text (a user's own control characters become U+FFFD first).
+_MENTION = "\x00"  # a removed mention of the bot
 _BREAK = "\x01"  # a block's edge: one line break, however many the text has there
-_BREAKS = re.compile("\n*\x01+\n*")
+_GAP = "\x02"  # a quote's end: a blank line, or the next line would continue the quote
+_EDGES = re.compile("\n*[\x01\x02]+\n*")
+_PLACEHOLDERS = dict.fromkeys(range(3), "\ufffd")  # one UTF-16 unit each: offsets hold
+_PARAGRAPHS = re.compile("(\n[ \t]*\n\\s*|[\x01][^\x01\x02]*[\x01\x02])")
 _BACKTICKS = re.compile(r"`+")
 
 
 def markdown_of(text: str | None, entities: list[MessageEntity] | None) -> str:
     """`text` with its formatting `entities` written as Markdown."""
-    if not text:
-        return ""
-    if not entities:
-        return text.strip()
-    return _unparse(_Markdown(), text, entities)
+    return _unparse(_Markdown(), text or "", entities or [])
 
 
 def message_markdown(message: Message) -> str:
@@ -38,9 +38,24 @@ def message_markdown(message: Message) -> str:
 
 
 def command_args(message: Message) -> str:
-    """What follows a command (`/ask …`), as Markdown; split as aiogram splits `args`."""
-    parts = message_markdown(message).split(maxsplit=1)
-    return parts[1] if len(parts) > 1 else ""
+    """What follows a command (`/ask …`) as Markdown; split where aiogram splits `args`."""
+    text = message.text or ""
+    parts = text.split(maxsplit=1)
+    if len(parts) < 2:
+        return ""
+    start = text.index(parts[1], len(parts[0]))
+    shift = _utf16(text[:start])
+    entities = [
+        entity.model_copy(
+            update={
+                "offset": max(entity.offset - shift, 0),
+                "length": end - max(entity.offset, shift),
+            }
+        )
+        for entity in message.entities or []
+        if (end := entity.offset + entity.length) > shift
+    ]
+    return markdown_of(text[start:], entities)
 
 
 def without_mentions(message: Message, username: str) -> tuple[str, bool]:
@@ -50,28 +65,47 @@ def without_mentions(message: Message, username: str) -> tuple[str, bool]:
     text, entities = message.text, message.entities
     if text is None:
         text, entities = message.caption, message.caption_entities
-    if not text:
-        return "", False
-    pieces = _unparse(_Markdown(mention=username), text, entities or []).split(_MENTION)
+    markdown = _Markdown(mention=username)
+    pieces = _unparse(markdown, text or "", entities or []).split(_MENTION)
     joined = pieces[0]
     for piece in pieces[1:]:
         left, right = joined.rstrip(" \t"), piece.lstrip(" \t")
         gap = " " if left[-1:] not in ("", "\n") and right[:1] not in ("", "\n") else ""
         joined = left + gap + right
-    return joined.strip(), len(pieces) > 1
+    return joined.strip(), markdown.mentions > 0
+
+
+def _utf16(text: str) -> int:
+    return len(text.encode("utf-16-le")) // 2
 
 
 def _unparse(markdown: _Markdown, text: str, entities: list[MessageEntity]) -> str:
-    return _BREAKS.sub("\n", markdown.unparse(text, entities)).strip()
+    # Longer entities first where two start together: aiogram nests by that order (it sorts by
+    # offset only, and keeps ties as given). An empty entity would repeat its neighbour's text.
+    entities = sorted((e for e in entities if e.length > 0), key=lambda e: (e.offset, -e.length))
+    text = text.translate(_PLACEHOLDERS)
+    return _EDGES.sub(_edge, markdown.unparse(text, entities) if entities else text).strip()
+
+
+def _edge(match: re.Match[str]) -> str:
+    return "\n\n" if _GAP in match.group() else "\n"
 
 
 def _wrap(value: str, marker: str) -> str:
-    """`value` between `marker`s, its outer whitespace outside them (`** x**` is not bold)."""
-    core = value.strip()
-    if not core:
-        return value
-    start = value.index(core)
-    return f"{value[:start]}{marker}{core}{marker}{value[start + len(core) :]}"
+    """`value` between `marker`s, each paragraph on its own (emphasis cannot span a blank line or
+    a block), its outer whitespace (and a removed mention) outside them: `** x**` is not bold."""
+    pieces = _PARAGRAPHS.split(value)
+    if len(pieces) > 1:
+        return "".join(p if i % 2 else _wrap(p, marker) for i, p in enumerate(pieces))
+    lead, core, trail = _split_outer(value)
+    return f"{lead}{marker}{core}{marker}{trail}" if core else value
+
+
+def _split_outer(value: str) -> tuple[str, str, str]:
+    """`value`'s outer whitespace (and removed mentions) before, its core, and those after."""
+    core = value.strip(" \t\n" + _MENTION)
+    start = value.index(core) if core else len(value)
+    return value[:start], core, value[start + len(core) :]
 
 
 def _fence(value: str, least: int) -> str:
@@ -85,18 +119,23 @@ class _Markdown(TextDecoration):
 
     def __init__(self, mention: str | None = None) -> None:
         self._mention = mention.lower() if mention else None
+        self.mentions = 0
 
     def apply_entity(self, entity: MessageEntity, text: str) -> str:
         if entity.type == "mention" and text.lstrip("@").lower() == self._mention:
+            self.mentions += 1
             return _MENTION
         if entity.type == "text_mention":
             return text  # a person's name; a tg:// link would tell the model nothing
         return super().apply_entity(entity, text)
 
     def link(self, value: str, link: str) -> str:
-        if not value.strip() or value.strip() == link:
+        lead, core, trail = _split_outer(value)
+        if not core or core == link:
             return value
-        return f"[{value}]({link})"
+        words = core.replace("[", "\\[").replace("]", "\\]")
+        target = f"<{link}>" if re.search(r"[\s()<>]", link) else link
+        return f"{lead}[{words}]({target}){trail}"
 
     def bold(self, value: str) -> str:
         return _wrap(value, "**")
@@ -123,8 +162,8 @@ class _Markdown(TextDecoration):
         return f"{_BREAK}{fence}{language}\n{value.strip(chr(10))}\n{fence}{_BREAK}"
 
     def blockquote(self, value: str) -> str:
-        lines = _BREAKS.sub("\n", value).strip("\n").split("\n")  # a code block inside too
-        return _BREAK + "\n".join(f"> {line}" if line else ">" for line in lines) + _BREAK
+        lines = _EDGES.sub(_edge, value).strip("\n").split("\n")  # a code block inside too
+        return _BREAK + "\n".join(f"> {line}" if line else ">" for line in lines) + _GAP
 
     def expandable_blockquote(self, value: str) -> str:
         return self.blockquote(value)

@@ -14,7 +14,8 @@ log = logging.getLogger(__name__)
 
 
 class Notifier:
-    """Sends one plain-text message as a reply, through the pacer, retrying once after a 429."""
+    """Plain-text notices, through the pacer: sent as replies (again after a 429), edited and
+    deleted."""
 
     def __init__(self, bot: Bot, pacer: Pacer) -> None:
         self.bot = bot
@@ -78,14 +79,18 @@ class Notifier:
             log.debug("chat %s: could not edit message %s: %s", chat_id, message_id, e)
 
     async def delete(self, chat_id: int, message_id: int) -> None:
-        """Delete a notice that no longer holds (through the pacer); errors are ignored."""
-        await self.pacer.acquire(chat_id, final=True)
-        try:
-            await self.bot.delete_message(chat_id=chat_id, message_id=message_id)
-        except TelegramRetryAfter as e:
-            self.pacer.penalize(chat_id, float(e.retry_after))
-        except TelegramAPIError as e:
-            log.debug("chat %s: could not delete message %s: %s", chat_id, message_id, e)
+        """Delete a notice that no longer holds; errors are ignored. Tidying up waits behind
+        finals and first texts (an intermediate update's priority)."""
+        for _ in range(2):
+            await self.pacer.acquire(chat_id, final=False)
+            try:
+                await self.bot.delete_message(chat_id=chat_id, message_id=message_id)
+                return
+            except TelegramRetryAfter as e:
+                self.pacer.penalize(chat_id, float(e.retry_after))
+            except TelegramAPIError as e:
+                log.debug("chat %s: could not delete message %s: %s", chat_id, message_id, e)
+                return
 
     async def to(self, message: Message, text: str, **kw: object) -> Message | None:
         """Reply to a user's message (in its topic)."""

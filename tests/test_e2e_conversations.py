@@ -284,6 +284,45 @@ async def test_an_edited_question_is_remembered_as_edited(
     assert len(tg.bot_messages(USER)) == before
 
 
+async def test_edits_after_a_retry_and_quick_edits(
+    tg: FakeTelegram, llm: FakeLLM, bot_app: object
+) -> None:
+    """Each /retry stores the question again; an edit reaches every copy that /retry may take
+    (the first answer's included). Quick typo fixes get one notice, and /retry in reply to
+    that notice answers the question it is about."""
+    question, [answer] = await ask(tg, USER, "capital of Frnace?")
+    tg.edit_user_message(USER, question["message_id"], "capital of Germany?")
+    await tg.wait_for(lambda: bool(_notices(tg, USER, question["message_id"], "/retry")))
+    retry = tg.send_user_message(USER, "/retry", reply_to_message_id=answer.message_id)["message"]
+    await final_answer(tg, USER, after=retry["message_id"])
+    await ask(tg, USER, "and its population?")
+    for text in ("capital of Italy", "capital of Italy?", "capital of Spain?"):
+        tg.edit_user_message(USER, question["message_id"], text)
+    await tg.wait_for(lambda: not tg.pending_updates)
+    await tg.wait_idle(quiet=0.3)
+    [notice] = _notices(tg, USER, question["message_id"], "/retry")  # one, however many edits
+    retry = tg.send_user_message(USER, "/retry", reply_to_message_id=notice.message_id)["message"]
+    await final_answer(tg, USER, after=retry["message_id"])
+    assert dialog(llm) == [("user", "capital of Spain?")]
+    retry = tg.send_user_message(USER, "/retry", reply_to_message_id=answer.message_id)["message"]
+    await final_answer(tg, USER, after=retry["message_id"])
+    assert dialog(llm) == [("user", "capital of Spain?")]
+
+
+async def test_an_edit_that_comes_with_its_message_is_not_lost(
+    tg: FakeTelegram, llm: FakeLLM, bot_app: Any
+) -> None:
+    """Both updates can come in one batch (a bot restarting): the edit is answered, or stored
+    with the notice; either way memory has it."""
+    question = tg.send_user_message(USER, "orig text")["message"]
+    tg.edit_user_message(USER, question["message_id"], "edited text")
+    await final_answer(tg, USER, after=question["message_id"])
+    turn = await bot_app.store.turn_by_message(USER, question["message_id"])
+    assert turn.question == "edited text"
+    if dialog(llm) != [("user", "edited text")]:
+        assert _notices(tg, USER, question["message_id"], "/retry")
+
+
 async def test_a_queued_question_is_answered_as_edited(
     tg: FakeTelegram, llm: FakeLLM, bot_app: object
 ) -> None:

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from aiogram.types import Chat, Message, MessageEntity
 
-from bot.markup import markdown_of, without_mentions
+from bot.markup import command_args, markdown_of, without_mentions
 
 
 def _utf16(text: str) -> int:
@@ -78,7 +78,42 @@ def test_a_code_block_inside_a_quote_is_quoted_too() -> None:
     text = "Look:\nas the docs say\nrun()\nok"
     quoted = "as the docs say\nrun()"
     entities = [entity(text, quoted, "blockquote"), entity(text, "run()", "pre")]
-    assert markdown_of(text, entities) == "Look:\n> as the docs say\n> ```\n> run()\n> ```\nok"
+    assert markdown_of(text, entities) == (
+        "Look:\n> as the docs say\n> ```\n> run()\n> ```\n\nok"  # a blank line ends the quote
+    )
+
+
+def test_a_quote_ends_before_the_text_after_it() -> None:
+    """A line right after a `>` line would continue the quote (CommonMark's lazy lines)."""
+    text = "to be or not to be\nwhat does this mean?"
+    quote = entity(text, "to be or not to be", "blockquote")
+    assert markdown_of(text, [quote]) == "> to be or not to be\n\nwhat does this mean?"
+
+
+def test_emphasis_is_written_per_paragraph() -> None:
+    text = "first part\n\nsecond part"
+    assert markdown_of(text, [entity(text, text, "bold")]) == "**first part**\n\n**second part**"
+    text = "said\nquoted\nafter"
+    entities = [entity(text, text, "italic"), entity(text, "quoted", "blockquote")]
+    assert markdown_of(text, entities) == "*said*\n> quoted\n\n*after*"
+
+
+def test_links_and_odd_entities() -> None:
+    text = "see the wiki [1] page"
+    url = "https://en.wikipedia.org/wiki/Python_(language)"
+    link = entity(text, "wiki [1]", "text_link", url=url)
+    assert markdown_of(text, [link]) == f"see the [wiki \\[1\\]](<{url}>) page"
+    # An empty entity, and two starting together in the order the shorter first.
+    text = "abc def"
+    entities = [
+        entity(text, "abc", "italic"),
+        entity(text, "abc def", "bold"),
+        MessageEntity(type="code", offset=4, length=0),
+    ]
+    assert markdown_of(text, entities) == "***abc* def**"
+    # The placeholders the renderer uses cannot come from the text itself.
+    text = "a\x00b\x01c"
+    assert markdown_of(text, [entity(text, "a", "bold")]) == "**a**\ufffdb\ufffdc"
 
 
 def _group_message(text: str, entities: list[MessageEntity]) -> Message:
@@ -104,3 +139,22 @@ def test_mentions_of_the_bot_go_and_the_code_stays() -> None:
     prompt, mentioned = without_mentions(_group_message(text, entities), "OtherBot")
     assert not mentioned
     assert prompt.startswith("@MyBot what does")
+
+
+def test_a_mention_inside_emphasis_leaves_no_empty_markers() -> None:
+    text = "@MyBot explain this"
+    entities = [entity(text, text, "bold"), entity(text, "@MyBot", "mention")]
+    assert without_mentions(_group_message(text, entities), "MyBot") == ("**explain this**", True)
+    text = "@MyBot"
+    entities = [entity(text, text, "italic"), entity(text, text, "mention")]
+    assert without_mentions(_group_message(text, entities), "MyBot") == ("", True)
+
+
+def test_command_arguments_are_what_follows_the_command() -> None:
+    text = "/ask what is x"
+    entities = [entity(text, "/ask", "bot_command"), entity(text, text, "bold")]
+    assert command_args(_group_message(text, entities)) == "**what is x**"
+    text = "/ask@MyBot\nx = 1"
+    entities = [entity(text, "/ask@MyBot", "bot_command"), entity(text, "x = 1", "pre")]
+    assert command_args(_group_message(text, entities)) == "```\nx = 1\n```"
+    assert command_args(_group_message("/ask", [])) == ""

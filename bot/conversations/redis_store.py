@@ -180,7 +180,9 @@ class RedisStore:
             await pipe.execute()
 
     async def set_question(self, turn_id: int, question: str) -> None:
-        await self.redis.hset(self._k("turn", turn_id), "question", question)
+        key = self._k("turn", turn_id)
+        if await self.redis.exists(key):  # a turn id that is not stored makes no half a turn
+            await self.redis.hset(key, "question", question)
 
     async def link_message(self, chat_id: int, message_id: int, turn_id: int) -> None:
         async with self.redis.pipeline(transaction=True) as pipe:

@@ -60,15 +60,16 @@ class Conversations:
         self._limit_notices = notice_gate or Throttle(60.0)
         self.queues = queues or LocalQueues()
         self._inflight: set[asyncio.Task[object]] = set()
-        # Questions asked, by (chat, message): the question while it waits its turn, None once
-        # its answer has started.
-        self._waiting: dict[tuple[int, int], Question | None] = {}
+        # Questions asked and not stored yet, by (chat, message): None, or an edit made to one
+        # meanwhile (its question and quote), answered or stored in the question's place.
+        self._pending: dict[tuple[int, int], tuple[Question, Quote | None] | None] = {}
+        self._told_edited: dict[tuple[int, int], None] = {}  # told once per question (bounded)
         self._closing = False
 
     async def drain(self, grace: float) -> None:
         """At shutdown: let answers finish within `grace` s, then interrupt and record the rest.
 
-        Questions still queued are not started any more: they get the "interrupted" notice.
+        Questions still queued are not started any more: they are told they were not answered.
         """
         self._closing = True
         if self._inflight:
@@ -87,10 +88,29 @@ class Conversations:
         `quote`: the message replied to; it goes before the question unless that message is in
         the conversation already (a question asked earlier), and a part the user selected goes
         in any case."""
-        if await self._rate_limited(question):
-            return None
-        replied = await self.store.turn_by_message(question.chat_id, reply_to) if reply_to else None
-        return await self._ask(_framed(question, replied, quote), replied)
+        key = (question.chat_id, question.message_id)
+        self._pending[key] = None  # before any await: from now on, an edit of it is kept
+        try:
+            if await self._rate_limited(question):
+                return None
+            replied = await self._turn_of(question.chat_id, reply_to)
+            framed = _framed(question, replied, quote)
+
+            async def answer() -> Outcome:
+                # Queued behind another answer, it is answered as its message reads now.
+                edit = self._pending.get(key)
+                self._pending[key] = None
+                current = _framed(edit[0], replied, edit[1]) if edit else framed
+
+                async def stored(turn: Turn) -> None:  # an edit while the answer was starting
+                    if late := self._pending.pop(key, None):
+                        await self._edited(turn, _framed(late[0], replied, late[1]))
+
+                return await self._answer(current, replied, on_stored=stored)
+
+            return await self._run(await self._key(framed, replied), framed, answer)
+        finally:
+            self._pending.pop(key, None)
 
     async def edit(
         self, question: Question, reply_to: int | None = None, quote: Quote | None = None
@@ -99,26 +119,24 @@ class Conversations:
 
         Still waiting for its turn, it is answered as edited. Answered (or being answered), its
         turn takes the new text, so the conversation goes on from it and `/retry` answers it,
-        and the user is told so. In a group, a message edited to address the bot that it never
+        and the user is told so. In a group, a message edited to address the bot that it has not
         answered (its mention was forgotten) is asked now.
         """
-        replied = await self.store.turn_by_message(question.chat_id, reply_to) if reply_to else None
-        question = _framed(question, replied, quote)
-        waiting = (question.chat_id, question.message_id)
-        if self._waiting.get(waiting) is not None:
-            self._waiting[waiting] = question
+        key = (question.chat_id, question.message_id)
+        if key in self._pending:
+            self._pending[key] = (question, quote)
             return None
         turn = await self.store.turn_by_message(question.chat_id, question.message_id)
         if turn is not None:
-            if turn.question_message_id == question.message_id and turn.question != question.text:
-                await self.store.set_question(turn.id, question.text)
-                await self._notice(question, "edited")
+            replied = await self._turn_of(question.chat_id, reply_to)
+            await self._edited(turn, _framed(question, replied, quote))
             return None
-        if waiting in self._waiting:
-            return None  # its answer is starting: it was asked, as it read a moment ago
-        if question.is_private or await self._rate_limited(question):
-            return None  # never asked in a private chat: a command once, or over the limit
-        return await self._ask(question, replied)
+        if key in self._pending:  # asked while the store was read (another edit)
+            self._pending[key] = (question, quote)
+            return None
+        if question.is_private:
+            return None  # never asked: a command when sent, or refused over the limit
+        return await self.ask(question, reply_to, quote)
 
     async def retry(self, question: Question, reply_to: int | None = None) -> Outcome | None:
         """Answer the last question (or the one replied to) again, as a sibling branch."""
@@ -129,11 +147,13 @@ class Conversations:
         if await self._rate_limited(question):
             return None
         parent = await self.store.get_turn(target.parent_id) if target.parent_id else None
+        # The question as last edited: the edit went to its newest turn (an earlier /retry's).
+        latest = await self.store.turn_by_message(question.chat_id, target.question_message_id)
         again = Question(
             chat_id=question.chat_id,
             message_id=target.question_message_id,
             user_id=question.user_id,
-            text=target.question,
+            text=latest.question if latest else target.question,
             lang=question.lang,
             thread_id=target.thread_id,
             is_private=question.is_private,
@@ -169,22 +189,23 @@ class Conversations:
 
     # -- internals -------------------------------------------------------------------------------
 
-    async def _ask(self, question: Question, replied: Turn | None) -> Outcome | None:
-        key = await self._key(question, replied)
-        waiting = (question.chat_id, question.message_id)
-        self._waiting[waiting] = question
+    async def _turn_of(self, chat_id: int, message_id: int | None) -> Turn | None:
+        return await self.store.turn_by_message(chat_id, message_id) if message_id else None
 
-        def start() -> Awaitable[Outcome]:
-            # Queued behind another answer, it is answered as its message reads when its turn
-            # comes (`edit` replaces it meanwhile).
-            current = self._waiting.get(waiting) or question
-            self._waiting[waiting] = None
-            return self._answer(current, replied)
-
-        try:
-            return await self._run(key, question, start)
-        finally:
-            self._waiting.pop(waiting, None)
+    async def _edited(self, turn: Turn, question: Question) -> None:
+        """The question of a stored turn was edited: store the new text, and say (once) that
+        the answer is to the earlier version; the notice leads `/retry` to this turn too."""
+        if turn.question == question.text:
+            return  # nothing the model reads changed (a link preview, a quote the same)
+        await self.store.set_question(turn.id, question.text)
+        key = (question.chat_id, question.message_id)
+        if key in self._told_edited:
+            return
+        self._told_edited[key] = None
+        if len(self._told_edited) > 10_000:
+            del self._told_edited[next(iter(self._told_edited))]
+        if notice := await self._notice(question, "edited"):
+            await self.store.link_message(question.chat_id, notice.message_id, turn.id)
 
     async def _rate_limited(self, question: Question) -> bool:
         """Count the request; over the limit, tell the user when to come back."""
@@ -221,11 +242,11 @@ class Conversations:
         task = asyncio.current_task()
         if task is not None:
             self._inflight.add(task)
-        queued: list[Message] = []  # "⏳ I'll answer this right after…"
+        queued: Message | None = None  # "⏳ I'll answer this right after…"
 
         async def on_queued() -> None:
-            if notice := await self._notice(question, "queued"):
-                queued.append(notice)
+            nonlocal queued
+            queued = await self._notice(question, "queued")
 
         try:
             async with self.queues.hold(key, on_queued):
@@ -234,12 +255,17 @@ class Conversations:
                     return None
                 return await work()
         finally:
+            if queued is not None:  # answered (or told why not): the promise is kept or void
+                await self.notifier.delete(queued.chat.id, queued.message_id)
             self._inflight.discard(task)
-            for notice in queued:  # answered (or told why not): the promise is kept or void
-                await self.notifier.delete(notice.chat.id, notice.message_id)
 
     async def _answer(
-        self, question: Question, replied: Turn | None, *, fresh: bool = False
+        self,
+        question: Question,
+        replied: Turn | None,
+        *,
+        fresh: bool = False,
+        on_stored: Callable[[Turn], Awaitable[None]] | None = None,
     ) -> Outcome:
         parent_id: int | None = replied.id if replied else None
         if replied is None and question.is_private and not fresh:
@@ -263,6 +289,8 @@ class Conversations:
         )
         if question.is_private:
             await self.store.set_head(question.chat_id, question.thread_id, turn.id)
+        if on_stored is not None:
+            await on_stored(turn)
 
         async def link(message_id: int) -> None:
             await self.store.link_message(question.chat_id, message_id, turn.id)

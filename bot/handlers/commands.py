@@ -9,7 +9,7 @@ from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup, Message
 from bot.access import AccessPolicy, is_chat_admin
 from bot.answering import Answerer
 from bot.conversations import Conversations, Store
-from bot.handlers.common import lang_of, question_from, quote_of, replied_id, topic_of
+from bot.handlers.common import asked, lang_of, question_from, replied_id, topic_of
 from bot.markup import command_args
 from bot.notify import Notifier
 from bot.texts import t
@@ -36,12 +36,11 @@ async def ask(
     notifier: Notifier,
 ) -> None:
     prompt = command_args(message)
-    quote = quote_of(message, bot.id)
+    question, reply_to, quote = asked(message, bot.id, prompt)
     if not prompt and not quote:
         await notifier.to(message, t(lang_of(message), "empty_question"))
         return
-    question = question_from(message, prompt)
-    await conversations.ask(question, reply_to=replied_id(message), quote=quote)
+    await conversations.ask(question, reply_to, quote)
 
 
 async def new(message: Message, conversations: Conversations, notifier: Notifier) -> None:
@@ -70,8 +69,10 @@ async def stop(
             return
     if not running:
         await notifier.to(message, t(lang, "stop_none"))
-    for answer in running:  # each ends with "⏹ Stopped.": no reply of its own to say so again
-        await answerer.stop(answer)
+        return
+    stopped = [await answerer.stop(answer) for answer in running]
+    if not any(stopped):  # each stopped one ends with "⏹ Stopped.": no reply to say so again
+        await notifier.to(message, t(lang, "stop_gone"))
 
 
 def model_keyboard(models: tuple[str, ...], current: str) -> InlineKeyboardMarkup:
@@ -121,7 +122,7 @@ async def system(
     if not await is_chat_admin(bot, policy, message.chat.id, user_id):
         await notifier.to(message, t(lang, "system_not_allowed"))
         return
-    if text.lower() in ("reset", "default", "-", "сброс"):
+    if text.strip("*_~` ").lower() in ("reset", "default", "-", "сброс"):  # bold or not
         await store.set_pref(message.chat.id, "system_prompt", None)
         await notifier.to(message, t(lang, "system_reset"))
         return

@@ -22,6 +22,11 @@ def question_from(message: Message, text: str) -> Question:
     )
 
 
+def asked(message: Message, bot_id: int, text: str) -> tuple[Question, int | None, Quote | None]:
+    """What a message asks: the question, the message it replies to, and that one as a quote."""
+    return question_from(message, text), replied_id(message), quote_of(message, bot_id)
+
+
 def topic_of(message: Message) -> int | None:
     """The forum topic a message is in (None outside forums)."""
     return message.message_thread_id if message.is_topic_message else None

@@ -11,23 +11,18 @@ from aiogram.types import Message
 
 from bot.conversations import Conversations
 from bot.filters import AddressedInGroup, is_group, is_plain_text, is_private
-from bot.handlers.common import question_from, quote_of, replied_id
+from bot.handlers.common import asked
 from bot.markup import message_markdown
 
 
 async def private_edit(message: Message, bot: Bot, conversations: Conversations) -> None:
-    question = question_from(message, message_markdown(message))
-    await conversations.edit(
-        question, reply_to=replied_id(message), quote=quote_of(message, bot.id)
-    )
+    await conversations.edit(*asked(message, bot.id, message_markdown(message)))
 
 
 async def group_edit(message: Message, prompt: str, bot: Bot, conversations: Conversations) -> None:
-    quote = quote_of(message, bot.id)
-    if message.text is None or not (prompt or quote):
-        return
-    question = question_from(message, prompt)
-    await conversations.edit(question, reply_to=replied_id(message), quote=quote)
+    question, reply_to, quote = asked(message, bot.id, prompt)
+    if message.text is not None and (prompt or quote):
+        await conversations.edit(question, reply_to, quote)
 
 
 def create_router() -> Router:

@@ -7,15 +7,14 @@ from aiogram.types import Message
 
 from bot.conversations import Conversations
 from bot.filters import AddressedInGroup, is_group, is_plain_text, is_private
-from bot.handlers.common import lang_of, question_from, quote_of, replied_id
+from bot.handlers.common import asked, lang_of
 from bot.markup import message_markdown
 from bot.notify import Notifier
 from bot.texts import t
 
 
 async def private_question(message: Message, bot: Bot, conversations: Conversations) -> None:
-    question = question_from(message, message_markdown(message))
-    await conversations.ask(question, reply_to=replied_id(message), quote=quote_of(message, bot.id))
+    await conversations.ask(*asked(message, bot.id, message_markdown(message)))
 
 
 async def group_question(
@@ -24,12 +23,11 @@ async def group_question(
     if message.text is None:  # a caption: the model would not see the photo or file under it
         await notifier.to(message, t(lang_of(message), "not_text"))
         return
-    quote = quote_of(message, bot.id)  # a bare mention under a message: about that message
-    if not prompt and not quote:
+    question, reply_to, quote = asked(message, bot.id, prompt)
+    if not prompt and not quote:  # a bare mention under a message is about that message
         await notifier.to(message, t(lang_of(message), "empty_question"))
         return
-    question = question_from(message, prompt)
-    await conversations.ask(question, reply_to=replied_id(message), quote=quote)
+    await conversations.ask(question, reply_to, quote)
 
 
 def create_router() -> Router:

@@ -42,8 +42,8 @@ EN: dict[str, str] = {
     "new_group": "In groups every message to me that is not a reply starts a new conversation, "
     "so there is nothing to reset.",
     "retry_nothing": "There is no earlier question to answer again.",
-    "edited": "✏️ I'll remember the question as edited. My answer is to the earlier version: "
-    "reply /retry to it to have this one answered.",
+    "edited": "✏️ I'll remember the question as edited. My answer is to the earlier version; "
+    "to have this one answered, reply to my answer with /retry.",
     "stop_button": "⏹ Stop",
     "stop_not_yours": "Only the person who asked (or a chat admin) can stop this answer.",
     "stop_done": "Stopped.",

@@ -835,6 +835,7 @@ class StoredMessage:
     photo: bool = False  # a photo, whose text is its caption
     edit_date: int | None = None
     edits: int = 0
+    quote: Json | None = None  # the part of the replied-to message a user selected
 
 
 @dataclass
@@ -1081,7 +1082,7 @@ class FakeTelegram:
             if target is None or quote not in target.text:
                 raise ValueError(f"{quote!r} is not in the message replied to")
             position = utf16_len(target.text[: target.text.index(quote)])
-            data["quote"] = {"text": quote, "position": position, "is_manual": True}
+            message.quote = data["quote"] = {"text": quote, "position": position, "is_manual": True}
         return self._push_update({"message": data})
 
     def edit_user_message(
@@ -1101,7 +1102,10 @@ class FakeTelegram:
         message.history.append(text)
         message.edit_date = int(time.time())
         message.edits += 1
-        return self._push_update({"edited_message": self._message_json(message)})
+        data = self._message_json(message)
+        if message.quote is not None:  # an edit keeps the reply, and the part it quotes
+            data["quote"] = message.quote
+        return self._push_update({"edited_message": data})
 
     def press_button(
         self,
