@@ -29,6 +29,24 @@ async def ask(
     return question, answer
 
 
+def _notices(tg: FakeTelegram, chat_id: int, about: int, words: str) -> list[Any]:
+    return [
+        m for m in tg.bot_messages(chat_id) if m.reply_to_message_id == about and words in m.text
+    ]
+
+
+async def _queued(tg: FakeTelegram, llm: FakeLLM, text: str, words: int) -> tuple[Any, Any, Any]:
+    """Ask `text` while a first answer of `words` words streams: the first question, this one
+    and the "⏳ I'll answer this right after…" notice it gets."""
+    llm.script(Reply("first answer " * words, chunk_size=10, delay=0.02))
+    first = tg.send_user_message(USER, "first")["message"]
+    await tg.wait_for(lambda: bool(answer_messages(tg, USER, first["message_id"])))
+    second = tg.send_user_message(USER, text)["message"]
+    await tg.wait_for(lambda: bool(_notices(tg, USER, second["message_id"], "right after")))
+    [waiting] = _notices(tg, USER, second["message_id"], "right after")
+    return first, second, waiting
+
+
 async def test_private_memory_is_sent_oldest_first(
     tg: FakeTelegram, llm: FakeLLM, start_bot: BotRunner
 ) -> None:
@@ -119,20 +137,10 @@ async def test_memory_survives_a_restart(
 async def test_second_question_is_queued_and_sees_the_first_exchange(
     tg: FakeTelegram, llm: FakeLLM, bot_app: object
 ) -> None:
-    llm.script(Reply("first answer " * 40, chunk_size=10, delay=0.02))
-    first = tg.send_user_message(USER, "first")["message"]
-    await tg.wait_for(lambda: bool(answer_messages(tg, USER, first["message_id"])))
-    second = tg.send_user_message(USER, "second")["message"]
     # The user sees at once that the second question waits.
-    await tg.wait_for(
-        lambda: any(
-            "right after the current answer" in m.text
-            and m.reply_to_message_id == second["message_id"]
-            for m in tg.bot_messages(USER)
-        )
-    )
+    _, second, waiting = await _queued(tg, llm, "second", words=40)
+    assert "right after the current answer" in waiting.text
     assert len(llm.received) == 1  # not started yet
-    [waiting] = _notices(tg, USER, second["message_id"], "right after")
     await tg.wait_for(lambda: len(llm.received) == 2, timeout=20)
     await final_answer(tg, USER, after=second["message_id"])
     assert [c for _, c in dialog(llm)] == ["first", "first answer " * 40, "second"]
@@ -143,12 +151,7 @@ async def test_second_question_is_queued_and_sees_the_first_exchange(
 async def test_at_shutdown_a_queued_question_is_told_it_was_not_answered(
     tg: FakeTelegram, llm: FakeLLM, bot_app: Any
 ) -> None:
-    llm.script(Reply("first answer " * 200, chunk_size=10, delay=0.02))
-    first = tg.send_user_message(USER, "first")["message"]
-    await tg.wait_for(lambda: bool(answer_messages(tg, USER, first["message_id"])))
-    second = tg.send_user_message(USER, "second")["message"]
-    await tg.wait_for(lambda: bool(_notices(tg, USER, second["message_id"], "right after")))
-    [waiting] = _notices(tg, USER, second["message_id"], "right after")
+    first, second, waiting = await _queued(tg, llm, "second", words=200)
     await bot_app.conversations.drain(0.2)
     [notice] = _notices(tg, USER, second["message_id"], "restarted")
     assert notice.text.startswith("⚠️ The bot was restarted before it could answer this.")
@@ -247,12 +250,6 @@ async def test_group_questions_and_quotes_keep_their_formatting(
     )
 
 
-def _notices(tg: FakeTelegram, chat_id: int, about: int, words: str) -> list[Any]:
-    return [
-        m for m in tg.bot_messages(chat_id) if m.reply_to_message_id == about and words in m.text
-    ]
-
-
 async def test_an_edited_question_is_remembered_as_edited(
     tg: FakeTelegram, llm: FakeLLM, bot_app: object
 ) -> None:
@@ -326,11 +323,7 @@ async def test_an_edit_that_comes_with_its_message_is_not_lost(
 async def test_a_queued_question_is_answered_as_edited(
     tg: FakeTelegram, llm: FakeLLM, bot_app: object
 ) -> None:
-    llm.script(Reply("first answer " * 40, chunk_size=10, delay=0.02))
-    first = tg.send_user_message(USER, "first")["message"]
-    await tg.wait_for(lambda: bool(answer_messages(tg, USER, first["message_id"])))
-    second = tg.send_user_message(USER, "secnod")["message"]
-    await tg.wait_for(lambda: bool(_notices(tg, USER, second["message_id"], "right after")))
+    _, second, _ = await _queued(tg, llm, "secnod", words=40)
     tg.edit_user_message(USER, second["message_id"], "second")
     await tg.wait_for(lambda: len(llm.received) == 2, timeout=20)
     await final_answer(tg, USER, after=second["message_id"])
