@@ -316,8 +316,24 @@ async def test_an_edit_that_comes_with_its_message_is_not_lost(
     await final_answer(tg, USER, after=question["message_id"])
     turn = await bot_app.store.turn_by_message(USER, question["message_id"])
     assert turn.question == "edited text"
-    if dialog(llm) != [("user", "edited text")]:
-        assert _notices(tg, USER, question["message_id"], "/retry")
+    if dialog(llm) != [("user", "edited text")]:  # told once the answer is done
+        await tg.wait_for(lambda: bool(_notices(tg, USER, question["message_id"], "/retry")))
+
+
+async def test_an_edit_while_the_answer_streams_is_told_after_it(
+    tg: FakeTelegram, llm: FakeLLM, start_bot: BotRunner
+) -> None:
+    """In a private chat the answer is a draft until it is done: a notice about "my answer"
+    sent at once would come before the answer's message."""
+    await start_bot(stream_mode="auto")
+    llm.script(Reply("word " * 150, chunk_size=10, delay=0.02))
+    question = tg.send_user_message(USER, "waht is this")["message"]
+    await tg.wait_for(lambda: any(c.status == 200 for c in tg.drafts))
+    tg.edit_user_message(USER, question["message_id"], "what is this")
+    await tg.wait_for(lambda: bool(_notices(tg, USER, question["message_id"], "/retry")))
+    *answer, notice = answer_messages(tg, USER, question["message_id"])
+    assert answer and "/retry" in notice.text and "word" in answer[-1].text
+    assert dialog(llm) == [("user", "waht is this")]
 
 
 async def test_a_queued_question_is_answered_as_edited(

@@ -64,6 +64,9 @@ class Conversations:
         # meanwhile (its question and quote), answered or stored in the question's place.
         self._pending: dict[tuple[int, int], tuple[Question, Quote | None] | None] = {}
         self._told_edited: dict[tuple[int, int], None] = {}  # told once per question (bounded)
+        # Answers being written here, by question: None, or the edit to tell of once it is done
+        # (told at once, the notice would come before the answer's message in a draft chat).
+        self._answering: dict[tuple[int, int], tuple[Turn, Question] | None] = {}
         self._closing = False
 
     async def drain(self, grace: float) -> None:
@@ -106,7 +109,12 @@ class Conversations:
                     if late := self._pending.pop(key, None):
                         await self._edited(turn, _framed(late[0], replied, late[1]))
 
-                return await self._answer(current, replied, on_stored=stored)
+                self._answering[key] = None
+                try:
+                    return await self._answer(current, replied, on_stored=stored)
+                finally:
+                    if edited := self._answering.pop(key, None):
+                        await self._tell_edited(*edited)
 
             return await self._run(await self._key(framed, replied), framed, answer)
         finally:
@@ -198,6 +206,13 @@ class Conversations:
         if turn.question == question.text:
             return  # nothing the model reads changed (a link preview, a quote the same)
         await self.store.set_question(turn.id, question.text)
+        key = (question.chat_id, question.message_id)
+        if key in self._answering:
+            self._answering[key] = (turn, question)  # told once the answer is done
+        else:
+            await self._tell_edited(turn, question)
+
+    async def _tell_edited(self, turn: Turn, question: Question) -> None:
         key = (question.chat_id, question.message_id)
         if key in self._told_edited:
             return
