@@ -304,6 +304,44 @@ async def test_edits_after_a_retry_and_quick_edits(
     retry = tg.send_user_message(USER, "/retry", reply_to_message_id=answer.message_id)["message"]
     await final_answer(tg, USER, after=retry["message_id"])
     assert dialog(llm) == [("user", "capital of Spain?")]
+    # A follow-up to the first answer continues from the question as it reads now.
+    follow = tg.send_user_message(USER, "why?", reply_to_message_id=answer.message_id)["message"]
+    await final_answer(tg, USER, after=follow["message_id"])
+    assert dialog(llm)[0] == ("user", "capital of Spain?")
+
+
+async def test_edits_while_a_retry_waits_and_edits_that_cross(
+    tg: FakeTelegram, llm: FakeLLM, bot_app: Any
+) -> None:
+    """A /retry queued behind another answer answers the question as edited meanwhile. Two
+    edits in one batch (B, then back to A) leave memory on A, as the chat shows; an edit undone
+    before its answer ends is not told of."""
+    question, [answer] = await ask(tg, USER, "capital of Frnace")
+    llm.script(Reply("long answer " * 80, chunk_size=10, delay=0.02))
+    second = tg.send_user_message(USER, "tell me a story")["message"]
+    await tg.wait_for(lambda: bool(answer_messages(tg, USER, second["message_id"])))
+    retry = tg.send_user_message(USER, "/retry", reply_to_message_id=answer.message_id)["message"]
+    await tg.wait_for(lambda: bool(_notices(tg, USER, question["message_id"], "right after")))
+    tg.edit_user_message(USER, question["message_id"], "capital of Germany")
+    await tg.wait_for(lambda: len(llm.received) == 3, timeout=20)
+    await final_answer(tg, USER, after=retry["message_id"])
+    assert dialog(llm) == [("user", "capital of Germany")]
+
+    tg.edit_user_message(USER, question["message_id"], "capital of Spain")
+    tg.edit_user_message(USER, question["message_id"], "capital of Germany")
+    await tg.wait_for(lambda: not tg.pending_updates)
+    await tg.wait_idle(quiet=0.3)
+    turn = await bot_app.store.turn_by_message(USER, question["message_id"])
+    assert turn.question == "capital of Germany"
+
+    llm.script(Reply("word " * 150, chunk_size=10, delay=0.02))
+    third = tg.send_user_message(USER, "waht now")["message"]
+    await tg.wait_for(lambda: bool(answer_messages(tg, USER, third["message_id"])))
+    tg.edit_user_message(USER, third["message_id"], "what now")
+    tg.edit_user_message(USER, third["message_id"], "waht now")
+    await final_answer(tg, USER, after=third["message_id"])
+    await tg.wait_idle(quiet=1.2)  # a notice would wait for the chat's next slot
+    assert not _notices(tg, USER, third["message_id"], "/retry")
 
 
 async def test_an_edit_that_comes_with_its_message_is_not_lost(

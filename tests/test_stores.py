@@ -94,17 +94,23 @@ async def test_chain_follows_parents_oldest_first(reopen: Reopen) -> None:
     assert [t.parent_id for t in await store.chain(ids[2])] == [None, ids[0], ids[1]]
 
 
-async def test_an_edited_question_replaces_the_text_of_its_turn_only(reopen: Reopen) -> None:
+async def test_an_edited_question_replaces_the_text_of_every_turn_it_asked(
+    reopen: Reopen,
+) -> None:
     store = await reopen()
     first = await add(store, 1, 1)
     second = await add(store, 1, 2, first)
     await store.finish_turn(second, answer="a2", status=TurnStatus.DONE, message_ids=[3])
-    await store.set_question(second, "edited q2")
+    retried = await add(store, 1, 2, first)  # /retry: the same question message, a new turn
+    other_chat = await add(store, 7, 2)
+    await store.set_question(1, 2, "edited q2")
     store = await reopen()
     assert [(t.question, t.answer) for t in await store.chain(second)] == [
         ("q1", ""),
         ("edited q2", "a2"),
     ]
+    assert [t.question for t in await store.chain(retried)] == ["q1", "edited q2"]
+    assert [t.question for t in await store.chain(other_chat)] == ["q2"]
 
 
 async def test_heads_latest_turns_and_topics(reopen: Reopen) -> None:

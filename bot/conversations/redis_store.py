@@ -2,11 +2,12 @@
 
 Layout (under the cluster's prefix): `turn:seq` numbers turns; `turn:<id>` is a hash of the turn
 and `turn:<id>:msgs` the set of its answer's message ids; `msgs:<chat>` maps a chat's message ids
-to turns; `heads` maps `<chat>:<thread>` to a private chat's newest turn; `latest:<chat>:<thread>`
-(and `:<user>`) the newest turn there; `prefs:<chat>` a chat's choices; `streaming` the turns
-being answered, each with the replica that answers it (`owner`). Steps that must not interleave
-are Lua scripts, atomic in Redis. One Redis (or a Sentinel-managed one); Redis Cluster's sharding
-is not supported, since scripts build key names.
+to turns; `asked:<chat>:<message>` holds the turns a question asked (the first, each /retry's);
+`heads` maps `<chat>:<thread>` to a private chat's newest turn; `latest:<chat>:<thread>` (and
+`:<user>`) the newest turn there; `prefs:<chat>` a chat's choices; `streaming` the turns being
+answered, each with the replica that answers it (`owner`). Steps that must not interleave are Lua
+scripts, atomic in Redis. One Redis (or a Sentinel-managed one); Redis Cluster's sharding is not
+supported, since scripts build key names.
 """
 
 from __future__ import annotations
@@ -29,7 +30,20 @@ redis.call('HSET', KEYS[2], ARGV[7], id)
 redis.call('SET', KEYS[3], id)
 redis.call('SET', KEYS[4], id)
 redis.call('SADD', KEYS[5], id)
+redis.call('SADD', KEYS[6], id)
 return id
+"""
+
+# Every turn a message asked (the first and each /retry's) takes its edited question.
+_SET_QUESTION = """
+local ids = redis.call('SMEMBERS', KEYS[1])
+local newest = redis.call('HGET', KEYS[2], ARGV[2])
+if newest then table.insert(ids, newest) end  -- a turn stored before this index existed
+for _, id in ipairs(ids) do
+    if redis.call('HGET', ARGV[1] .. id, 'question_message_id') == ARGV[2] then
+        redis.call('HSET', ARGV[1] .. id, 'question', ARGV[3])
+    end
+end
 """
 
 # The turn and its ancestors, newest first: one round trip however long the chain.
@@ -97,6 +111,7 @@ class RedisStore:
         self._add = self.redis.register_script(_ADD_TURN)
         self._chain = self.redis.register_script(_CHAIN)
         self._claim = self.redis.register_script(_CLAIM)
+        self._set_question = self.redis.register_script(_SET_QUESTION)
 
     def _k(self, *parts: object) -> str:
         return self.cluster.key(*parts)
@@ -132,6 +147,7 @@ class RedisStore:
             self._k("latest", chat_id, _opt(thread_id)),
             self._k("latest", chat_id, _opt(thread_id), user_id),
             self._k("streaming"),
+            self._k("asked", chat_id, question_message_id),
         ]
         args: list[Any] = [
             self._k("turn", ""),
@@ -179,10 +195,9 @@ class RedisStore:
                 pipe.sadd(self._k("turn", turn_id, "msgs"), *message_ids)
             await pipe.execute()
 
-    async def set_question(self, turn_id: int, question: str) -> None:
-        key = self._k("turn", turn_id)
-        if await self.redis.exists(key):  # a turn id that is not stored makes no half a turn
-            await self.redis.hset(key, "question", question)
+    async def set_question(self, chat_id: int, message_id: int, question: str) -> None:
+        keys = [self._k("asked", chat_id, message_id), self._k("msgs", chat_id)]
+        await self._set_question(keys=keys, args=[self._k("turn", ""), message_id, question])
 
     async def link_message(self, chat_id: int, message_id: int, turn_id: int) -> None:
         async with self.redis.pipeline(transaction=True) as pipe:

@@ -67,6 +67,7 @@ class Conversations:
         # Answers being written here, by question: None, or the edit to tell of once it is done
         # (told at once, the notice would come before the answer's message in a draft chat).
         self._answering: dict[tuple[int, int], tuple[Turn, Question] | None] = {}
+        self._edit_order = LocalQueues()
         self._closing = False
 
     async def drain(self, grace: float) -> None:
@@ -109,12 +110,9 @@ class Conversations:
                     if late := self._pending.pop(key, None):
                         await self._edited(turn, _framed(late[0], replied, late[1]))
 
-                self._answering[key] = None
-                try:
-                    return await self._answer(current, replied, on_stored=stored)
-                finally:
-                    if edited := self._answering.pop(key, None):
-                        await self._tell_edited(*edited)
+                return await self._answering_while(
+                    key, current, self._answer(current, replied, on_stored=stored)
+                )
 
             return await self._run(await self._key(framed, replied), framed, answer)
         finally:
@@ -131,20 +129,24 @@ class Conversations:
         answered (its mention was forgotten) is asked now.
         """
         key = (question.chat_id, question.message_id)
-        if key in self._pending:
-            self._pending[key] = (question, quote)
-            return None
-        turn = await self.store.turn_by_message(question.chat_id, question.message_id)
-        if turn is not None:
-            replied = await self._turn_of(question.chat_id, reply_to)
-            await self._edited(turn, _framed(question, replied, quote))
-            return None
-        if key in self._pending:  # asked while the store was read (another edit)
-            self._pending[key] = (question, quote)
-            return None
-        if question.is_private:
-            return None  # never asked: a command when sent, or refused over the limit
-        return await self.ask(question, reply_to, quote)
+        # One edit of a message at a time: each reads the stored question, then writes it.
+        async with self._edit_order.hold(f"{key[0]}:{key[1]}", _nothing):
+            if key in self._pending:
+                self._pending[key] = (question, quote)
+                return None
+            turn = await self.store.turn_by_message(question.chat_id, question.message_id)
+            if turn is not None:
+                replied = await self._turn_of(question.chat_id, reply_to)
+                if replied is not None and replied.id != turn.parent_id:
+                    replied = None  # not in the conversation when it was asked: quoted then
+                await self._edited(turn, _framed(question, replied, quote))
+                return None
+            if key in self._pending:  # asked while the store was read
+                self._pending[key] = (question, quote)
+                return None
+            if question.is_private:
+                return None  # never asked: a command when sent, or refused over the limit
+        return await self.ask(question, reply_to, quote)  # registers it before any await
 
     async def retry(self, question: Question, reply_to: int | None = None) -> Outcome | None:
         """Answer the last question (or the one replied to) again, as a sibling branch."""
@@ -155,21 +157,33 @@ class Conversations:
         if await self._rate_limited(question):
             return None
         parent = await self.store.get_turn(target.parent_id) if target.parent_id else None
-        # The question as last edited: the edit went to its newest turn (an earlier /retry's).
-        latest = await self.store.turn_by_message(question.chat_id, target.question_message_id)
         again = Question(
             chat_id=question.chat_id,
             message_id=target.question_message_id,
             user_id=question.user_id,
-            text=latest.question if latest else target.question,
+            text=target.question,
             lang=question.lang,
             thread_id=target.thread_id,
             is_private=question.is_private,
         )
-        key = await self._key(again, parent if parent else target)
-        return await self._run(
-            key, again, lambda: self._answer(again, parent, fresh=parent is None)
-        )
+        key = (again.chat_id, again.message_id)
+
+        async def answer() -> Outcome:
+            # The question as it reads once its turn comes (it may be edited while queued).
+            self._answering[key] = None  # from now on, an edit is told of after this answer
+            current = await self.store.get_turn(target.id)
+            asked = replace(again, text=current.question if current else again.text)
+
+            async def stored(turn: Turn) -> None:  # an edit between that read and this turn
+                now = await self.store.get_turn(target.id)
+                if now is not None and now.question != asked.text:
+                    await self.store.set_question(asked.chat_id, asked.message_id, now.question)
+
+            return await self._answering_while(
+                key, asked, self._answer(asked, parent, fresh=parent is None, on_stored=stored)
+            )
+
+        return await self._run(await self._key(again, parent or target), again, answer)
 
     async def recover(self) -> int:
         """At start-up: answers a crash left unfinished are marked interrupted, their Stop button
@@ -200,12 +214,25 @@ class Conversations:
     async def _turn_of(self, chat_id: int, message_id: int | None) -> Turn | None:
         return await self.store.turn_by_message(chat_id, message_id) if message_id else None
 
+    async def _answering_while(
+        self, key: tuple[int, int], question: Question, answering: Awaitable[Outcome]
+    ) -> Outcome:
+        """Await the answer to `question`; an edit of it meanwhile is told of after it, not
+        before (in a draft chat the answer's message comes at the end)."""
+        self._answering.setdefault(key, None)  # kept if an edit came while it was starting
+        try:
+            return await answering
+        finally:
+            edited = self._answering.pop(key, None)
+            if edited is not None and edited[1].text != question.text:
+                await self._tell_edited(*edited)
+
     async def _edited(self, turn: Turn, question: Question) -> None:
         """The question of a stored turn was edited: store the new text, and say (once) that
         the answer is to the earlier version; the notice leads `/retry` to this turn too."""
         if turn.question == question.text:
             return  # nothing the model reads changed (a link preview, a quote the same)
-        await self.store.set_question(turn.id, question.text)
+        await self.store.set_question(question.chat_id, question.message_id, question.text)
         key = (question.chat_id, question.message_id)
         if key in self._answering:
             self._answering[key] = (turn, question)  # told once the answer is done
@@ -270,9 +297,9 @@ class Conversations:
                     return None
                 return await work()
         finally:
+            self._inflight.discard(task)
             if queued is not None:  # answered (or told why not): the promise is kept or void
                 await self.notifier.delete(queued.chat.id, queued.message_id)
-            self._inflight.discard(task)
 
     async def _answer(
         self,
@@ -302,10 +329,6 @@ class Conversations:
             model=model,
             lang=question.lang,
         )
-        if question.is_private:
-            await self.store.set_head(question.chat_id, question.thread_id, turn.id)
-        if on_stored is not None:
-            await on_stored(turn)
 
         async def link(message_id: int) -> None:
             await self.store.link_message(question.chat_id, message_id, turn.id)
@@ -313,6 +336,10 @@ class Conversations:
         status = TurnStatus.INTERRUPTED
         outcome: Outcome | None = None
         try:
+            if question.is_private:
+                await self.store.set_head(question.chat_id, question.thread_id, turn.id)
+            if on_stored is not None:
+                await on_stored(turn)
             outcome = await self.answerer.answer(question, messages, model=model, on_sent=link)
             status = TurnStatus(outcome.result)
             return outcome
@@ -342,3 +369,7 @@ def _framed(question: Question, replied: Turn | None, quote: Quote | None) -> Qu
     if quote and (quote.selected or replied is None or not question.text):
         return replace(question, text=f"{quote.text}\n\n{question.text}".rstrip())
     return question
+
+
+async def _nothing() -> None:
+    """Nobody is told when an edit waits for the one before it."""

@@ -246,10 +246,12 @@ class SQLiteStore:
 
         await self._run(update, write=True)
 
-    async def set_question(self, turn_id: int, question: str) -> None:
+    async def set_question(self, chat_id: int, message_id: int, question: str) -> None:
         await self._run(
             lambda conn: _write(
-                conn, "UPDATE turns SET question = ? WHERE id = ?", (question, turn_id)
+                conn,
+                "UPDATE turns SET question = ? WHERE chat_id = ? AND question_message_id = ?",
+                (question, chat_id, message_id),
             ),
             write=True,
         )

@@ -31,8 +31,9 @@ class Store(Protocol):
         self, turn_id: int, *, answer: str, status: TurnStatus, message_ids: list[int]
     ) -> None: ...
 
-    async def set_question(self, turn_id: int, question: str) -> None:
-        """The turn's question as its message now reads (the user edited it)."""
+    async def set_question(self, chat_id: int, message_id: int, question: str) -> None:
+        """The question of every turn that message asked (the user edited it; each /retry
+        stored it again)."""
         ...
 
     async def link_message(self, chat_id: int, message_id: int, turn_id: int) -> None: ...
