@@ -15,6 +15,7 @@ import asyncio
 import logging
 import math
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, replace
 
 from aiogram.types import Message
@@ -107,8 +108,9 @@ class Conversations:
                 current = _framed(edit[0], replied, edit[1]) if edit else framed
 
                 async def stored(turn: Turn) -> None:  # an edit while the answer was starting
-                    if late := self._pending.pop(key, None):
-                        await self._edited(turn, _framed(late[0], replied, late[1]))
+                    async with self._editing(key):
+                        if late := self._pending.pop(key, None):
+                            await self._edited(turn, _framed(late[0], replied, late[1]))
 
                 return await self._answering_while(
                     key, current, self._answer(current, replied, on_stored=stored)
@@ -129,8 +131,7 @@ class Conversations:
         answered (its mention was forgotten) is asked now.
         """
         key = (question.chat_id, question.message_id)
-        # One edit of a message at a time: each reads the stored question, then writes it.
-        async with self._edit_order.hold(f"{key[0]}:{key[1]}", _nothing):
+        async with self._editing(key):
             if key in self._pending:
                 self._pending[key] = (question, quote)
                 return None
@@ -213,6 +214,10 @@ class Conversations:
 
     async def _turn_of(self, chat_id: int, message_id: int | None) -> Turn | None:
         return await self.store.turn_by_message(chat_id, message_id) if message_id else None
+
+    def _editing(self, key: tuple[int, int]) -> AbstractAsyncContextManager[None]:
+        """One edit of a message at a time: each reads the stored question, then writes it."""
+        return self._edit_order.hold(f"{key[0]}:{key[1]}", _nothing)
 
     async def _answering_while(
         self, key: tuple[int, int], question: Question, answering: Awaitable[Outcome]
