@@ -285,8 +285,8 @@ async def test_edits_after_a_retry_and_quick_edits(
     tg: FakeTelegram, llm: FakeLLM, bot_app: object
 ) -> None:
     """Each /retry stores the question again; an edit reaches every copy that /retry may take
-    (the first answer's included). Quick typo fixes get one notice, and /retry in reply to
-    that notice answers the question it is about."""
+    (the first answer's included). Quick typo fixes get one notice per answer, and /retry in
+    reply to that notice answers the question it is about."""
     question, [answer] = await ask(tg, USER, "capital of Frnace?")
     tg.edit_user_message(USER, question["message_id"], "capital of Germany?")
     await tg.wait_for(lambda: bool(_notices(tg, USER, question["message_id"], "/retry")))
@@ -297,7 +297,10 @@ async def test_edits_after_a_retry_and_quick_edits(
         tg.edit_user_message(USER, question["message_id"], text)
     await tg.wait_for(lambda: not tg.pending_updates)
     await tg.wait_idle(quiet=0.3)
-    [notice] = _notices(tg, USER, question["message_id"], "/retry")  # one, however many edits
+    # One notice for the retry's answer, however many edits (and one for the first answer).
+    await tg.wait_for(lambda: len(_notices(tg, USER, question["message_id"], "/retry")) == 2)
+    await tg.wait_idle(quiet=1.2)  # a third would wait for the chat's next slot
+    _, notice = _notices(tg, USER, question["message_id"], "/retry")
     retry = tg.send_user_message(USER, "/retry", reply_to_message_id=notice.message_id)["message"]
     await final_answer(tg, USER, after=retry["message_id"])
     assert dialog(llm) == [("user", "capital of Spain?")]
@@ -372,6 +375,20 @@ async def test_an_edit_while_the_answer_streams_is_told_after_it(
     *answer, notice = answer_messages(tg, USER, question["message_id"])
     assert answer and "/retry" in notice.text and "word" in answer[-1].text
     assert dialog(llm) == [("user", "waht is this")]
+
+
+async def test_an_edit_of_a_question_that_got_no_answer_says_so(
+    tg: FakeTelegram, llm: FakeLLM, bot_app: object
+) -> None:
+    llm.script(Reply("never shown", fault="drop", fault_after=0))
+    question, _ = await ask(tg, USER, "will fail")
+    tg.edit_user_message(USER, question["message_id"], "will work")
+    await tg.wait_for(lambda: bool(_notices(tg, USER, question["message_id"], "/retry")))
+    [notice] = _notices(tg, USER, question["message_id"], "/retry")
+    assert "I have not answered it" in notice.text
+    retry = tg.send_user_message(USER, "/retry", reply_to_message_id=notice.message_id)["message"]
+    [again] = await final_answer(tg, USER, after=retry["message_id"])
+    assert again.text == "You said: will work"
 
 
 async def test_a_queued_question_is_answered_as_edited(

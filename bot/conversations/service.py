@@ -64,7 +64,7 @@ class Conversations:
         # Questions asked and not stored yet, by (chat, message): None, or an edit made to one
         # meanwhile (its question and quote), answered or stored in the question's place.
         self._pending: dict[tuple[int, int], tuple[Question, Quote | None] | None] = {}
-        self._told_edited: dict[tuple[int, int], None] = {}  # told once per question (bounded)
+        self._told_edited: dict[int, None] = {}  # turns whose edit was told of (bounded)
         # Answers being written here, by question: None, or the edit to tell of once it is done
         # (told at once, the notice would come before the answer's message in a draft chat).
         self._answering: dict[tuple[int, int], tuple[Turn, Question] | None] = {}
@@ -245,13 +245,16 @@ class Conversations:
             await self._tell_edited(turn, question)
 
     async def _tell_edited(self, turn: Turn, question: Question) -> None:
-        key = (question.chat_id, question.message_id)
-        if key in self._told_edited:
+        """Once per answer (quick typo fixes are one edit to the user); an answer that came to
+        nothing (a failure, a stop before any text) is not spoken of as an answer."""
+        if turn.id in self._told_edited:
             return
-        self._told_edited[key] = None
+        self._told_edited[turn.id] = None
         if len(self._told_edited) > 10_000:
             del self._told_edited[next(iter(self._told_edited))]
-        if notice := await self._notice(question, "edited"):
+        now = await self.store.get_turn(turn.id)  # as the answer ended
+        key = "edited" if now is not None and now.answer.strip() else "edited_unanswered"
+        if notice := await self._notice(question, key):
             await self.store.link_message(question.chat_id, notice.message_id, turn.id)
 
     async def _rate_limited(self, question: Question) -> bool:

@@ -42,6 +42,8 @@ EN: dict[str, str] = {
     "new_group": "In groups every message to me that is not a reply starts a new conversation, "
     "so there is nothing to reset.",
     "retry_nothing": "There is no earlier question to answer again.",
+    "edited_unanswered": "✏️ I'll remember the question as edited. I have not answered it; "
+    "to have it answered, reply to this message with /retry.",
     "edited": "✏️ I'll remember the question as edited. My answer is to the earlier version; "
     "to have this one answered, reply to my answer with /retry.",
     "stop_button": "⏹ Stop",
