@@ -422,3 +422,36 @@ async def test_a_group_message_edited_to_mention_the_bot_is_answered(
     assert len(llm.received) == 1
     turn = await bot_app.store.turn_by_message(GROUP, message["message_id"])  # type: ignore[attr-defined]
     assert turn.question == "how do magnets work, briefly?"
+
+
+async def test_an_edit_keeps_the_quote_its_question_was_asked_with(
+    tg: FakeTelegram, llm: FakeLLM, bot_app: Any
+) -> None:
+    """Bob asks about Alice's message while it waits for its answer (so it is no turn yet, and
+    is quoted); it is answered later. Bob's edit is framed as his question was: still quoted."""
+    group: dict[str, Any] = {"chat_type": "supergroup"}
+    mention = f"@{tg.bot_username}"
+    llm.script(Reply("first answer " * 80, chunk_size=10, delay=0.02))
+    first = tg.send_user_message(GROUP, f"{mention} first", user_id=ALICE, **group)["message"]
+    await tg.wait_for(lambda: bool(answer_messages(tg, GROUP, first["message_id"])))
+    [streaming] = answer_messages(tg, GROUP, first["message_id"])
+    alice = tg.send_user_message(
+        GROUP, "and dogs?", user_id=ALICE, reply_to_message_id=streaming.message_id, **group
+    )["message"]  # continues the thread: waits behind the answer being written
+    bob = tg.send_user_message(
+        GROUP,
+        f"{mention} what does she mean",
+        user_id=BOB,
+        first_name="Bob",
+        reply_to_message_id=alice["message_id"],
+        **group,
+    )["message"]
+    quoted = "Alice wrote:\n> and dogs?\n\n"
+    await tg.wait_for(lambda: len(llm.received) == 2)
+    assert dialog(llm) == [("user", quoted + "what does she mean")]
+    await tg.wait_for(lambda: len(llm.received) == 3, timeout=20)  # Alice's, answered now
+    await tg.wait_idle(quiet=0.5)
+    tg.edit_user_message(GROUP, bob["message_id"], f"{mention} what does she mean?")
+    await tg.wait_for(lambda: bool(_notices(tg, GROUP, bob["message_id"], "/retry")), timeout=20)
+    turn = await bot_app.store.turn_by_message(GROUP, bob["message_id"])
+    assert turn.question == quoted + "what does she mean?"
