@@ -305,9 +305,11 @@ class Conversations:
                     return None
                 return await work()
         finally:
-            self._inflight.discard(task)
-            if queued is not None:  # answered (or told why not): the promise is kept or void
-                await self.notifier.delete(queued.chat.id, queued.message_id)
+            try:
+                if queued is not None:  # answered (or told why not): the promise is kept or void
+                    await self.notifier.delete(queued.chat.id, queued.message_id)
+            finally:
+                self._inflight.discard(task)  # only now: `drain` waits for the delete too
 
     async def _answer(
         self,
