@@ -15,6 +15,8 @@ from datetime import datetime
 from aiogram.types import Message, MessageEntity
 from aiogram.utils.text_decorations import TextDecoration
 
+from bot.streaming.render import utf16_len
+
 # Placeholders in the unparsed text (a user's own control characters become U+FFFD first).
 _MENTION = "\x00"  # a removed mention of the bot
 _BREAK = "\x01"  # a block's edge: one line break, however many the text has there
@@ -32,9 +34,7 @@ def markdown_of(text: str | None, entities: list[MessageEntity] | None) -> str:
 
 def message_markdown(message: Message) -> str:
     """A message's text (or caption) as Markdown."""
-    if message.text is not None:
-        return markdown_of(message.text, message.entities)
-    return markdown_of(message.caption, message.caption_entities)
+    return markdown_of(*_text_of(message))
 
 
 def command_args(message: Message) -> str:
@@ -44,7 +44,7 @@ def command_args(message: Message) -> str:
     if len(parts) < 2:
         return ""
     start = text.index(parts[1], len(parts[0]))
-    shift = _utf16(text[:start])
+    shift = utf16_len(text[:start])
     entities = [
         entity.model_copy(
             update={
@@ -62,9 +62,7 @@ def without_mentions(message: Message, username: str) -> tuple[str, bool]:
     """A message's text (or caption) as Markdown, without its mentions of the bot `username`;
     and whether there was one. Only the spaces around a mention go: the question's lines and
     indentation (code) stay."""
-    text, entities = message.text, message.entities
-    if text is None:
-        text, entities = message.caption, message.caption_entities
+    text, entities = _text_of(message)
     markdown = _Markdown(mention=username)
     pieces = _unparse(markdown, text or "", entities or []).split(_MENTION)
     joined = pieces[0]
@@ -75,8 +73,11 @@ def without_mentions(message: Message, username: str) -> tuple[str, bool]:
     return joined.strip(), markdown.mentions > 0
 
 
-def _utf16(text: str) -> int:
-    return len(text.encode("utf-16-le")) // 2
+def _text_of(message: Message) -> tuple[str | None, list[MessageEntity] | None]:
+    """A message's text and its entities, or its caption and those."""
+    if message.text is not None:
+        return message.text, message.entities
+    return message.caption, message.caption_entities
 
 
 def _unparse(markdown: _Markdown, text: str, entities: list[MessageEntity]) -> str:
