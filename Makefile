@@ -30,9 +30,12 @@ $(VENV)/.installed-bench: pyproject.toml | $(BIN)/python
 run: $(VENV)/.installed
 	@$(BIN)/python -m bot
 
+# The suite mostly waits (answers stream in real time, at Telegram's pace): two workers halve it.
+TEST_WORKERS ?= 2
+
 ## test: the whole suite (fake Telegram + fake model backend over loopback HTTP)
 test: $(VENV)/.installed-test
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS)
 
 ## lint: ruff, mypy and hadolint, as CI runs them
 lint: $(VENV)/.installed-test
