@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from tests.conftest import BotRunner
@@ -345,6 +346,30 @@ async def test_edits_while_a_retry_waits_and_edits_that_cross(
     await final_answer(tg, USER, after=third["message_id"])
     await tg.wait_idle(quiet=1.2)  # a notice would wait for the chat's next slot
     assert not _notices(tg, USER, third["message_id"], "/retry")
+
+
+async def test_edits_of_one_message_are_stored_in_the_order_they_came(
+    tg: FakeTelegram, llm: FakeLLM, bot_app: Any, monkeypatch: Any
+) -> None:
+    """The first of two quick edits is slow to be written: the second still ends up stored, as
+    the chat shows it (without one edit at a time, the older one was written last)."""
+    question, _ = await ask(tg, USER, "first version")
+    store = bot_app.store
+    write = store.set_question
+
+    async def slow_write(chat_id: int, message_id: int, text: str) -> None:
+        if text == "second version":
+            await asyncio.sleep(0.3)
+        await write(chat_id, message_id, text)
+
+    monkeypatch.setattr(store, "set_question", slow_write)
+    tg.edit_user_message(USER, question["message_id"], "second version")
+    tg.edit_user_message(USER, question["message_id"], "third version")
+    await tg.wait_for(lambda: not tg.pending_updates)
+    await tg.wait_for(lambda: bool(_notices(tg, USER, question["message_id"], "/retry")))
+    await tg.wait_idle(quiet=0.5)
+    turn = await store.turn_by_message(USER, question["message_id"])
+    assert turn.question == "third version"
 
 
 async def test_an_edit_that_comes_with_its_message_is_not_lost(
