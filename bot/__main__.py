@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import sys
 
 from bot.logs import setup_logging
-from config import SettingsError, load_settings
+from config import SettingsError, load_settings, misspelt
 
 
 def main() -> None:
@@ -16,6 +17,8 @@ def main() -> None:
         print(f"error: {error}", file=sys.stderr)
         raise SystemExit(2) from None
     setup_logging(settings.log_level, settings.secrets)
+    for warning in misspelt():
+        logging.getLogger("config").warning(warning)
     from bot.app import (  # slow to import
         StartupError,
         build_app,

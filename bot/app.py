@@ -7,7 +7,9 @@ import contextlib
 import gc
 import logging
 import signal
+import sqlite3
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from aiogram import Bot, Dispatcher
 from aiogram.client.default import DefaultBotProperties
@@ -30,6 +32,7 @@ from bot.cluster.node import Cluster
 from bot.conversations import Conversations, Defaults, SQLiteStore, Store
 from bot.conversations.queues import LocalQueues, Queues, RedisQueues
 from bot.conversations.redis_store import RedisStore
+from bot.conversations.sqlite import StoreTooNew
 from bot.dedup import LocalSeen, OncePerUpdate, RedisSeen, SeenUpdates
 from bot.handlers import get_routers
 from bot.llm import LLMClient
@@ -77,9 +80,18 @@ def freeze_startup_objects() -> None:
     gc.freeze()
 
 
+def _unusable(data_dir: Path, error: BaseException) -> str:
+    """One line for a DATA_DIR (or the database in it) the bot cannot use."""
+    reason = (error.strerror if isinstance(error, OSError) else None) or str(error)
+    return f"DATA_DIR {data_dir} is not usable: {reason}"
+
+
 def build_app(settings: Settings) -> App:
     """Wire everything together; nothing here talks to the network."""
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise StartupError(_unusable(settings.data_dir, error)) from None
     session = make_session(settings.telegram_api_url)
     bot = Bot(
         settings.bot_token.get_secret_value(),
@@ -100,6 +112,8 @@ def build_app(settings: Settings) -> App:
         llm.start()
     except ValueError as error:
         raise StartupError(str(error)) from None
+    except OSError as error:  # g4f's state goes under DATA_DIR
+        raise StartupError(_unusable(settings.data_dir, error)) from None
     budgets = Budgets(
         private_interval=settings.private_interval,
         group_interval=settings.group_interval,
@@ -235,7 +249,10 @@ async def startup(app: App) -> User:
     """Open storage, reach Telegram, set the menus; what every runner does first."""
     if app.cluster is not None:
         await join_cluster(app)
-    await app.store.open()
+    try:
+        await app.store.open()
+    except (OSError, sqlite3.Error, StoreTooNew) as error:
+        raise StartupError(_unusable(app.settings.data_dir, error)) from None
     me = await wait_for_telegram(app.bot, app.settings.telegram_api_url)
     await app.conversations.recover()
     if app.cluster is not None:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import difflib
+import os
 import re
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit, urlunsplit
@@ -40,6 +43,7 @@ class Settings(BaseSettings):
         env_file_encoding="utf-8",
         env_ignore_empty=True,
         extra="ignore",
+        allow_inf_nan=False,  # `inf` seconds would overflow where a timeout becomes a TTL
     )
 
     bot_token: SecretStr
@@ -130,8 +134,17 @@ class Settings(BaseSettings):
     @classmethod
     def _redis_url_shape(cls, value: SecretStr) -> SecretStr:
         url = value.get_secret_value().strip()
-        if url and urlsplit(url).scheme not in ("redis", "rediss", "unix"):
+        if not url:
+            return SecretStr(url)
+        parts = urlsplit(url)
+        if parts.scheme not in ("redis", "rediss", "unix"):
             raise ValueError("must be a redis://, rediss:// or unix:// URL")
+        try:
+            parts.port  # noqa: B018 (raises on a port that is not a number)
+        except ValueError:
+            raise ValueError("its port must be a number up to 65535") from None
+        if parts.scheme != "unix" and not re.fullmatch(r"/?(\d+)?", parts.path):
+            raise ValueError("the path after host:port must be a database number, like /0")
         return SecretStr(url)
 
     @field_validator("web_host")
@@ -249,3 +262,32 @@ def load_settings(**overrides: Any) -> Settings:
         return Settings(**overrides)
     except ValidationError as error:
         raise SettingsError(_describe(error)) from None
+
+
+def misspelt(
+    environ: Mapping[str, str] | None = None, env_file: Path | None = Path(".env")
+) -> list[str]:
+    """Variables in `.env` or the environment that look like a setting but are none
+    (`ALLOWED_USER_ID`): they are ignored, which for an allow-list means an open bot. One
+    warning line each, naming the setting meant."""
+    names: set[str] = set(os.environ if environ is None else environ)
+    if env_file is not None and env_file.is_file():
+        from dotenv import dotenv_values
+
+        names.update(dotenv_values(env_file))
+    return [
+        f"{name} is not a setting and is ignored; did you mean {close[0]}?"
+        for name, close in _close_names(names)
+    ]
+
+
+def _close_names(names: Iterable[str]) -> list[tuple[str, list[str]]]:
+    settings = [name.upper() for name in Settings.model_fields]
+    found = []
+    for name in sorted(names):
+        if name.upper() in settings:
+            continue
+        close = difflib.get_close_matches(name.upper(), settings, n=1, cutoff=0.75)
+        if close:
+            found.append((name, close))
+    return found

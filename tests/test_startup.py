@@ -38,8 +38,11 @@ def run_bot(tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
         ({}, "BOT_TOKEN is not set"),
         ({"BOT_TOKEN": "not-a-token"}, "BOT_TOKEN is malformed"),
         ({"BOT_TOKEN": TOKEN, "LLM_IDLE_TIMEOUT": "-1"}, "LLM_IDLE_TIMEOUT is invalid"),
+        ({"BOT_TOKEN": TOKEN, "LLM_TOTAL_TIMEOUT": "inf"}, "LLM_TOTAL_TIMEOUT is invalid"),
+        ({"BOT_TOKEN": TOKEN, "REDIS_URL": "redis://:pw@h:port/0"}, "its port must be"),
+        ({"BOT_TOKEN": TOKEN, "REDIS_URL": "redis://h:6379/cache"}, "must be a database number"),
     ],
-    ids=["missing", "malformed", "bad-number"],
+    ids=["missing", "malformed", "bad-number", "infinite", "redis-port", "redis-db"],
 )
 def test_bad_settings_are_one_line_and_exit_2(
     tmp_path: Path, env: dict[str, str], message: str
@@ -68,6 +71,18 @@ def test_settings_come_from_dotenv(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     assert TOKEN not in repr(settings)
 
 
+def test_a_misspelt_setting_is_named_with_the_one_meant(tmp_path: Path) -> None:
+    """`ALLOWED_USER_ID=42` is ignored, so the bot answers everyone: the log says so."""
+    from config import misspelt
+
+    (tmp_path / ".env").write_text("ALLOWED_USER_ID=42\nBOT_TOKEN=x\n")
+    environ = {"ADMIN_IDS": "42", "PATH": "/bin", "HOSTNAME": "box", "LOG_LEVEL": "INFO"}
+    assert misspelt(environ, tmp_path / ".env") == [
+        "ADMIN_IDS is not a setting and is ignored; did you mean ADMIN_USER_IDS?",
+        "ALLOWED_USER_ID is not a setting and is ignored; did you mean ALLOWED_USER_IDS?",
+    ]
+
+
 def test_unknown_provider_is_a_startup_error(tmp_path: Path) -> None:
     from bot.app import StartupError, build_app
     from config import load_settings
@@ -75,6 +90,38 @@ def test_unknown_provider_is_a_startup_error(tmp_path: Path) -> None:
     settings = load_settings(bot_token=TOKEN, g4f_provider="NoSuchProvider", data_dir=tmp_path)
     with pytest.raises(StartupError, match="unknown g4f provider: 'NoSuchProvider'"):
         build_app(settings)
+
+
+def test_a_data_dir_that_cannot_be_made_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    (tmp_path / "taken").write_text("a file, not a folder")
+    result = run_bot(tmp_path, BOT_TOKEN=TOKEN, DATA_DIR=str(tmp_path / "taken"))
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert lines == [f"error: DATA_DIR {tmp_path / 'taken'} is not usable: File exists"]
+
+
+@pytest.mark.parametrize("content", [b"not a database" * 100, None], ids=["corrupt", "newer"])
+async def test_a_database_that_cannot_be_opened_is_a_startup_error(
+    tmp_path: Path, content: bytes | None
+) -> None:
+    import sqlite3
+
+    from bot.app import StartupError, build_app, startup
+    from bot.conversations.sqlite import MIGRATIONS
+    from config import load_settings
+
+    path = tmp_path / "bot.sqlite3"
+    if content is None:
+        with sqlite3.connect(path) as db:
+            db.execute(f"PRAGMA user_version = {len(MIGRATIONS) + 1}")
+    else:
+        path.write_bytes(content)
+    app = build_app(load_settings(bot_token=TOKEN, data_dir=tmp_path))
+    try:
+        with pytest.raises(StartupError, match=rf"DATA_DIR {tmp_path} is not usable: "):
+            await startup(app)
+    finally:
+        await app.bot.session.close()
 
 
 async def test_unreachable_telegram_is_retried_with_backoff(

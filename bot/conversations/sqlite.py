@@ -110,6 +110,10 @@ def _all(conn: sqlite3.Connection, query: str, args: tuple[Any, ...]) -> list[An
         cursor.close()
 
 
+class StoreTooNew(RuntimeError):
+    """The database was written by a newer version of the bot."""
+
+
 class SQLiteStore:
     """`Store` on one SQLite file."""
 
@@ -126,9 +130,14 @@ class SQLiteStore:
     async def open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._db = await aiosqlite.connect(self.path)
-        await self._db.execute("PRAGMA journal_mode=WAL")
-        await self._db.execute("PRAGMA foreign_keys=ON")
-        await self.migrate()
+        try:
+            await self._db.execute("PRAGMA journal_mode=WAL")
+            await self._db.execute("PRAGMA foreign_keys=ON")
+            await self.migrate()
+        except BaseException:
+            # Not a database, or a newer one: its thread would keep the process from exiting.
+            await self.close()
+            raise
 
     async def migrate(self) -> int:
         """Bring the schema to the newest version; returns it."""
@@ -136,7 +145,7 @@ class SQLiteStore:
             row = await cursor.fetchone()
         version = int(row[0]) if row else 0
         if version > len(MIGRATIONS):
-            raise RuntimeError(
+            raise StoreTooNew(
                 f"{self.path} has schema version {version}, newer than this bot knows "
                 f"({len(MIGRATIONS)}); upgrade the bot"
             )
