@@ -54,11 +54,12 @@ class AccessPolicy:
 
 
 async def is_chat_admin(bot: Bot, policy: AccessPolicy, chat_id: int, user_id: int) -> bool:
-    """A chat's creator/administrator, or one of `ADMIN_USER_IDS`."""
-    if policy.is_admin(user_id):
+    """A chat's creator/administrator, or one of `ADMIN_USER_IDS`. `user_id` may be a chat's id
+    (`sender_id`): a group speaking as itself is one of its anonymous admins."""
+    if policy.is_admin(user_id) or user_id == chat_id:  # a private chat belongs to its user
         return True
-    if chat_id > 0:
-        return chat_id == user_id  # a private chat belongs to its user
+    if chat_id > 0 or user_id < 0:  # a channel speaking in a group is not one of its admins
+        return False
     try:
         member = await bot.get_chat_member(chat_id, user_id)
     except TelegramAPIError as e:

@@ -24,8 +24,10 @@ class AddressedInGroup(Filter):
         text = message.text or message.caption
         if not text or looks_like_command(text):
             return False
-        if message.from_user is None or message.from_user.is_bot:
-            return False
+        if message.is_automatic_forward:
+            return False  # a channel's post copied into its discussion group: nobody asked
+        if message.sender_chat is None and (message.from_user is None or message.from_user.is_bot):
+            return False  # another bot (an anonymous admin's placeholder bot has `sender_chat`)
         me = await bot.me()
         prompt, mentioned = without_mentions(message, me.username or "")
         replied = message.reply_to_message

@@ -154,6 +154,48 @@ async def test_a_photo_addressed_to_the_bot_gets_the_text_only_hint(
     assert llm.received == []
 
 
+async def test_messages_sent_as_a_chat(tg: FakeTelegram, llm: FakeLLM, bot_app: object) -> None:
+    """An anonymous admin speaks as the group, and `from` is a placeholder bot: still asked, and
+    an admin. A channel's post copied into its discussion group asks nothing, even if it names
+    the bot; a question under it quotes the channel, not the placeholder "Telegram"."""
+    group = {"id": GROUP, "type": "supergroup", "title": "Test group"}
+    channel = {"id": -100900, "type": "channel", "title": "Our Channel"}
+    mention = f"@{tg.bot_username}"
+    question = tg.send_user_message(
+        GROUP, f"{mention} hello", chat_type="supergroup", sender_chat=group
+    )["message"]
+    assert question["from"]["is_bot"]
+    await final_answer(tg, GROUP, after=question["message_id"])
+    assert _user_turns(llm) == ["hello"]
+    command = tg.send_user_message(
+        GROUP, "/system Be brief.", chat_type="supergroup", sender_chat=group
+    )["message"]
+    await tg.wait_for(lambda: bool(answer_messages(tg, GROUP, command["message_id"])))
+    assert answer_messages(tg, GROUP, command["message_id"])[0].text.startswith("✅")
+
+    before = len(llm.received)
+    post = tg.send_user_message(
+        GROUP,
+        f"New post! Ask {mention} anything.",
+        chat_type="supergroup",
+        sender_chat=channel,
+        automatic_forward=True,
+    )["message"]
+    below = f"{mention} summarize"
+    await _ask_replying(tg, below, post["message_id"])
+    assert len(llm.received) == before + 1  # the question under the post, not the post
+    assert _user_turns(llm) == [
+        f"Our Channel wrote:\n> New post! Ask {mention} anything.\n\nsummarize"
+    ]
+    asked = len(llm.received)
+    photo = tg.send_user_message(
+        GROUP, "/ask what is this?", user_id=ALICE, chat_type="supergroup", photo=True
+    )["message"]
+    await tg.wait_for(lambda: bool(answer_messages(tg, GROUP, photo["message_id"])))
+    assert "only read text" in answer_messages(tg, GROUP, photo["message_id"])[0].text
+    assert len(llm.received) == asked
+
+
 async def test_empty_mention_gets_a_hint(tg: FakeTelegram, llm: FakeLLM, bot_app: object) -> None:
     question = tg.send_user_message(
         GROUP, f"@{tg.bot_username}", user_id=ALICE, chat_type="supergroup"

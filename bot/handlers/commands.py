@@ -9,7 +9,7 @@ from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup, Message
 from bot.access import AccessPolicy, is_chat_admin
 from bot.answering import Answerer
 from bot.conversations import Conversations, Store
-from bot.handlers.common import asked, lang_of, question_from, replied_id, topic_of
+from bot.handlers.common import asked, lang_of, question_from, replied_id, sender_id, topic_of
 from bot.markup import command_args
 from bot.notify import Notifier
 from bot.texts import t
@@ -35,6 +35,9 @@ async def ask(
     conversations: Conversations,
     notifier: Notifier,
 ) -> None:
+    if message.text is None:  # a photo or file captioned "/ask …": only text can be read
+        await notifier.to(message, t(lang_of(message), "not_text"))
+        return
     prompt = command_args(message)
     question, reply_to, quote = asked(message, bot.id, prompt)
     if not prompt and not quote:
@@ -59,7 +62,7 @@ async def stop(
     message: Message, bot: Bot, answerer: Answerer, policy: AccessPolicy, notifier: Notifier
 ) -> None:
     lang = lang_of(message)
-    user_id = message.from_user.id if message.from_user else 0
+    user_id = sender_id(message)
     running = await answerer.in_chat(message.chat.id, topic_of(message))
     in_group = message.chat.type != "private"
     if running and in_group and not await is_chat_admin(bot, policy, message.chat.id, user_id):
@@ -118,7 +121,7 @@ async def system(
             t(lang, "system_show", prompt=current) if current else t(lang, "system_none"),
         )
         return
-    user_id = message.from_user.id if message.from_user else 0
+    user_id = sender_id(message)
     if not await is_chat_admin(bot, policy, message.chat.id, user_id):
         await notifier.to(message, t(lang, "system_not_allowed"))
         return

@@ -8,13 +8,22 @@ from bot.answering import Question, Quote
 from bot.markup import markdown_of, message_markdown
 
 
+def sender_id(message: Message) -> int:
+    """Who sent a message: its user, or the chat it was sent as. An anonymous admin speaks as the
+    group and a user may speak as their channel; Telegram then names, as `from`, a placeholder
+    bot that every group shares (it would be one user for the rate limit, everywhere)."""
+    if message.sender_chat is not None:
+        return message.sender_chat.id
+    return message.from_user.id if message.from_user else message.chat.id
+
+
 def question_from(message: Message, text: str) -> Question:
     """The `Question` a message asks, keeping its forum topic."""
     user = message.from_user
     return Question(
         chat_id=message.chat.id,
         message_id=message.message_id,
-        user_id=user.id if user else message.chat.id,
+        user_id=sender_id(message),
         text=text,
         lang=user.language_code if user else None,
         thread_id=topic_of(message),
@@ -56,10 +65,10 @@ def quote_of(message: Message, bot_id: int) -> Quote | None:
     quoted = selected or message_markdown(replied)
     if not quoted:
         return None
-    if replied.from_user is not None:
-        author = replied.from_user.full_name
-    elif replied.sender_chat is not None:
+    if replied.sender_chat is not None:  # `from` is then a placeholder ("Group", "Channel")
         author = replied.sender_chat.title or "A channel"
+    elif replied.from_user is not None:
+        author = replied.from_user.full_name
     else:
         author = "Someone"
     return Quote(f"{author} wrote:\n{_blockquote(quoted)}", selected=bool(selected))

@@ -815,6 +815,21 @@ class Call:
     content_type: str = ""  # how the parameters came: a form, JSON or the query string
 
 
+def _placeholder_sender(message: StoredMessage) -> Json:
+    """The `from` of a message sent as a chat: one placeholder account for all such messages."""
+    assert message.sender_chat is not None
+    if message.automatic_forward:
+        return {"id": 777000, "is_bot": False, "first_name": "Telegram"}
+    if message.sender_chat["id"] == message.chat_id:
+        return {
+            "id": 1087968824,
+            "is_bot": True,
+            "first_name": "Group",
+            "username": "GroupAnonymousBot",
+        }
+    return {"id": 136817688, "is_bot": True, "first_name": "Channel", "username": "Channel_Bot"}
+
+
 @dataclass
 class StoredMessage:
     """A message in a chat, in its current state (edits applied)."""
@@ -836,6 +851,8 @@ class StoredMessage:
     edit_date: int | None = None
     edits: int = 0
     quote: Json | None = None  # the part of the replied-to message a user selected
+    sender_chat: Json | None = None  # sent as a chat: an anonymous admin, a channel
+    automatic_forward: bool = False  # a channel's post copied into its discussion group
 
 
 @dataclass
@@ -1026,8 +1043,14 @@ class FakeTelegram:
         photo: bool = False,
         quote: str | None = None,
         chat_title: str = "Test group",
+        sender_chat: Json | None = None,
+        automatic_forward: bool = False,
     ) -> Json:
         """Queue a user's message for getUpdates and store it so the bot can reply to it.
+
+        `sender_chat`: sent as that chat (the group itself: an anonymous admin; a channel); with
+        `automatic_forward`, the channel's post as its discussion group gets it. `from` is then
+        the placeholder Telegram puts there.
 
         With entities=None, bot commands and @mentions are detected like Telegram's server does;
         pass entities=[] for a message without any.
@@ -1075,6 +1098,8 @@ class FakeTelegram:
             date=int(time.time()),
             sticker=sticker,
             photo=photo,
+            sender_chat=sender_chat,
+            automatic_forward=automatic_forward,
         )
         self._store(message)
         data = self._message_json(message)
@@ -1361,6 +1386,11 @@ class FakeTelegram:
                 else self._user_json(message.user_id or message.chat_id)
             ),
         }
+        if message.sender_chat is not None:
+            data["sender_chat"] = dict(message.sender_chat)
+            data["from"] = _placeholder_sender(message)
+            if message.automatic_forward:
+                data["is_automatic_forward"] = True
         if message.message_thread_id is not None:
             data["message_thread_id"] = message.message_thread_id
             data["is_topic_message"] = True
