@@ -35,6 +35,7 @@ from bot.conversations.redis_store import RedisStore
 from bot.conversations.sqlite import StoreTooNew
 from bot.dedup import LocalSeen, OncePerUpdate, RedisSeen, SeenUpdates
 from bot.handlers import get_routers
+from bot.handlers.errors import failed
 from bot.llm import LLMClient
 from bot.menu import set_menus
 from bot.metrics import Metrics
@@ -184,6 +185,7 @@ def build_app(settings: Settings) -> App:
     dispatcher.edited_message.middleware(access)
     dispatcher.callback_query.middleware(access)
     dispatcher.include_routers(*get_routers())
+    dispatcher.errors.register(failed)
     return App(
         settings,
         bot,

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import socket
+import sqlite3
+from typing import Any
 
 import pytest
 
@@ -117,6 +119,27 @@ async def test_unreachable_backend(
     assert "Could not reach the model" in message.text  # not "the answer is incomplete"
     assert_no_leaks(message.text)
     assert any("stream failed" in r.getMessage() for r in caplog.records)
+
+
+async def test_a_question_that_meets_a_storage_failure_gets_a_notice(
+    tg: FakeTelegram,
+    bot_app: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A full disk (or Redis down) while a question is handled: the update is acknowledged
+    either way, so without a word the asker would wait for good."""
+
+    async def full(*args: object, **kwargs: object) -> None:
+        raise sqlite3.OperationalError("database or disk is full")
+
+    monkeypatch.setattr(bot_app.store, "add_turn", full)
+    caplog.set_level(logging.ERROR, logger="bot")
+    question = tg.send_user_message(USER, "hello?")["message"]
+    [notice] = await final_answer(tg, USER, after=question["message_id"])
+    assert notice.text == "⚠️ Something went wrong on my side. Please try again."
+    assert_no_leaks(notice.text)
+    assert any("OperationalError" in r.getMessage() for r in caplog.records)
 
 
 async def test_injected_429_is_respected_and_answer_completes(
