@@ -68,8 +68,11 @@ async def test_failure_keeps_partial_text_and_shows_notice(
     assert refused_calls(tg) == []
 
 
-async def test_idle_timeout(tg: FakeTelegram, llm: FakeLLM, start_bot: StartBot) -> None:
+async def test_idle_timeout(
+    tg: FakeTelegram, llm: FakeLLM, start_bot: StartBot, caplog: pytest.LogCaptureFixture
+) -> None:
     await start_bot(llm_idle_timeout=1)
+    caplog.set_level(logging.WARNING, logger="bot")
     llm.script(Reply("Thinking about it", fault="stall", fault_after=8))
     question = tg.send_user_message(USER, "question")["message"]
 
@@ -79,6 +82,8 @@ async def test_idle_timeout(tg: FakeTelegram, llm: FakeLLM, start_bot: StartBot)
     assert text.startswith("Thinking")
     assert "stopped responding" in text
     await tg.wait_for(lambda: llm.received[-1].client_closed, timeout=5)
+    [logged] = [r.getMessage() for r in caplog.records if "stream failed" in r.getMessage()]
+    assert logged.endswith("idle_timeout (no data for 1 s)")  # what ran out, not "NoneType"
 
 
 async def test_a_model_that_never_writes_a_word_is_not_said_to_have_left_an_answer_incomplete(

@@ -177,7 +177,8 @@ class LLMClient:
             async with contextlib.aclosing(chunks) as iterator:
                 while True:
                     if loop.time() >= deadline:
-                        raise LLMFailure(FailureKind.TOTAL_TIMEOUT)
+                        late = FailureKind.TOTAL_TIMEOUT
+                        raise LLMFailure(late, self._limit(late))
                     watchdog.waiting()
                     try:
                         chunk = await anext(iterator)
@@ -185,11 +186,11 @@ class LLMClient:
                         break
                     except asyncio.CancelledError as exc:
                         if kind := watchdog.fired(exc):
-                            raise LLMFailure(kind) from None
+                            raise LLMFailure(kind, self._limit(kind)) from None
                         raise
                     except Exception as exc:
                         if kind := watchdog.fired(exc):
-                            raise LLMFailure(kind) from exc
+                            raise LLMFailure(kind, self._limit(kind)) from exc
                         raise LLMFailure(classify(exc), _describe(exc)) from exc
                     watchdog.received()
                     # Providers also yield reasoning, sources, usage and other objects: only
@@ -206,7 +207,13 @@ class LLMClient:
         if not produced:
             if swallowed is not None:
                 raise LLMFailure(classify(swallowed), _describe(swallowed)) from swallowed
-            raise LLMFailure(FailureKind.EMPTY)
+            raise LLMFailure(FailureKind.EMPTY, "no text")
+
+    def _limit(self, kind: FailureKind) -> str:
+        """What a timeout's log line says ran out."""
+        if kind is FailureKind.IDLE_TIMEOUT:
+            return f"no data for {self.idle_timeout:g} s"
+        return f"over {self.total_timeout:g} s"
 
     async def close(self) -> None:
         """Close g4f's shared connection pools (they outlive clients)."""
