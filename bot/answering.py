@@ -52,6 +52,14 @@ class Quote:
 
     text: str
     selected: bool = False  # a part the user selected: it goes with the question in any case
+    # One of the bot's own messages: it goes only if memory does not have it (a reset database),
+    # and is nothing to ask about on its own.
+    own: bool = False
+
+    @property
+    def asks(self) -> bool:
+        """Whether a bare mention under the message is a question about it."""
+        return self.selected or not self.own
 
 
 @dataclass(slots=True)

@@ -135,6 +135,20 @@ async def test_memory_survives_a_restart(
     ]
 
 
+async def test_a_reply_to_an_answer_memory_lost_quotes_it(
+    tg: FakeTelegram, llm: FakeLLM, start_bot: BotRunner, tmp_path: Any
+) -> None:
+    """The data was reset (or moved) since: the answer replied to is quoted, not dropped."""
+    app = await start_bot()
+    _, [answer] = await ask(tg, USER, "capital of Australia?")
+    await start_bot.stop(app)
+    await start_bot(data_dir=tmp_path / "reset")
+    await ask(tg, USER, "why not Sydney?", reply_to_message_id=answer.message_id)
+    assert dialog(llm) == [
+        ("user", "You wrote earlier:\n> You said: capital of Australia?\n\nwhy not Sydney?")
+    ]
+
+
 async def test_second_question_is_queued_and_sees_the_first_exchange(
     tg: FakeTelegram, llm: FakeLLM, bot_app: object
 ) -> None:

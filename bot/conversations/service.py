@@ -374,9 +374,9 @@ class Conversations:
 
 def _framed(question: Question, replied: Turn | None, quote: Quote | None) -> Question:
     """The question with the message it replies to quoted before it, unless that message is in
-    the conversation already (a question asked earlier); a part the user selected goes in any
-    case."""
-    if quote and (quote.selected or replied is None or not question.text):
+    the conversation already (a question asked earlier, an answer); a part the user selected
+    goes in any case."""
+    if quote and (quote.selected or replied is None or (not question.text and quote.asks)):
         return replace(question, text=f"{quote.text}\n\n{question.text}".rstrip())
     return question
 

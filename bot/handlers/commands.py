@@ -40,7 +40,7 @@ async def ask(
         return
     prompt = command_args(message)
     question, reply_to, quote = asked(message, bot.id, prompt)
-    if not prompt and not quote:
+    if not prompt and not (quote and quote.asks):
         await notifier.to(message, t(lang_of(message), "empty_question"))
         return
     await conversations.ask(question, reply_to, quote)

@@ -52,16 +52,18 @@ def replied_id(message: Message) -> int | None:
 def quote_of(message: Message, bot_id: int) -> Quote | None:
     """The message this one replies to, framed for the model: "@bot translate this", sent as a
     reply to a message, is about that message (only the part the user selected, if any). An
-    answer of the bot's is in the conversation already: only a part selected in it is quoted,
-    so that the model knows what the question is about."""
+    answer of the bot's is normally in the conversation already: a part selected in it is quoted
+    so that the model knows what the question is about, and the whole message only in case
+    memory has lost it (`own`)."""
     replied = message.reply_to_message
     if replied is None or replied_id(message) is None:
         return None
     selected = markdown_of(message.quote.text, message.quote.entities) if message.quote else ""
     if replied.from_user is not None and replied.from_user.id == bot_id:
-        if not selected:
-            return None
-        return Quote("About this part of your answer:\n" + _blockquote(selected), selected=True)
+        if selected:
+            return Quote("About this part of your answer:\n" + _blockquote(selected), selected=True)
+        earlier = message_markdown(replied)
+        return Quote("You wrote earlier:\n" + _blockquote(earlier), own=True) if earlier else None
     quoted = selected or message_markdown(replied)
     if not quoted:
         return None

@@ -24,7 +24,7 @@ async def group_question(
         await notifier.to(message, t(lang_of(message), "not_text"))
         return
     question, reply_to, quote = asked(message, bot.id, prompt)
-    if not prompt and not quote:  # a bare mention under a message is about that message
+    if not prompt and not (quote and quote.asks):  # a bare mention under a message: about it
         await notifier.to(message, t(lang_of(message), "empty_question"))
         return
     await conversations.ask(question, reply_to, quote)
