@@ -31,7 +31,7 @@ class Notifier:
         markup: InlineKeyboardMarkup | None = None,
     ) -> Message | None:
         for _ in range(3):
-            await self.pacer.acquire(chat_id, final=True)
+            counted = await self.pacer.acquire(chat_id, final=True)
             try:
                 return await self.bot.send_message(
                     chat_id=chat_id,
@@ -49,6 +49,8 @@ class Notifier:
             except TelegramAPIError as e:
                 log.warning("chat %s: could not send a notice: %s", chat_id, e)
                 return None
+            finally:
+                self.pacer.arrived(chat_id, counted)
         return None
 
     async def remove_keyboard(self, chat_id: int, message_id: int) -> None:
@@ -63,7 +65,7 @@ class Notifier:
         markup: InlineKeyboardMarkup | None,
     ) -> None:
         """Edit a message's text (or, with `text` None, only its buttons) through the pacer."""
-        await self.pacer.acquire(chat_id, final=True)
+        counted = await self.pacer.acquire(chat_id, final=True)
         try:
             if text is None:
                 await self.bot.edit_message_reply_markup(
@@ -77,12 +79,14 @@ class Notifier:
             self.pacer.penalize(chat_id, float(e.retry_after))
         except TelegramAPIError as e:
             log.debug("chat %s: could not edit message %s: %s", chat_id, message_id, e)
+        finally:
+            self.pacer.arrived(chat_id, counted)
 
     async def delete(self, chat_id: int, message_id: int) -> None:
         """Delete a notice that no longer holds; errors are ignored. Tidying up waits behind
         finals and first texts (an intermediate update's priority)."""
         for _ in range(2):
-            await self.pacer.acquire(chat_id, final=False)
+            counted = await self.pacer.acquire(chat_id, final=False)
             try:
                 await self.bot.delete_message(chat_id=chat_id, message_id=message_id)
                 return
@@ -91,6 +95,8 @@ class Notifier:
             except TelegramAPIError as e:
                 log.debug("chat %s: could not delete message %s: %s", chat_id, message_id, e)
                 return
+            finally:
+                self.pacer.arrived(chat_id, counted)
 
     async def to(self, message: Message, text: str, **kw: object) -> Message | None:
         """Reply to a user's message (in its topic)."""

@@ -114,6 +114,25 @@ def test_a_call_that_leaves_late_is_counted_from_when_it_leaves() -> None:
     assert list(pacer._global) == before
 
 
+def test_a_groups_minute_counts_a_call_from_its_answer() -> None:
+    """A call that reached Telegram late (built and sent while many answers started) holds its
+    place in the group's minute until it was answered, not from when it was counted."""
+    clock = Clock()
+    pacer = Pacer(Budgets(group_per_minute=1), clock=clock)
+    first = pacer.record(-5)
+    clock.now += 0.4  # its answer comes back only now
+    pacer.arrived(-5, first)
+    pacer.arrived(7, first)  # a private chat has no minute: nothing to move
+    minute = 60.0 + pacer.budgets.margin
+    clock.now = first + minute
+    assert pacer.delay(-5, final=True) > 0  # counted from its grant, the minute would be over
+    clock.now = first + 0.4 + minute
+    assert pacer.delay(-5, final=True) == 0
+    before = list(pacer._chats[-5].window)
+    pacer.arrived(-5, clock.now + 5)  # an answer "before" its count changes nothing
+    assert list(pacer._chats[-5].window) == before
+
+
 def test_first_texts_may_use_most_of_the_room_kept_for_finals() -> None:
     clock = Clock()
     pacer = Pacer(clock=clock)

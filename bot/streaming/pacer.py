@@ -203,20 +203,33 @@ class Pacer:
         self.granted += 1
         return now
 
-    def departing(self, chat_id: int, granted: float) -> None:
+    def departing(self, chat_id: int, granted: float) -> float:
         """A call counted at `granted` leaves only now (it first fetched the newest text): count
         it from now, so that the time in between cannot squeeze more calls into Telegram's
-        windows than the margin allows for."""
+        windows than the margin allows for. Returns when the call counts from."""
         now = self._clock()
         if now <= granted:
-            return
+            return granted
         _move(self._global, granted, now)
         chat = self._chats.get(chat_id)
         if chat is None:
-            return
+            return now
         chat.last = max(chat.last, now)
         if chat_id < 0:
             _move(chat.window, granted, now)
+        return now
+
+    def arrived(self, chat_id: int, counted: float) -> None:
+        """A call to a group, counted at `counted`, has been answered, so it reached Telegram by
+        now: its place in the group's minute is counted from now. Between the count and the
+        arrival the call is built and sent, and while many answers start at once that took
+        longer than the margin (a 429 sixty seconds later, at the window's edge). The bot-wide
+        second keeps its margin instead: moving its entries by a round trip would cost a share of
+        its 30 calls a second."""
+        chat = self._chats.get(chat_id)
+        now = self._clock()
+        if chat_id < 0 and chat is not None and now > counted:
+            _move(chat.window, counted, now)
 
     def _forget_idle(self, now: float) -> None:
         """Drop chats idle for 10 minutes (nothing of theirs is in any window any more)."""

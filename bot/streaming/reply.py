@@ -265,15 +265,18 @@ class ReplyStream:
                 self._wake.clear()
                 await self._idle()
                 continue
-            granted = await self._slot()
+            counted = await self._slot()
             if self.catch_up is not None and not self._closing:
                 await self.catch_up()
-                self.pacer.departing(self.chat_id, granted)
+                counted = self.pacer.departing(self.chat_id, counted)
             op = self._next_op(self._target())  # the newest snapshot, whatever came meanwhile
             if op is None:
                 continue
             try:
-                await self._apply(op)
+                try:
+                    await self._apply(op)
+                finally:
+                    self.pacer.arrived(self.chat_id, counted)
                 network_failures = refused = 0
             except TelegramRetryAfter as e:
                 self.stats.retry_afters += 1
