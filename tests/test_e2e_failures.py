@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import socket
 import sqlite3
@@ -145,6 +146,44 @@ async def test_a_question_that_meets_a_storage_failure_gets_a_notice(
     assert notice.text == "⚠️ Something went wrong on my side. Please try again."
     assert_no_leaks(notice.text)
     assert any("OperationalError" in r.getMessage() for r in caplog.records)
+
+
+async def test_an_answer_finished_while_storage_fails_is_stored_once_it_works(
+    tg: FakeTelegram, bot_app: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Redis restarting (or a full disk) as the answer ends: the chat shows it whole, and memory
+    gets it when storage answers again, instead of keeping it "streaming" (a restart would then
+    call it interrupted)."""
+    from bot.conversations import service
+    from bot.conversations.models import TurnStatus
+
+    monkeypatch.setattr(service, "RETRY_FIRST", 0.05)
+    store = bot_app.store
+    finish = store.finish_turn
+    failures = [ConnectionError("Redis is loading"), sqlite3.OperationalError("disk is full")]
+
+    async def flaky(*args: Any, **kwargs: Any) -> None:
+        if failures:
+            raise failures.pop(0)
+        await finish(*args, **kwargs)
+
+    monkeypatch.setattr(store, "finish_turn", flaky)
+    question = tg.send_user_message(USER, "hello")["message"]
+    [answer] = await final_answer(tg, USER, after=question["message_id"])
+    assert answer.text == "You said: hello"
+
+    async def stored() -> bool:
+        turn = await store.turn_by_message(USER, question["message_id"])
+        return turn.status is TurnStatus.DONE and turn.answer == "You said: hello"
+
+    for _ in range(100):
+        if await stored():
+            break
+        await asyncio.sleep(0.05)
+    assert await stored()
+    assert not failures
+    await tg.wait_idle(quiet=0.3)
+    assert [m.text for m in tg.bot_messages(USER)] == ["You said: hello"]  # no error notice
 
 
 async def test_injected_429_is_respected_and_answer_completes(

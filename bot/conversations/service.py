@@ -17,6 +17,7 @@ import math
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, replace
+from functools import partial
 
 from aiogram.types import Message
 
@@ -30,6 +31,12 @@ from bot.ratelimit import Limiter, NoticeGate, Throttle
 from bot.texts import t
 
 log = logging.getLogger(__name__)
+
+# A write that failed (Redis restarting, a full disk) is tried again after 1 s, 2 s, 4 s … 30 s,
+# for up to 10 minutes.
+RETRY_FIRST = 1.0
+RETRY_MAX = 30.0
+RETRY_FOR = 600.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +77,7 @@ class Conversations:
         self._answering: dict[tuple[int, int], tuple[Turn, Question] | None] = {}
         self._edit_order = LocalQueues()
         self._closing = False
+        self._retrying: dict[asyncio.Task[None], tuple[str, Callable[[], Awaitable[object]]]] = {}
 
     async def drain(self, grace: float) -> None:
         """At shutdown: let answers finish within `grace` s, then interrupt and record the rest.
@@ -84,6 +92,12 @@ class Conversations:
             count = self.answerer.interrupt_all()
             log.info("interrupting %d answer(s)", count)
             await asyncio.wait(set(self._inflight), timeout=30)
+        for task, (what, write) in list(self._retrying.items()):  # a last try, then it is lost
+            task.cancel()
+            try:
+                await write()
+            except Exception as error:
+                log.error("%s could not be stored: %s", what, type(error).__name__)
 
     async def ask(
         self, question: Question, reply_to: int | None = None, quote: Quote | None = None
@@ -341,7 +355,10 @@ class Conversations:
         )
 
         async def link(message_id: int) -> None:
-            await self.store.link_message(question.chat_id, message_id, turn.id)
+            await self._written(
+                f"message {message_id} of turn {turn.id}",
+                partial(self.store.link_message, question.chat_id, message_id, turn.id),
+            )
 
         status = TurnStatus.INTERRUPTED
         outcome: Outcome | None = None
@@ -354,12 +371,43 @@ class Conversations:
             status = TurnStatus(outcome.result)
             return outcome
         finally:
-            await self.store.finish_turn(
+            finish = partial(
+                self.store.finish_turn,
                 turn.id,
                 answer=outcome.text if outcome else "",
                 status=status,
                 message_ids=outcome.message_ids if outcome else [],
             )
+            await self._written(f"the answer of turn {turn.id}", finish)
+
+    async def _written(self, what: str, write: Callable[[], Awaitable[object]]) -> None:
+        """Write now or, while storage fails, keep trying in the background: an answer the chat
+        shows must not stay "streaming" in memory (a restart would call it interrupted, and the
+        conversation would go on without it)."""
+        try:
+            await write()
+        except Exception as error:
+            log.warning("%s not stored (%s); trying again", what, type(error).__name__)
+            task = asyncio.create_task(self._keep_trying(what, write))
+            self._retrying[task] = (what, write)
+            task.add_done_callback(self._retrying.pop)
+
+    async def _keep_trying(self, what: str, write: Callable[[], Awaitable[object]]) -> None:
+        loop = asyncio.get_running_loop()
+        give_up = loop.time() + RETRY_FOR
+        delay = RETRY_FIRST
+        while True:
+            await asyncio.sleep(delay)
+            try:
+                await write()
+            except Exception as error:
+                if loop.time() >= give_up:
+                    log.error("%s could not be stored: %s", what, type(error).__name__)
+                    return
+                delay = min(delay * 2, RETRY_MAX)
+            else:
+                log.info("%s stored", what)
+                return
 
     async def _retry_target(self, question: Question, reply_to: int | None) -> Turn | None:
         if reply_to:
