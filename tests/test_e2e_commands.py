@@ -134,6 +134,24 @@ async def test_system_prompt_show_and_set(
     assert "Default prompt." in (await reply_to(tg, USER, "/system")).text
 
 
+async def test_a_group_upgraded_to_a_supergroup_keeps_its_settings(
+    tg: FakeTelegram, llm: FakeLLM, bot_app: Any
+) -> None:
+    """The supergroup gets a new chat id; the prompt an admin set must not silently vanish."""
+    old, new = -4321, -1004321
+    tg.set_admin(old, ADMIN)
+    saved = await reply_to(tg, old, "/system Answer in French.", user_id=ADMIN, chat_type="group")
+    assert "saved" in saved.text
+    tg.upgrade_group(old, new)
+    await tg.wait_for(lambda: not tg.pending_updates)
+    await tg.wait_idle(quiet=0.3)
+    question = tg.send_user_message(
+        new, f"@{tg.bot_username} hello", user_id=ALICE, chat_type="supergroup"
+    )["message"]
+    await final_answer(tg, new, after=question["message_id"])
+    assert llm.received[-1].messages[0] == {"role": "system", "content": "Answer in French."}
+
+
 async def test_stranger_in_private_is_refused_with_their_id(
     tg: FakeTelegram, llm: FakeLLM, start_bot: BotRunner
 ) -> None:

@@ -2,9 +2,10 @@
 
 from aiogram import Router
 
-from bot.handlers import buttons, commands, edits, fallback, questions
+from bot.handlers import buttons, chats, commands, edits, fallback, questions
 
 
 def get_routers() -> list[Router]:
-    """New routers, in the order they must see updates: commands first, the catch-all last."""
-    return [m.create_router() for m in (commands, buttons, questions, edits, fallback)]
+    """New routers, in the order they must see updates: service messages and commands first,
+    the catch-all last."""
+    return [m.create_router() for m in (chats, commands, buttons, questions, edits, fallback)]

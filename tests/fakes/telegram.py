@@ -1110,6 +1110,30 @@ class FakeTelegram:
             message.quote = data["quote"] = {"text": quote, "position": position, "is_manual": True}
         return self._push_update({"message": data})
 
+    def upgrade_group(
+        self, old_id: int, new_id: int, *, user_id: int = DEFAULT_GROUP_USER_ID
+    ) -> None:
+        """A group becomes a supergroup with a new id: Telegram posts a service message in each
+        (`migrate_to_chat_id` in the old one, `migrate_from_chat_id` in the new one)."""
+        old = self._chats.get(old_id) or {"id": old_id, "type": "group", "title": "Test group"}
+        self._chats[new_id] = {"id": new_id, "type": "supergroup", "title": old.get("title")}
+        for chat_id, field_name, other in (
+            (old_id, "migrate_to_chat_id", new_id),
+            (new_id, "migrate_from_chat_id", old_id),
+        ):
+            message = StoredMessage(
+                chat_id=chat_id,
+                message_id=self._next_message_id(chat_id),
+                text="",
+                from_bot=False,
+                user_id=user_id,
+                date=int(time.time()),
+            )
+            self._store(message)
+            data = self._message_json(message)
+            data[field_name] = other
+            self._push_update({"message": data})
+
     def edit_user_message(
         self, chat_id: int, message_id: int, text: str, *, entities: list[Json] | None = None
     ) -> Json:
