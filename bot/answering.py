@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import math
 import secrets
 import time
 from collections.abc import Awaitable, Callable
@@ -71,6 +72,7 @@ class Outcome:
     failure: FailureKind | None = None
     stopped: bool = False
     interrupted: bool = False
+    undelivered: bool = False  # the chat could not be written to (the bot was removed, say)
     first_text_after: float | None = None  # seconds from the question to the first text
 
     @property
@@ -80,7 +82,7 @@ class Outcome:
             return "interrupted"
         if self.stopped:
             return "stopped"
-        return "failed" if self.failure is not None else "done"
+        return "failed" if self.failure is not None or self.undelivered else "done"
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,6 +154,7 @@ class Answerer:
         self.drafts = drafts or DraftSupport("edit")
         self.active: dict[str, ActiveAnswer] = {}
         self.finished = 0  # answers whose final state has been delivered
+        self._gone: dict[int, float] = {}  # chats the bot may no longer write to, since when
         self._ids = itertools.count(1)
         self._salt = secrets.token_hex(3)
         # Draft ids only need to differ within a chat; a random base keeps replicas apart.
@@ -255,6 +258,11 @@ class Answerer:
             notice = styled(t(question.lang, key))
         await reply.close(notice, complete=finished)
         self.finished += 1
+        outcome.undelivered = reply.failed
+        if reply.gone:
+            self._gone[question.chat_id] = time.monotonic()
+            if len(self._gone) > 10_000:
+                del self._gone[next(iter(self._gone))]
         outcome.message_ids = reply.message_ids
         if self.metrics is not None:
             self.metrics.record_answer(outcome, reply.stats)
@@ -313,6 +321,12 @@ class Answerer:
             return False
         active.stop()
         return True
+
+    def gone_since(self, chat_id: int, since: float) -> bool:
+        """Whether the bot learned after `since` (a `time.monotonic()`) that it may no longer
+        write to this chat: a question that waited meanwhile is not worth a model's answer. One
+        asked later is (the bot was added back)."""
+        return self._gone.get(chat_id, -math.inf) > since
 
     def interrupt_all(self) -> int:
         """Stop every answer in flight with an "interrupted" notice (at shutdown)."""

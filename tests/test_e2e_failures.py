@@ -243,14 +243,27 @@ async def test_no_typing_inside_a_retry_after_window(
     assert not [at for at in typing if refused.at < at < refused.at + 3]
 
 
-async def test_blocked_chat_ends_the_stream(
-    tg: FakeTelegram, llm: FakeLLM, bot_app: object
-) -> None:
+async def test_blocked_chat_ends_the_stream(tg: FakeTelegram, llm: FakeLLM, bot_app: Any) -> None:
+    """The stream stops, the answer is not remembered as done, and a question that was waiting
+    behind it is not sent to the model; one asked after the bot is let back in is answered."""
+    from bot.conversations.models import TurnStatus
+
     llm.script(Reply("word " * 2000, chunk_size=5, delay=0.01))
-    tg.send_user_message(USER, "question")
+    first = tg.send_user_message(USER, "question")["message"]
     await tg.wait_for(lambda: bool(tg.bot_messages(USER)))
+    tg.send_user_message(USER, "and another")
+    await tg.wait_for(lambda: any("right after" in m.text for m in tg.bot_messages(USER)))
     tg.block(USER)
     await tg.wait_for(lambda: llm.received[-1].client_closed, timeout=10)
+    await tg.wait_for(lambda: not bot_app.answerer.active)
+    await tg.wait_idle(quiet=0.5)
+    assert len(llm.received) == 1
+    turn = await bot_app.store.turn_by_message(USER, first["message_id"])
+    assert turn.status is TurnStatus.FAILED
+    tg.unblock(USER)
+    question = tg.send_user_message(USER, "back again")["message"]
+    await final_answer(tg, USER, after=question["message_id"])
+    assert len(llm.received) == 2
 
 
 async def test_a_failed_answer_keeps_the_formatting_it_was_shown_with(

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import time
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, replace
@@ -108,6 +109,7 @@ class Conversations:
         the conversation already (a question asked earlier), and a part the user selected goes
         in any case."""
         key = (question.chat_id, question.message_id)
+        arrived = time.monotonic()
         self._pending[key] = None  # before any await: from now on, an edit of it is kept
         try:
             if await self._rate_limited(question):
@@ -130,7 +132,7 @@ class Conversations:
                     key, current, self._answer(current, replied, on_stored=stored)
                 )
 
-            return await self._run(await self._key(framed, replied), framed, answer)
+            return await self._run(await self._key(framed, replied), framed, answer, arrived)
         finally:
             self._pending.pop(key, None)
 
@@ -165,6 +167,7 @@ class Conversations:
 
     async def retry(self, question: Question, reply_to: int | None = None) -> Outcome | None:
         """Answer the last question (or the one replied to) again, as a sibling branch."""
+        arrived = time.monotonic()
         target = await self._retry_target(question, reply_to)
         if target is None:
             await self._notice(question, "retry_nothing")
@@ -198,7 +201,7 @@ class Conversations:
                 key, asked, self._answer(asked, parent, fresh=parent is None, on_stored=stored)
             )
 
-        return await self._run(await self._key(again, parent or target), again, answer)
+        return await self._run(await self._key(again, parent or target), again, answer, arrived)
 
     async def recover(self) -> int:
         """At start-up: answers a crash left unfinished are marked interrupted, their Stop button
@@ -301,7 +304,11 @@ class Conversations:
         return f"thread:{question.chat_id}:{chain[0].question_message_id}"
 
     async def _run(
-        self, key: str, question: Question, work: Callable[[], Awaitable[Outcome]]
+        self,
+        key: str,
+        question: Question,
+        work: Callable[[], Awaitable[Outcome]],
+        arrived: float,
     ) -> Outcome | None:
         task = asyncio.current_task()
         if task is not None:
@@ -316,6 +323,9 @@ class Conversations:
             async with self.queues.hold(key, on_queued):
                 if self._closing:
                     await self._notice(question, "notice_not_started")
+                    return None
+                if self.answerer.gone_since(question.chat_id, arrived):
+                    log.info("chat %s: not answering, the bot was removed", question.chat_id)
                     return None
                 return await work()
         finally:

@@ -129,6 +129,7 @@ class ReplyStream:
         self.stop_markup = stop_markup
         self.stats = DeliveryStats()
         self.failed = False  # the chat cannot be written to (blocked, kicked, gone)
+        self.gone = False  # ... because the bot may not write there any more (403, 404)
         self._segmenter = Segmenter()
         self._text = ""
         self._rendered: str | None = None  # the text `_target` last looked at
@@ -293,13 +294,13 @@ class ReplyStream:
                     continue
                 if isinstance(e, TelegramNotFound):
                     log.error("chat %s: %s", self.chat_id, e)
-                    self.failed = True
+                    self.failed = self.gone = True
                     return
                 refused += 1
                 self._bad_request(op, e, refused)
             except (TelegramForbiddenError, TelegramUnauthorizedError) as e:
                 log.warning("chat %s: cannot write there any more (%s)", self.chat_id, e.message)
-                self.failed = True
+                self.failed = self.gone = True
             except (TelegramNetworkError, TelegramServerError) as e:
                 self.stats.errors += 1
                 network_failures += 1
