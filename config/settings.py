@@ -107,7 +107,15 @@ class Settings(BaseSettings):
         value = value.strip().rstrip("/")
         if value and not re.match(r"^https?://[^\s/]+", value):
             raise ValueError("must be an http(s) URL")
+        _check_port(value)
         return value
+
+    @field_validator("g4f_model")
+    @classmethod
+    def _model_name(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("must name a model")
+        return value.strip()
 
     @field_validator("webhook_url")
     @classmethod
@@ -118,6 +126,7 @@ class Settings(BaseSettings):
         parts = urlsplit(value)
         if parts.scheme not in ("http", "https") or not parts.hostname or " " in value:
             raise ValueError("must be an https URL (or http, for a self-hosted Bot API server)")
+        _check_port(value)
         if parts.path in ("", "/"):  # no path given: updates go to /webhook
             parts = parts._replace(path=DEFAULT_WEBHOOK_PATH)
         return urlunsplit(parts._replace(fragment=""))
@@ -139,10 +148,7 @@ class Settings(BaseSettings):
         parts = urlsplit(url)
         if parts.scheme not in ("redis", "rediss", "unix"):
             raise ValueError("must be a redis://, rediss:// or unix:// URL")
-        try:
-            parts.port  # noqa: B018 (raises on a port that is not a number)
-        except ValueError:
-            raise ValueError("its port must be a number up to 65535") from None
+        _check_port(url)
         if parts.scheme != "unix" and not re.fullmatch(r"/?(\d+)?", parts.path):
             raise ValueError("the path after host:port must be a database number, like /0")
         return SecretStr(url)
@@ -237,6 +243,14 @@ class Settings(BaseSettings):
     def providers(self) -> list[str]:
         """`G4F_PROVIDER` as a list, in fallback order."""
         return [p.strip() for p in self.g4f_provider.split(",") if p.strip()]
+
+
+def _check_port(url: str) -> None:
+    """A port in a URL must be a number up to 65535 (urllib raises only when asked for it)."""
+    try:
+        urlsplit(url).port  # noqa: B018
+    except ValueError:
+        raise ValueError("its port must be a number up to 65535") from None
 
 
 def _describe(error: ValidationError) -> str:

@@ -41,8 +41,19 @@ def run_bot(tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
         ({"BOT_TOKEN": TOKEN, "LLM_TOTAL_TIMEOUT": "inf"}, "LLM_TOTAL_TIMEOUT is invalid"),
         ({"BOT_TOKEN": TOKEN, "REDIS_URL": "redis://:pw@h:port/0"}, "its port must be"),
         ({"BOT_TOKEN": TOKEN, "REDIS_URL": "redis://h:6379/cache"}, "must be a database number"),
+        ({"BOT_TOKEN": TOKEN, "WEBHOOK_URL": "https://h:99999/hook"}, "WEBHOOK_URL is invalid"),
+        ({"BOT_TOKEN": TOKEN, "G4F_MODEL": "   "}, "G4F_MODEL is invalid: must name a model"),
     ],
-    ids=["missing", "malformed", "bad-number", "infinite", "redis-port", "redis-db"],
+    ids=[
+        "missing",
+        "malformed",
+        "bad-number",
+        "infinite",
+        "redis-port",
+        "redis-db",
+        "webhook-port",
+        "blank-model",
+    ],
 )
 def test_bad_settings_are_one_line_and_exit_2(
     tmp_path: Path, env: dict[str, str], message: str
