@@ -267,8 +267,10 @@ class Answerer:
         if self.metrics is not None:
             self.metrics.record_answer(outcome, reply.stats)
         log.info(
-            "chat %s: answered %d chars in %d message(s), %d sends, %d edits, %d drafts, %d×429%s",
+            "chat %s: answer %s, %d chars in %d message(s), %d sends, %d edits, %d drafts, "
+            "%d×429%s",
             question.chat_id,
+            outcome.result,
             len(outcome.text),
             len(outcome.message_ids),
             reply.stats.sends,

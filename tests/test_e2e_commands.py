@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
+
+import pytest
 
 from tests.conftest import BotRunner
 from tests.fakes.llm import FakeLLM, Reply
@@ -54,8 +57,9 @@ async def test_retry_answers_the_last_question_again(
 
 
 async def test_stop_command_stops_the_streaming_answer(
-    tg: FakeTelegram, llm: FakeLLM, bot_app: object
+    tg: FakeTelegram, llm: FakeLLM, bot_app: object, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.INFO, logger="bot")
     nothing = await reply_to(tg, USER, "/stop")
     assert "Nothing is being answered" in nothing.text
     llm.script(Reply("word " * 3000, chunk_size=5, delay=0.01))
@@ -67,6 +71,7 @@ async def test_stop_command_stops_the_streaming_answer(
     # The answer says it was stopped; no reply to /stop says it again.
     assert [m.message_id for m in messages if m.reply_to_message_id == command["message_id"]] == []
     await tg.wait_for(lambda: llm.received[-1].client_closed, timeout=5)
+    assert any("answer stopped, " in r.getMessage() for r in caplog.records)  # not "answered"
 
 
 async def test_model_choice_is_stored_per_chat(
