@@ -309,3 +309,41 @@ async def test_healthz_reports_redis_as_storage(
     status, body = await a.get("/healthz")
     assert status == 200
     assert json.loads(body)["storage"] == "ok"
+
+
+async def test_a_queue_place_not_left_while_redis_fails_is_left_once_it_answers(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The answer is done when Redis fails: no error reaches the asker, and the next question in
+    that chat gets its turn once Redis answers again, not after the 15 s lease."""
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    from bot.cluster.node import Cluster
+    from bot.conversations.queues import RedisQueues
+
+    cluster = Cluster(redis_url, 42)
+    await cluster.start()
+    queues = RedisQueues(cluster)
+    leave = queues._leave
+    failures = [RedisConnectionError("Connection refused")]
+
+    async def flaky(*args: Any, **kwargs: Any) -> Any:
+        if failures:
+            raise failures.pop(0)
+        return await leave(*args, **kwargs)
+
+    monkeypatch.setattr(queues, "_leave", flaky)
+
+    async def nothing() -> None:
+        pass
+
+    try:
+        async with queues.hold("private:1:0", nothing):
+            pass  # the answer; leaving its place fails once
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        async with asyncio.timeout(5), queues.hold("private:1:0", nothing):
+            waited = loop.time() - started
+        assert not failures and waited < 3
+    finally:
+        await cluster.close()

@@ -105,6 +105,7 @@ class RedisQueues:
         self._enter = cluster.redis.register_script(_ENTER)
         self._poll = cluster.redis.register_script(_POLL)
         self._leave = cluster.redis.register_script(_LEAVE)
+        self._leaving: set[asyncio.Task[None]] = set()
 
     @asynccontextmanager
     async def hold(self, key: str, on_queued: OnQueued) -> AsyncIterator[None]:
@@ -125,7 +126,24 @@ class RedisQueues:
                 with contextlib.suppress(asyncio.CancelledError):
                     await renewing
         finally:
-            await asyncio.shield(self._leave(keys=[line], args=args))
+            try:
+                await asyncio.shield(self._leave(keys=[line], args=args))
+            except (RedisError, OSError) as error:
+                # The answer is done; the place is given up once Redis answers (at the latest
+                # when the lease runs out): the next question in line need not wait that long.
+                log.warning("scale-out: queue place not left (%s); retrying", type(error).__name__)
+                task = asyncio.create_task(self._leave_later(line, args), name=f"leave:{key}")
+                self._leaving.add(task)
+                task.add_done_callback(self._leaving.discard)
+
+    async def _leave_later(self, line: str, args: list[str | int]) -> None:
+        for _ in range(int(self.LEASE)):
+            await asyncio.sleep(1.0)
+            try:
+                await self._leave(keys=[line], args=args)
+                return
+            except (RedisError, OSError):
+                continue  # the lease runs out by itself in the end
 
     async def _renew(self, line: str, args: list[str | int]) -> None:
         while True:
