@@ -227,3 +227,42 @@ async def test_unreachable_redis_grants_instead_of_raising(
         await client.aclose()
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 3  # one per component, not one per call
+
+
+async def test_a_group_calls_place_in_the_shared_minute_counts_from_its_answer(
+    clients: tuple[redis.Redis, redis.Redis],
+) -> None:
+    """Telegram counts a call when it arrives: one that left late must not free its place in
+    the group's minute early on the other replicas either."""
+    a, _ = replicas(clients)
+    assert (await a.take(-7, final=True))[0] == 0
+    key = f"{PREFIX}:pace:chat:-7"
+    [(member, before)] = await clients[0].zrange(key, 0, -1, withscores=True)
+    await asyncio.sleep(0.3)
+    await a.arrived(-7)
+    [(same, after)] = await clients[0].zrange(key, 0, -1, withscores=True)
+    assert same == member and after - before >= 250  # ms on Redis's clock
+    await a.arrived(-7)  # nothing left unanswered: nothing moves
+    assert await clients[0].zrange(key, 0, -1, withscores=True) == [(same, after)]
+
+
+async def test_the_pacer_tells_the_shared_budgets_of_a_group_calls_answer() -> None:
+    told: list[int] = []
+
+    class Shared:
+        async def take(self, chat_id: int, *, final: bool) -> tuple[float, bool]:
+            return 0.0, False
+
+        async def pause(self, chat_id: int | None, retry_after: float) -> None:
+            pass
+
+        async def arrived(self, chat_id: int) -> None:
+            told.append(chat_id)
+
+    pacer = Pacer(shared=Shared())
+    counted = await pacer.acquire(-7, final=True)
+    pacer.arrived(-7, counted)
+    pacer.arrived(7, counted)  # a private chat has no shared minute
+    for _ in range(3):
+        await asyncio.sleep(0)
+    assert told == [-7]

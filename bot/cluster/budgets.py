@@ -22,6 +22,7 @@ import logging
 import math
 import secrets
 import time
+from collections import deque
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
@@ -65,6 +66,17 @@ redis.call('PEXPIRE', KEYS[1], gspan)
 redis.call('ZADD', KEYS[2], now, ARGV[5])
 redis.call('PEXPIRE', KEYS[2], cspan)
 return {0, 0}
+"""
+
+# KEYS: chat window; ARGV: member, span (ms). A call already counted is counted from now instead
+# (if it is still in the window).
+_ARRIVED = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+if redis.call('ZADD', KEYS[1], 'XX', 'CH', now, ARGV[1]) == 1 then
+  redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[2]))
+end
+return 1
 """
 
 # KEYS: pause key; ARGV: ms. A pause is only ever extended, never shortened.
@@ -127,6 +139,9 @@ class SharedBudgets:
         self.budgets = budgets
         self._take = redis.register_script(_TAKE)
         self._pause = redis.register_script(_PAUSE)
+        self._arrived = redis.register_script(_ARRIVED)
+        # Per group, the members of its calls counted here and not answered yet, oldest first.
+        self._unanswered: dict[int, deque[str]] = {}
         self._member = f"{secrets.token_hex(6)}:"
         self._seq = itertools.count()
         self._fallback = Fallback(log, "pacing each replica on its own")
@@ -149,6 +164,26 @@ class SharedBudgets:
         member = f"{self._member}{next(self._seq)}"
         return [global_cap, self._global_span, chat_cap, chat_span, member]
 
+    async def arrived(self, chat_id: int) -> None:
+        """A group call counted here was answered: the oldest one not answered yet counts from
+        now in the group's shared minute (Telegram counts it from its arrival; a call built
+        while many answers start can arrive well after its count)."""
+        waiting = self._unanswered.get(chat_id)
+        if not waiting:
+            return
+        member = waiting.popleft()
+        if not waiting:
+            del self._unanswered[chat_id]
+        if self._fallback.down:
+            return
+        try:
+            async with asyncio.timeout(Fallback.TIMEOUT):
+                await self._arrived(
+                    keys=[self._key("chat", chat_id)], args=[member, self._group_span]
+                )
+        except UNREACHABLE as error:
+            self._fallback.failed(error)
+
     async def take(self, chat_id: int, *, final: bool) -> tuple[float, bool]:
         """Count a call to this chat if the shared budgets allow it now.
 
@@ -163,12 +198,16 @@ class SharedBudgets:
             self._key("pause"),
             self._key("pause", chat_id),
         ]
+        args = self._args(chat_id, final)
         try:
             async with asyncio.timeout(Fallback.TIMEOUT):
-                wait_ms, is_global = await self._take(keys=keys, args=self._args(chat_id, final))
+                wait_ms, is_global = await self._take(keys=keys, args=args)
         except UNREACHABLE as error:
             self._fallback.failed(error)
             return 0.0, False
+        if int(wait_ms) <= 0 and chat_id < 0:
+            # Bounded: a group's minute holds 20 calls, so older entries are long answered.
+            self._unanswered.setdefault(chat_id, deque(maxlen=64)).append(str(args[-1]))
         return int(wait_ms) / 1000.0, bool(int(is_global)) and int(wait_ms) > 0
 
     async def pause(self, chat_id: int | None, retry_after: float) -> None:

@@ -31,9 +31,9 @@ import logging
 import math
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +84,11 @@ class SharedBudgets(Protocol):
 
     async def pause(self, chat_id: int | None, retry_after: float) -> None:
         """Nothing to that chat (None: anywhere) for `retry_after` seconds."""
+        ...
+
+    async def arrived(self, chat_id: int) -> None:
+        """The group's oldest call counted here and not yet answered has been answered: its
+        place in the shared minute counts from now."""
         ...
 
 
@@ -230,6 +235,8 @@ class Pacer:
         now = self._clock()
         if chat_id < 0 and chat is not None and now > counted:
             _move(chat.window, counted, now)
+        if chat_id < 0 and self.shared is not None:
+            self._in_background(self.shared.arrived(chat_id), "pacer-arrived")
 
     def _forget_idle(self, now: float) -> None:
         """Drop chats idle for 10 minutes (nothing of theirs is in any window any more)."""
@@ -263,10 +270,6 @@ class Pacer:
 
     def _share_pause(self, chat_id: int | None, everywhere: bool, seconds: float) -> None:
         """Tell the other replicas about a 429 (in the background: `penalize` is synchronous)."""
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            return
         shared = self.shared
         assert shared is not None
 
@@ -279,7 +282,16 @@ class Pacer:
             except Exception:
                 log.warning("pause not shared with other replicas", exc_info=True)
 
-        task = loop.create_task(pause(), name="pacer-pause")
+        self._in_background(pause(), "pacer-pause")
+
+    def _in_background(self, work: Coroutine[Any, Any, None], name: str) -> None:
+        """Run `work` without waiting for it (the caller is synchronous); kept until done."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            work.close()
+            return
+        task = loop.create_task(work, name=name)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 

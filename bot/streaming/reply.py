@@ -272,6 +272,7 @@ class ReplyStream:
                 counted = self.pacer.departing(self.chat_id, counted)
             op = self._next_op(self._target())  # the newest snapshot, whatever came meanwhile
             if op is None:
+                self.pacer.arrived(self.chat_id, counted)  # no call after all: it stays counted
                 continue
             try:
                 try:
