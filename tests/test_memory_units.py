@@ -156,3 +156,22 @@ async def test_notices_are_throttled_per_chat_and_user() -> None:
     assert await throttle.allow(-1, 6) and await throttle.allow(-2, 5)
     now[0] = 61
     assert await throttle.allow(-1, 5)
+
+
+async def test_a_store_on_a_full_disk_is_not_healthy(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A read still works on a full disk, where every answer would fail to be stored."""
+    from types import SimpleNamespace
+
+    from bot.conversations import sqlite
+
+    store = SQLiteStore(tmp_path / "bot.sqlite3")
+    await store.open()
+    try:
+        assert await store.ping()
+        full = SimpleNamespace(total=10**9, used=10**9 - 4096, free=4096)
+        monkeypatch.setattr(sqlite.shutil, "disk_usage", lambda path: full)
+        assert not await store.ping()
+    finally:
+        await store.close()

@@ -11,6 +11,7 @@ runs once, in a transaction, at start-up.
 
 from __future__ import annotations
 
+import shutil
 import sqlite3
 import time
 from collections.abc import Callable
@@ -20,6 +21,8 @@ from typing import Any, TypeVar, cast
 import aiosqlite
 
 from bot.conversations.models import ChatPrefs, PrefName, Turn, TurnStatus
+
+MIN_FREE_BYTES = 1024 * 1024  # below this, /healthz reports the storage as unavailable
 
 MIGRATIONS: list[str] = [
     # 0 → 1: turns, the message index, branch heads, chat preferences
@@ -182,11 +185,13 @@ class SQLiteStore:
         return cast(R, await db._execute(run))  # type: ignore[no-untyped-call]
 
     async def ping(self) -> bool:
+        """The database answers, and its disk has room for the next answers (a read alone
+        succeeds on a full disk, where every answer then fails to be stored)."""
         try:
             await self._run(lambda conn: _one(conn, "SELECT 1", ()))
+            return shutil.disk_usage(self.path.parent).free >= MIN_FREE_BYTES
         except Exception:
             return False
-        return True
 
     async def add_turn(
         self,
