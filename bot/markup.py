@@ -60,17 +60,23 @@ def command_args(message: Message) -> str:
 
 def without_mentions(message: Message, username: str) -> tuple[str, bool]:
     """A message's text (or caption) as Markdown, without its mentions of the bot `username`;
-    and whether there was one. Only the spaces around a mention go: the question's lines and
-    indentation (code) stay."""
+    and whether there was one. Only the spaces around a mention go (and the comma or colon of
+    one that opens the message, as in `@bot, …`): the question's lines and indentation (code)
+    stay."""
     text, entities = _text_of(message)
     markdown = _Markdown(mention=username)
     pieces = _unparse(markdown, text or "", entities or []).split(_MENTION)
     joined = pieces[0]
     for piece in pieces[1:]:
+        if not joined.strip():  # the message opens with the mention: "@bot: …", "@bot, …"
+            piece = _ADDRESS_PUNCTUATION.sub("", piece, count=1)
         left, right = joined.rstrip(" \t"), piece.lstrip(" \t")
         gap = " " if left[-1:] not in ("", "\n") and right[:1] not in ("", "\n") else ""
         joined = left + gap + right
     return joined.strip(), markdown.mentions > 0
+
+
+_ADDRESS_PUNCTUATION = re.compile(r"^[ \t]*[,:](?=[ \t]|$)")
 
 
 def _text_of(message: Message) -> tuple[str | None, list[MessageEntity] | None]:

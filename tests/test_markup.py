@@ -141,6 +141,19 @@ def test_mentions_of_the_bot_go_and_the_code_stays() -> None:
     assert prompt.startswith("@MyBot what does")
 
 
+def test_the_comma_or_colon_after_an_opening_mention_goes() -> None:
+    """ "@bot: what is X" asks "what is X"; punctuation after a mention inside a sentence, or
+    that starts something else (":)"), stays."""
+    for text, prompt in [
+        ("@MyBot: what is X?", "what is X?"),
+        ("@MyBot, what is X?", "what is X?"),
+        ("@MyBot :) hi", ":) hi"),
+        ("hey @MyBot, what?", "hey , what?"),
+    ]:
+        entities = [entity(text, "@MyBot", "mention")]
+        assert without_mentions(_group_message(text, entities), "MyBot") == (prompt, True)
+
+
 def test_a_mention_inside_emphasis_leaves_no_empty_markers() -> None:
     text = "@MyBot explain this"
     entities = [entity(text, text, "bold"), entity(text, "@MyBot", "mention")]
