@@ -31,26 +31,24 @@ class Notifier:
         markup: InlineKeyboardMarkup | None = None,
     ) -> Message | None:
         for _ in range(3):
-            counted = await self.pacer.acquire(chat_id, final=True)
-            try:
-                return await self.bot.send_message(
-                    chat_id=chat_id,
-                    text=text,
-                    message_thread_id=thread_id,
-                    reply_parameters=ReplyParameters(
-                        message_id=reply_to, allow_sending_without_reply=True
+            async with self.pacer.call(chat_id, final=True):
+                try:
+                    return await self.bot.send_message(
+                        chat_id=chat_id,
+                        text=text,
+                        message_thread_id=thread_id,
+                        reply_parameters=ReplyParameters(
+                            message_id=reply_to, allow_sending_without_reply=True
+                        )
+                        if reply_to
+                        else None,
+                        reply_markup=markup,
                     )
-                    if reply_to
-                    else None,
-                    reply_markup=markup,
-                )
-            except TelegramRetryAfter as e:
-                self.pacer.penalize(chat_id, float(e.retry_after))
-            except TelegramAPIError as e:
-                log.warning("chat %s: could not send a notice: %s", chat_id, e)
-                return None
-            finally:
-                self.pacer.arrived(chat_id, counted)
+                except TelegramRetryAfter as e:
+                    self.pacer.penalize(chat_id, float(e.retry_after))
+                except TelegramAPIError as e:
+                    log.warning("chat %s: could not send a notice: %s", chat_id, e)
+                    return None
         return None
 
     async def remove_keyboard(self, chat_id: int, message_id: int) -> None:
@@ -65,38 +63,34 @@ class Notifier:
         markup: InlineKeyboardMarkup | None,
     ) -> None:
         """Edit a message's text (or, with `text` None, only its buttons) through the pacer."""
-        counted = await self.pacer.acquire(chat_id, final=True)
-        try:
-            if text is None:
-                await self.bot.edit_message_reply_markup(
-                    chat_id=chat_id, message_id=message_id, reply_markup=markup
-                )
-            else:
-                await self.bot.edit_message_text(
-                    text=text, chat_id=chat_id, message_id=message_id, reply_markup=markup
-                )
-        except TelegramRetryAfter as e:
-            self.pacer.penalize(chat_id, float(e.retry_after))
-        except TelegramAPIError as e:
-            log.debug("chat %s: could not edit message %s: %s", chat_id, message_id, e)
-        finally:
-            self.pacer.arrived(chat_id, counted)
+        async with self.pacer.call(chat_id, final=True):
+            try:
+                if text is None:
+                    await self.bot.edit_message_reply_markup(
+                        chat_id=chat_id, message_id=message_id, reply_markup=markup
+                    )
+                else:
+                    await self.bot.edit_message_text(
+                        text=text, chat_id=chat_id, message_id=message_id, reply_markup=markup
+                    )
+            except TelegramRetryAfter as e:
+                self.pacer.penalize(chat_id, float(e.retry_after))
+            except TelegramAPIError as e:
+                log.debug("chat %s: could not edit message %s: %s", chat_id, message_id, e)
 
     async def delete(self, chat_id: int, message_id: int) -> None:
         """Delete a notice that no longer holds; errors are ignored. Tidying up waits behind
         finals and first texts (an intermediate update's priority)."""
         for _ in range(2):
-            counted = await self.pacer.acquire(chat_id, final=False)
-            try:
-                await self.bot.delete_message(chat_id=chat_id, message_id=message_id)
-                return
-            except TelegramRetryAfter as e:
-                self.pacer.penalize(chat_id, float(e.retry_after))
-            except TelegramAPIError as e:
-                log.debug("chat %s: could not delete message %s: %s", chat_id, message_id, e)
-                return
-            finally:
-                self.pacer.arrived(chat_id, counted)
+            async with self.pacer.call(chat_id, final=False):
+                try:
+                    await self.bot.delete_message(chat_id=chat_id, message_id=message_id)
+                    return
+                except TelegramRetryAfter as e:
+                    self.pacer.penalize(chat_id, float(e.retry_after))
+                except TelegramAPIError as e:
+                    log.debug("chat %s: could not delete message %s: %s", chat_id, message_id, e)
+                    return
 
     async def to(self, message: Message, text: str, **kw: object) -> Message | None:
         """Reply to a user's message (in its topic)."""

@@ -5,10 +5,10 @@ from __future__ import annotations
 import difflib
 import os
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import SplitResult, urlsplit, urlunsplit
 
 from pydantic import (
     Field,
@@ -107,7 +107,7 @@ class Settings(BaseSettings):
         value = value.strip().rstrip("/")
         if value and not re.match(r"^https?://[^\s/]+", value):
             raise ValueError("must be an http(s) URL")
-        _check_port(value)
+        _check_port(urlsplit(value))
         return value
 
     @field_validator("g4f_model")
@@ -126,7 +126,7 @@ class Settings(BaseSettings):
         parts = urlsplit(value)
         if parts.scheme not in ("http", "https") or not parts.hostname or " " in value:
             raise ValueError("must be an https URL (or http, for a self-hosted Bot API server)")
-        _check_port(value)
+        _check_port(parts)
         if parts.path in ("", "/"):  # no path given: updates go to /webhook
             parts = parts._replace(path=DEFAULT_WEBHOOK_PATH)
         return urlunsplit(parts._replace(fragment=""))
@@ -148,7 +148,7 @@ class Settings(BaseSettings):
         parts = urlsplit(url)
         if parts.scheme not in ("redis", "rediss", "unix"):
             raise ValueError("must be a redis://, rediss:// or unix:// URL")
-        _check_port(url)
+        _check_port(parts)
         if parts.scheme != "unix" and not re.fullmatch(r"/?(\d+)?", parts.path):
             raise ValueError("the path after host:port must be a database number, like /0")
         return SecretStr(url)
@@ -245,10 +245,10 @@ class Settings(BaseSettings):
         return [p.strip() for p in self.g4f_provider.split(",") if p.strip()]
 
 
-def _check_port(url: str) -> None:
+def _check_port(parts: SplitResult) -> None:
     """A port in a URL must be a number up to 65535 (urllib raises only when asked for it)."""
     try:
-        urlsplit(url).port  # noqa: B018
+        parts.port  # noqa: B018
     except ValueError:
         raise ValueError("its port must be a number up to 65535") from None
 
@@ -289,19 +289,11 @@ def misspelt(
         from dotenv import dotenv_values
 
         names.update(dotenv_values(env_file))
-    return [
-        f"{name} is not a setting and is ignored; did you mean {close[0]}?"
-        for name, close in _close_names(names)
-    ]
-
-
-def _close_names(names: Iterable[str]) -> list[tuple[str, list[str]]]:
     settings = [name.upper() for name in Settings.model_fields]
     found = []
     for name in sorted(names):
         if name.upper() in settings:
             continue
-        close = difflib.get_close_matches(name.upper(), settings, n=1, cutoff=0.75)
-        if close:
-            found.append((name, close))
+        if close := difflib.get_close_matches(name.upper(), settings, n=1, cutoff=0.75):
+            found.append(f"{name} is not a setting and is ignored; did you mean {close[0]}?")
     return found

@@ -19,13 +19,12 @@ def sender_id(message: Message) -> int:
 
 def question_from(message: Message, text: str) -> Question:
     """The `Question` a message asks, keeping its forum topic."""
-    user = message.from_user
     return Question(
         chat_id=message.chat.id,
         message_id=message.message_id,
         user_id=sender_id(message),
         text=text,
-        lang=user.language_code if user else None,
+        lang=lang_of(message),
         thread_id=topic_of(message),
         is_private=message.chat.type == "private",
     )

@@ -177,8 +177,7 @@ class LLMClient:
             async with contextlib.aclosing(chunks) as iterator:
                 while True:
                     if loop.time() >= deadline:
-                        late = FailureKind.TOTAL_TIMEOUT
-                        raise LLMFailure(late, self._limit(late))
+                        raise self._timed_out(FailureKind.TOTAL_TIMEOUT)
                     watchdog.waiting()
                     try:
                         chunk = await anext(iterator)
@@ -186,11 +185,11 @@ class LLMClient:
                         break
                     except asyncio.CancelledError as exc:
                         if kind := watchdog.fired(exc):
-                            raise LLMFailure(kind, self._limit(kind)) from None
+                            raise self._timed_out(kind) from None
                         raise
                     except Exception as exc:
                         if kind := watchdog.fired(exc):
-                            raise LLMFailure(kind, self._limit(kind)) from exc
+                            raise self._timed_out(kind) from exc
                         raise LLMFailure(classify(exc), _describe(exc)) from exc
                     watchdog.received()
                     # Providers also yield reasoning, sources, usage and other objects: only
@@ -209,11 +208,11 @@ class LLMClient:
                 raise LLMFailure(classify(swallowed), _describe(swallowed)) from swallowed
             raise LLMFailure(FailureKind.EMPTY, "no text")
 
-    def _limit(self, kind: FailureKind) -> str:
-        """What a timeout's log line says ran out."""
+    def _timed_out(self, kind: FailureKind) -> LLMFailure:
+        """A timeout's failure, saying for the log what ran out."""
         if kind is FailureKind.IDLE_TIMEOUT:
-            return f"no data for {self.idle_timeout:g} s"
-        return f"over {self.total_timeout:g} s"
+            return LLMFailure(kind, f"no data for {self.idle_timeout:g} s")
+        return LLMFailure(kind, f"over {self.total_timeout:g} s")
 
     async def close(self) -> None:
         """Close g4f's shared connection pools (they outlive clients)."""

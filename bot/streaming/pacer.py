@@ -31,7 +31,7 @@ import logging
 import math
 import time
 from collections import deque
-from collections.abc import Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -223,6 +223,15 @@ class Pacer:
         if chat_id < 0:
             _move(chat.window, granted, now)
         return now
+
+    @contextlib.asynccontextmanager
+    async def call(self, chat_id: int, *, final: bool) -> AsyncIterator[None]:
+        """`acquire` a slot for the call made inside; its answer is its arrival (`arrived`)."""
+        counted = await self.acquire(chat_id, final=final)
+        try:
+            yield
+        finally:
+            self.arrived(chat_id, counted)
 
     def arrived(self, chat_id: int, counted: float) -> None:
         """A call to a group, counted at `counted`, has been answered, so it reached Telegram by
