@@ -16,6 +16,7 @@ from aiogram.client.default import DefaultBotProperties
 from aiogram.exceptions import (
     TelegramAPIError,
     TelegramNetworkError,
+    TelegramNotFound,
     TelegramRetryAfter,
     TelegramServerError,
     TelegramUnauthorizedError,
@@ -202,7 +203,9 @@ def build_app(settings: Settings) -> App:
 
 
 async def wait_for_telegram(bot: Bot, url: str, max_delay: float = 60.0) -> User:
-    """`getMe` until Telegram answers, backing off; a rejected token is a `StartupError`."""
+    """`getMe` until Telegram answers, backing off. A rejected token, and an address where no
+    Bot API method exists (404: a path after the server's address), are a `StartupError`:
+    waiting would not change them."""
     delay = 1.0
     while True:
         try:
@@ -210,14 +213,27 @@ async def wait_for_telegram(bot: Bot, url: str, max_delay: float = 60.0) -> User
         except TelegramUnauthorizedError:
             raise StartupError("Telegram rejected BOT_TOKEN (401 Unauthorized)") from None
         except (TimeoutError, TelegramAPIError, OSError) as error:
+            if isinstance(error, TelegramNotFound) or _answered(error).startswith("HTTP 404"):
+                raise StartupError(
+                    f"TELEGRAM_API_URL {url} has no Bot API (getMe: 404 Not Found); give the "
+                    "server's address alone, without /bot<token>"
+                ) from None
             log.warning(
                 "Telegram Bot API at %s is unreachable (%s); retrying in %.0f s",
                 url,
-                type(error).__name__,
+                _answered(error) or type(error).__name__,
                 delay,
             )
             await asyncio.sleep(delay)
             delay = min(delay * 2, max_delay)
+
+
+def _answered(error: BaseException) -> str:
+    """What a server that is not the Bot API answered ("HTTP 502: …"), as the session words it
+    (no token in it); empty for other errors."""
+    if isinstance(error, TelegramNetworkError) and error.message.startswith("HTTP "):
+        return error.message
+    return ""
 
 
 async def join_cluster(app: App, max_delay: float = 30.0) -> None:

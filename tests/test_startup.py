@@ -181,6 +181,56 @@ async def test_rejected_token_is_a_startup_error(tg: FakeTelegram, tmp_path: Pat
     await app.bot.session.close()
 
 
+async def test_an_api_url_with_a_path_is_a_startup_error(tg: FakeTelegram, tmp_path: Path) -> None:
+    """`TELEGRAM_API_URL=http://host:8081/bot` (the path getMe's URL already has) would be
+    retried for ever as "unreachable"; 404 on getMe says what is wrong."""
+    from bot.app import StartupError, build_app, wait_for_telegram
+    from config import load_settings
+
+    url = f"{tg.base_url}/bot"
+    app = build_app(load_settings(bot_token=tg.token, telegram_api_url=url, data_dir=tmp_path))
+    with pytest.raises(StartupError, match=r"has no Bot API .*404.*without /bot<token>"):
+        await asyncio.wait_for(wait_for_telegram(app.bot, url), 5)
+    await app.bot.session.close()
+
+
+async def test_a_server_that_is_not_the_bot_api_is_named_in_the_log(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A web server that answers with a page (a proxy's error, another service's port) is
+    retried, and the log says what it answered rather than only "unreachable"."""
+    from aiohttp import web
+
+    from bot.app import StartupError, build_app, wait_for_telegram
+    from config import load_settings
+
+    answers = [503, 404]
+
+    async def page(request: web.Request) -> web.Response:
+        return web.Response(
+            status=answers.pop(0), text="<html>nope</html>", content_type="text/html"
+        )
+
+    server = web.Application()
+    server.router.add_route("*", "/{tail:.*}", page)
+    runner = web.AppRunner(server)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    url = f"http://127.0.0.1:{port}"
+    app = build_app(load_settings(bot_token=TOKEN, telegram_api_url=url, data_dir=tmp_path))
+    caplog.set_level(logging.WARNING, logger="bot")
+    try:
+        with pytest.raises(StartupError, match="404"):
+            await asyncio.wait_for(wait_for_telegram(app.bot, url), 5)
+    finally:
+        await app.bot.session.close()
+        await runner.cleanup()
+    [warning] = [r.getMessage() for r in caplog.records if "unreachable" in r.getMessage()]
+    assert "(HTTP 503: not the Bot API's JSON); retrying in 1 s" in warning
+
+
 def test_every_setting_is_in_env_example_and_the_readme() -> None:
     """A self-hoster learns the settings from `.env.example` and the README's table."""
     from config.settings import Settings
