@@ -166,12 +166,13 @@ class Answerer:
         messages: list[ChatMessage],
         *,
         model: str | None = None,
-        on_sent: Callable[[int], Awaitable[None]] | None = None,
+        on_sent: Callable[[int, int], Awaitable[None]] | None = None,
     ) -> Outcome:
         """Stream the answer to `question` into its chat; returns when the final state is shown.
 
-        `messages` is the whole context (the question last); `on_sent` learns each message id
-        as soon as a part of the answer is sent, so replies to a streaming answer can be placed.
+        `messages` is the whole context (the question last); `on_sent` learns each message (chat id
+        and message id: a group that becomes a supergroup mid-answer has a new id) as soon as a
+        part of the answer is sent, so replies to a streaming answer can be placed.
         """
         number = next(self._ids)
         answer_id = f"{self._salt}{number}"

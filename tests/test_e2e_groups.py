@@ -280,3 +280,38 @@ async def test_only_asker_or_admin_may_stop_in_a_group(
     answer = [m for m in messages if m.message_id != told.message_id]
     assert answer[-1].text.endswith("Stopped.")
     assert tg.count_429 == 0 and tg.violations == 0
+
+
+async def test_an_answer_follows_its_group_into_the_supergroup(
+    tg: FakeTelegram, llm: FakeLLM, bot_app: object
+) -> None:
+    """A group upgraded mid-answer gets a new id, and Telegram takes no more calls in the old
+    one: the answer is shown whole in the supergroup, and replying to it there goes on with the
+    conversation."""
+    old, new = -4444, -1004444
+    text = " ".join(["First paragraph of a long answer."] * 20) + "\n\nThe end of it."
+    llm.script(Reply(text, chunk_size=20, delay=0.05))
+    question = tg.send_user_message(
+        old, f"@{tg.bot_username} tell me a lot", user_id=ALICE, chat_type="group"
+    )["message"]
+    await tg.wait_for(lambda: bool(answer_messages(tg, old, question["message_id"])))
+    tg.upgrade_group(old, new)
+
+    [answer] = await final_answer(tg, new, timeout=30)
+    assert answer.text == text
+    assert answer.reply_to_message_id is None  # the question stayed in the old group's history
+    [left] = answer_messages(tg, old, question["message_id"])
+    assert not is_final([left])  # no call can settle it there
+    refused = [c for c in tg.calls if c.status == 400]
+    assert len(refused) == 1 and refused[0].params["chat_id"] == old
+
+    follow_up = tg.send_user_message(
+        new, "and then?", user_id=BOB, chat_type="supergroup", reply_to_message_id=answer.message_id
+    )["message"]
+    await final_answer(tg, new, after=follow_up["message_id"])
+    assert llm.received[-1].messages[-3:] == [
+        {"role": "user", "content": "tell me a lot"},
+        {"role": "assistant", "content": text},
+        {"role": "user", "content": "and then?"},
+    ]
+    assert tg.count_429 == 0 and tg.violations == 0

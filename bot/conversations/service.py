@@ -364,10 +364,10 @@ class Conversations:
             lang=question.lang,
         )
 
-        async def link(message_id: int) -> None:
+        async def link(chat_id: int, message_id: int) -> None:
             await self._written(
                 f"message {message_id} of turn {turn.id}",
-                partial(self.store.link_message, question.chat_id, message_id, turn.id),
+                partial(self.store.link_message, chat_id, message_id, turn.id),
             )
 
         status = TurnStatus.INTERRUPTED

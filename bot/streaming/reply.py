@@ -24,6 +24,7 @@ from aiogram.exceptions import (
     TelegramAPIError,
     TelegramBadRequest,
     TelegramForbiddenError,
+    TelegramMigrateToChat,
     TelegramNetworkError,
     TelegramNotFound,
     TelegramRetryAfter,
@@ -112,7 +113,7 @@ class ReplyStream:
         reply_to: int | None = None,
         thread_id: int | None = None,
         stop_markup: InlineKeyboardMarkup | None = None,
-        on_sent: Callable[[int], Awaitable[None]] | None = None,
+        on_sent: Callable[[int, int], Awaitable[None]] | None = None,
         draft_id: int | None = None,
         drafts: DraftSupport | None = None,
         catch_up: Callable[[], Awaitable[None]] | None = None,
@@ -121,7 +122,7 @@ class ReplyStream:
         self.catch_up = catch_up  # brings `update()` up to date before a call is made
         self.draft_id = draft_id  # None: stream by editing messages
         self.drafts = drafts
-        self.on_sent = on_sent
+        self.on_sent = on_sent  # (chat id, message id) of each message sent
         self.pacer = pacer
         self.chat_id = chat_id
         self.reply_to = reply_to
@@ -280,6 +281,9 @@ class ReplyStream:
                 finally:
                     self.pacer.arrived(self.chat_id, counted)
                 network_failures = refused = 0
+            except TelegramMigrateToChat as e:
+                self.stats.errors += 1
+                self._moved(e.migrate_to_chat_id)
             except TelegramRetryAfter as e:
                 self.stats.retry_afters += 1
                 log.warning("chat %s: 429, retry after %s s", self.chat_id, e.retry_after)
@@ -374,11 +378,21 @@ class ReplyStream:
         await self._stop_typing()
         if self.on_sent is not None:
             try:
-                await self.on_sent(message.message_id)
+                await self.on_sent(self.chat_id, message.message_id)
             except Exception:
                 log.exception(
                     "chat %s: recording message %s failed", self.chat_id, message.message_id
                 )
+
+    def _moved(self, chat_id: int) -> None:
+        """The group became a supergroup, which has a new id. Telegram takes no more calls in
+        the old group, whose history keeps what was shown; the answer is shown whole in the
+        supergroup, as a new message (the question stays behind in the old history)."""
+        log.info("chat %s: became supergroup %s; the answer goes on there", self.chat_id, chat_id)
+        self.chat_id = chat_id
+        self.reply_to = None
+        self._shown.clear()
+        self._gone.clear()
 
     def _forget_last(self) -> None:
         """The last shown message is no longer shown."""

@@ -915,6 +915,7 @@ class FakeTelegram:
         self._users: dict[int, Json] = {}
         self._admins: dict[int, set[int]] = {}
         self._blocked: set[int] = set()
+        self._migrated: dict[int, int] = {}  # a group upgraded to a supergroup → its new id
         self._open_callbacks: set[str] = set()
         self._callback_ids = itertools.count(4_000_000_000_000_000_001)
         self._updates: list[Json] = []
@@ -1014,6 +1015,7 @@ class FakeTelegram:
         self._users.clear()
         self._admins.clear()
         self._blocked.clear()
+        self._migrated.clear()
         self._open_callbacks.clear()
         self._updates.clear()
         self._injections.clear()
@@ -1114,7 +1116,8 @@ class FakeTelegram:
         self, old_id: int, new_id: int, *, user_id: int = DEFAULT_GROUP_USER_ID
     ) -> None:
         """A group becomes a supergroup with a new id: Telegram posts a service message in each
-        (`migrate_to_chat_id` in the old one, `migrate_from_chat_id` in the new one)."""
+        (`migrate_to_chat_id` in the old one, `migrate_from_chat_id` in the new one). From then
+        on every call naming the old group is refused with the new id in `parameters`."""
         old = self._chats.get(old_id) or {"id": old_id, "type": "group", "title": "Test group"}
         self._chats[new_id] = {"id": new_id, "type": "supergroup", "title": old.get("title")}
         for chat_id, field_name, other in (
@@ -1133,6 +1136,7 @@ class FakeTelegram:
             data = self._message_json(message)
             data[field_name] = other
             self._push_update({"message": data})
+        self._migrated[old_id] = new_id
 
     def edit_user_message(
         self, chat_id: int, message_id: int, text: str, *, entities: list[Json] | None = None
@@ -1537,6 +1541,12 @@ class FakeTelegram:
         if not _is_int(value) or value not in self._chats:
             raise bad_request("chat not found")
         chat_id: int = value
+        if chat_id in self._migrated:
+            raise ApiError(
+                400,
+                "Bad Request: group chat was upgraded to a supergroup chat",
+                {"migrate_to_chat_id": self._migrated[chat_id]},
+            )
         if chat_id in self._blocked:
             if chat_id > 0:
                 raise ApiError(403, "Forbidden: bot was blocked by the user")
