@@ -56,6 +56,23 @@ async def test_retry_answers_the_last_question_again(
     assert llm.received[2].messages == llm.received[1].messages
 
 
+async def test_commands_are_the_same_in_capitals(
+    tg: FakeTelegram, llm: FakeLLM, bot_app: object
+) -> None:
+    """A phone's keyboard writes `/Help`; `/ASK` is still the command, not a question."""
+    assert "/new" in (await reply_to(tg, USER, "/Help")).text
+    question = tg.send_user_message(
+        GROUP, "/ASK what time is it?", user_id=ALICE, chat_type="supergroup"
+    )["message"]
+    await final_answer(tg, GROUP, after=question["message_id"])
+    assert llm.received[-1].messages[-1]["content"] == "what time is it?"
+    named = tg.send_user_message(
+        GROUP, f"/Ask@{tg.bot_username} and now?", user_id=ALICE, chat_type="supergroup"
+    )
+    await final_answer(tg, GROUP, after=named["message"]["message_id"])
+    assert llm.received[-1].messages[-1]["content"] == "and now?"
+
+
 async def test_stop_command_stops_the_streaming_answer(
     tg: FakeTelegram, llm: FakeLLM, bot_app: object, caplog: pytest.LogCaptureFixture
 ) -> None:

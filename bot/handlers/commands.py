@@ -136,12 +136,13 @@ async def system(
 def create_router() -> Router:
     """A fresh router (a router can belong to one Dispatcher only)."""
     router = Router(name="commands")
-    router.message.register(start, CommandStart())
-    router.message.register(help_, Command("help"))
-    router.message.register(ask, Command("ask"))
-    router.message.register(new, Command("new"))
-    router.message.register(retry, Command("retry"))
-    router.message.register(stop, Command("stop"))
-    router.message.register(model, Command("model"))
-    router.message.register(system, Command("system"))
+    # `/Help` or `/ASK` (a phone's keyboard capitalises the first letter) are the same commands.
+    router.message.register(start, CommandStart(ignore_case=True))
+    router.message.register(help_, Command("help", ignore_case=True))
+    router.message.register(ask, Command("ask", ignore_case=True))
+    router.message.register(new, Command("new", ignore_case=True))
+    router.message.register(retry, Command("retry", ignore_case=True))
+    router.message.register(stop, Command("stop", ignore_case=True))
+    router.message.register(model, Command("model", ignore_case=True))
+    router.message.register(system, Command("system", ignore_case=True))
     return router
