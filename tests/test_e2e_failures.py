@@ -154,10 +154,9 @@ async def test_an_answer_finished_while_storage_fails_is_stored_once_it_works(
     """Redis restarting (or a full disk) as the answer ends: the chat shows it whole, and memory
     gets it when storage answers again, instead of keeping it "streaming" (a restart would then
     call it interrupted)."""
-    from bot.conversations import service
     from bot.conversations.models import TurnStatus
 
-    monkeypatch.setattr(service, "RETRY_FIRST", 0.05)
+    monkeypatch.setattr(bot_app.conversations.retrying, "first", 0.05)
     store = bot_app.store
     finish = store.finish_turn
     failures = [ConnectionError("Redis is loading"), sqlite3.OperationalError("disk is full")]

@@ -15,9 +15,12 @@ import logging
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from functools import partial
 from typing import TYPE_CHECKING, Protocol
 
 from redis.exceptions import RedisError
+
+from bot.retrying import Retrying
 
 if TYPE_CHECKING:
     from bot.cluster.node import Cluster
@@ -105,7 +108,10 @@ class RedisQueues:
         self._enter = cluster.redis.register_script(_ENTER)
         self._poll = cluster.redis.register_script(_POLL)
         self._leave = cluster.redis.register_script(_LEAVE)
-        self._leaving: set[asyncio.Task[None]] = set()
+        # The place is given up once Redis answers; if it does not, the lease ends it anyway.
+        self._leaving = Retrying(
+            first=1.0, most=1.0, give_up_after=self.LEASE, errors=(RedisError, OSError), lost=None
+        )
 
     @asynccontextmanager
     async def hold(self, key: str, on_queued: OnQueued) -> AsyncIterator[None]:
@@ -132,18 +138,7 @@ class RedisQueues:
                 # The answer is done; the place is given up once Redis answers (at the latest
                 # when the lease runs out): the next question in line need not wait that long.
                 log.warning("scale-out: queue place not left (%s); retrying", type(error).__name__)
-                task = asyncio.create_task(self._leave_later(line, args), name=f"leave:{key}")
-                self._leaving.add(task)
-                task.add_done_callback(self._leaving.discard)
-
-    async def _leave_later(self, line: str, args: list[str | int]) -> None:
-        for _ in range(int(self.LEASE)):
-            await asyncio.sleep(1.0)
-            try:
-                await self._leave(keys=[line], args=args)
-                return
-            except (RedisError, OSError):
-                continue  # the lease runs out by itself in the end
+                self._leaving.start(f"leaving {key}", partial(self._leave, keys=[line], args=args))
 
     async def _renew(self, line: str, args: list[str | int]) -> None:
         while True:

@@ -29,6 +29,7 @@ from bot.conversations.queues import LocalQueues, Queues
 from bot.conversations.store import Store
 from bot.notify import Notifier
 from bot.ratelimit import Limiter, NoticeGate, Throttle
+from bot.retrying import Retrying
 from bot.texts import t
 
 log = logging.getLogger(__name__)
@@ -78,7 +79,7 @@ class Conversations:
         self._answering: dict[tuple[int, int], tuple[Turn, Question] | None] = {}
         self._edit_order = LocalQueues()
         self._closing = False
-        self._retrying: dict[asyncio.Task[None], tuple[str, Callable[[], Awaitable[object]]]] = {}
+        self.retrying = Retrying(first=RETRY_FIRST, most=RETRY_MAX, give_up_after=RETRY_FOR)
 
     async def drain(self, grace: float) -> None:
         """At shutdown: let answers finish within `grace` s, then interrupt and record the rest.
@@ -93,12 +94,7 @@ class Conversations:
             count = self.answerer.interrupt_all()
             log.info("interrupting %d answer(s)", count)
             await asyncio.wait(set(self._inflight), timeout=30)
-        for task, (what, write) in list(self._retrying.items()):  # a last try, then it is lost
-            task.cancel()
-            try:
-                await write()
-            except Exception as error:
-                log.error("%s could not be stored: %s", what, type(error).__name__)
+        await self.retrying.last_tries()  # writes storage refused: a last try, then lost
 
     async def ask(
         self, question: Question, reply_to: int | None = None, quote: Quote | None = None
@@ -398,26 +394,7 @@ class Conversations:
             await write()
         except Exception as error:
             log.warning("%s not stored (%s); trying again", what, type(error).__name__)
-            task = asyncio.create_task(self._keep_trying(what, write))
-            self._retrying[task] = (what, write)
-            task.add_done_callback(self._retrying.pop)
-
-    async def _keep_trying(self, what: str, write: Callable[[], Awaitable[object]]) -> None:
-        loop = asyncio.get_running_loop()
-        give_up = loop.time() + RETRY_FOR
-        delay = RETRY_FIRST
-        while True:
-            await asyncio.sleep(delay)
-            try:
-                await write()
-            except Exception as error:
-                if loop.time() >= give_up:
-                    log.error("%s could not be stored: %s", what, type(error).__name__)
-                    return
-                delay = min(delay * 2, RETRY_MAX)
-            else:
-                log.info("%s stored", what)
-                return
+            self.retrying.start(what, write)
 
     async def _retry_target(self, question: Question, reply_to: int | None) -> Turn | None:
         if reply_to:
