@@ -150,7 +150,7 @@ async def test_a_reply_to_an_answer_memory_lost_quotes_it(
 
 
 async def test_second_question_is_queued_and_sees_the_first_exchange(
-    tg: FakeTelegram, llm: FakeLLM, bot_app: object
+    tg: FakeTelegram, llm: FakeLLM, bot_app: Any
 ) -> None:
     # The user sees at once that the second question waits.
     _, second, waiting = await _queued(tg, llm, "second", words=40)
@@ -161,6 +161,8 @@ async def test_second_question_is_queued_and_sees_the_first_exchange(
     assert [c for _, c in dialog(llm)] == ["first", "first answer " * 40, "second"]
     # Answered: the promise is kept, and its notice goes.
     await tg.wait_for(lambda: tg.message(USER, waiting.message_id).deleted)
+    # Nothing is left for a restart to call unanswered.
+    assert await bot_app.store.orphaned_waiting() == []
 
 
 async def test_at_shutdown_a_queued_question_is_told_it_was_not_answered(
@@ -172,6 +174,7 @@ async def test_at_shutdown_a_queued_question_is_told_it_was_not_answered(
     assert notice.text.startswith("⚠️ The bot was restarted before it could answer this.")
     assert tg.message(USER, waiting.message_id).deleted
     assert len(llm.received) == 1
+    assert await bot_app.store.orphaned_waiting() == []  # told once: not again at start-up
     shown = answer_messages(tg, USER, first["message_id"])
     assert "restarted before this answer was finished" in shown[0].text
 

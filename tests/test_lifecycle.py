@@ -110,19 +110,33 @@ async def test_after_sigkill_the_unfinished_answer_is_marked_interrupted(
                 for m in answer_messages(tg, USER, question["message_id"])
             )
         )
+        # A second question waits behind that answer, and is promised an answer after it.
+        waiting = tg.send_user_message(USER, "and this one", language_code="ru")["message"]
+        await tg.wait_for(
+            lambda: any(
+                m.text.startswith("⏳") and m.reply_to_message_id == waiting["message_id"]
+                for m in tg.bot_messages(USER)
+            )
+        )
+        await asyncio.sleep(0.3)  # its record is written right after the notice
     finally:
         process.kill()  # SIGKILL: no chance to clean up
         process.wait(10)
-    shown = answer_messages(tg, USER, question["message_id"])[-1]
-    assert shown.reply_markup is not None  # left with its Stop button
+    shown = next(m for m in answer_messages(tg, USER, question["message_id"]) if m.reply_markup)
+    promise = next(m for m in tg.bot_messages(USER) if m.text.startswith("⏳"))
 
     start_bot.data_dir = data_dir
     await start_bot()
     await tg.wait_for(
         lambda: any("перезапустился" in m.text for m in tg.bot_messages(USER)), timeout=20
     )
-    notice = next(m for m in tg.bot_messages(USER) if "перезапустился" in m.text)
-    assert notice.reply_to_message_id == question["message_id"]
+    await tg.wait_for(lambda: tg.message(USER, promise.message_id).deleted, timeout=20)
+    notices = [m for m in tg.bot_messages(USER) if "перезапустился" in m.text]
+    assert [n.reply_to_message_id for n in notices] == [
+        question["message_id"],
+        waiting["message_id"],
+    ]
+    assert "не успев ответить" in notices[1].text  # not answered: ask again
     assert tg.message(USER, shown.message_id).reply_markup is None
     # The conversation goes on; the interrupted turn keeps no text.
     follow = tg.send_user_message(USER, "again")["message"]

@@ -167,6 +167,34 @@ async def test_unfinished_answers_are_found_after_a_crash(reopen: Reopen) -> Non
     assert await store.ping()
 
 
+async def test_waiting_questions_left_by_a_crash_are_found_once(reopen: Reopen) -> None:
+    store = await reopen()
+    answered = await store.add_waiting(
+        chat_id=1, thread_id=None, message_id=10, notice_id=11, lang=None
+    )
+    left = await store.add_waiting(chat_id=-5, thread_id=7, message_id=20, notice_id=21, lang="ru")
+    assert answered != left
+    await store.remove_waiting(answered)
+    if isinstance(store, SQLiteStore):
+        # One process uses the file: all its records are left over by the time this is asked.
+        store = await reopen()
+    else:
+        assert await store.orphaned_waiting() == []  # its replica is alive: not taken
+        store = await reopen()  # that replica is gone
+    [found] = await store.orphaned_waiting()
+    assert (found.id, found.chat_id, found.thread_id, found.message_id, found.notice_id) == (
+        left,
+        -5,
+        7,
+        20,
+        21,
+    )
+    assert found.lang == "ru"
+    assert await store.orphaned_waiting() == []  # taken: no second notice
+    newer = await store.add_waiting(chat_id=1, thread_id=None, message_id=30, notice_id=31, lang="")
+    assert newer > left  # ids are not reused
+
+
 async def test_many_concurrent_operations(reopen: Reopen) -> None:
     store = await reopen()
 

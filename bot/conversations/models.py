@@ -37,6 +37,19 @@ class Turn:
 
 
 @dataclass(slots=True)
+class Waiting:
+    """A question waiting behind another answer, and the "⏳ I'll answer this right after…"
+    notice it got. Stored so that a crash meanwhile does not leave that promise standing."""
+
+    id: int
+    chat_id: int
+    thread_id: int | None
+    message_id: int  # the question's
+    notice_id: int
+    lang: str | None = None
+
+
+@dataclass(slots=True)
 class ChatPrefs:
     """What a chat chose: its model and system prompt (None: the defaults)."""
 

@@ -5,9 +5,10 @@ and `turn:<id>:msgs` the set of its answer's message ids; `msgs:<chat>` maps a c
 to turns; `asked:<chat>:<message>` holds the turns a question asked (the first, each /retry's);
 `heads` maps `<chat>:<thread>` to a private chat's newest turn; `latest:<chat>:<thread>` (and
 `:<user>`) the newest turn there; `prefs:<chat>` a chat's choices; `streaming` the turns being
-answered, each with the replica that answers it (`owner`). Steps that must not interleave are Lua
-scripts, atomic in Redis. One Redis (or a Sentinel-managed one); Redis Cluster's sharding is not
-supported, since scripts build key names.
+answered, each with the replica that answers it (`owner`); `waiting` the questions waiting behind
+another answer (`waiting:<id>`, numbered by `waiting:seq`, with their `owner` too). Steps that
+must not interleave are Lua scripts, atomic in Redis. One Redis (or a Sentinel-managed one);
+Redis Cluster's sharding is not supported, since scripts build key names.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any, cast
 
-from bot.conversations.models import ChatPrefs, PrefName, Turn, TurnStatus
+from bot.conversations.models import ChatPrefs, PrefName, Turn, TurnStatus, Waiting
 
 if TYPE_CHECKING:
     from bot.cluster.node import Cluster
@@ -76,6 +77,15 @@ end
 return 0
 """
 
+# Take a waiting question whose replica died: only one replica gets it (and tells the asker).
+_TAKE_WAITING = """
+if redis.call('HGET', KEYS[1], 'owner') ~= ARGV[1] then return {} end
+local fields = redis.call('HGETALL', KEYS[1])
+redis.call('DEL', KEYS[1])
+redis.call('SREM', KEYS[2], ARGV[2])
+return fields
+"""
+
 
 def _opt(value: object | None) -> str:
     return "" if value is None else str(value)
@@ -111,6 +121,7 @@ class RedisStore:
         self._add = self.redis.register_script(_ADD_TURN)
         self._chain = self.redis.register_script(_CHAIN)
         self._claim = self.redis.register_script(_CLAIM)
+        self._take_waiting = self.redis.register_script(_TAKE_WAITING)
         self._set_question = self.redis.register_script(_SET_QUESTION)
 
     def _k(self, *parts: object) -> str:
@@ -258,6 +269,66 @@ class RedisStore:
 
     async def claim_denied_notice(self, chat_id: int) -> bool:
         return bool(await self.redis.hsetnx(self._k("prefs", chat_id), "denied_notice_sent", "1"))
+
+    async def add_waiting(
+        self,
+        *,
+        chat_id: int,
+        thread_id: int | None,
+        message_id: int,
+        notice_id: int,
+        lang: str | None,
+    ) -> int:
+        waiting_id = int(await self.redis.incr(self._k("waiting", "seq")))
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hset(
+                self._k("waiting", waiting_id),
+                mapping={
+                    "chat_id": chat_id,
+                    "thread_id": _opt(thread_id),
+                    "message_id": message_id,
+                    "notice_id": notice_id,
+                    "lang": _opt(lang),
+                    "owner": self.cluster.replica_id,
+                },
+            )
+            pipe.sadd(self._k("waiting"), waiting_id)
+            await pipe.execute()
+        return waiting_id
+
+    async def remove_waiting(self, waiting_id: int) -> None:
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.delete(self._k("waiting", waiting_id))
+            pipe.srem(self._k("waiting"), waiting_id)
+            await pipe.execute()
+
+    async def orphaned_waiting(self) -> list[Waiting]:
+        """Those left by replicas that are gone, each taken by one replica."""
+        found: list[Waiting] = []
+        members = cast(set[str], await self.redis.smembers(self._k("waiting")))
+        for member in members:
+            key = self._k("waiting", member)
+            owner = cast(str | None, await self.redis.hget(key, "owner"))
+            if owner is None:
+                await self.redis.srem(self._k("waiting"), member)
+                continue
+            if await self.cluster.alive(owner):
+                continue
+            raw = await self._take_waiting(keys=[key, self._k("waiting")], args=[owner, member])
+            if not raw:
+                continue  # another replica took it
+            fields = dict(zip(raw[::2], raw[1::2], strict=True))
+            found.append(
+                Waiting(
+                    id=int(member),
+                    chat_id=int(fields["chat_id"]),
+                    thread_id=_opt_int(fields.get("thread_id")),
+                    message_id=int(fields["message_id"]),
+                    notice_id=int(fields["notice_id"]),
+                    lang=fields.get("lang") or None,
+                )
+            )
+        return sorted(found, key=lambda w: w.id)
 
     async def unfinished(self) -> list[Turn]:
         """Turns left streaming by replicas that are gone, each claimed by this replica."""

@@ -201,7 +201,8 @@ class Conversations:
 
     async def recover(self) -> int:
         """At start-up: answers a crash left unfinished are marked interrupted, their Stop button
-        is removed and the asker is told to ask again. Returns how many there were."""
+        is removed and the asker is told to ask again; so is a question that was waiting behind
+        one. Returns how many answers there were."""
         turns = await self.store.unfinished()
         for turn in turns:
             await self.store.finish_turn(
@@ -217,6 +218,19 @@ class Conversations:
             )
         if turns:
             log.info("marked %d unfinished answer(s) as interrupted", len(turns))
+        # Questions that were waiting behind those answers: their "⏳" promise goes, and they are
+        # told, as at a clean shutdown, that they were not answered.
+        waiting = await self.store.orphaned_waiting()
+        for question in waiting:
+            await self.notifier.delete(question.chat_id, question.notice_id)
+            await self.notifier.reply(
+                question.chat_id,
+                t(question.lang, "notice_not_started"),
+                reply_to=question.message_id,
+                thread_id=question.thread_id,
+            )
+        if waiting:
+            log.info("told %d waiting question(s) they were not answered", len(waiting))
         return len(turns)
 
     async def new(self, question: Question) -> None:
@@ -310,10 +324,23 @@ class Conversations:
         if task is not None:
             self._inflight.add(task)
         queued: Message | None = None  # "⏳ I'll answer this right after…"
+        waiting: int | None = None  # its record, for the case of a crash meanwhile
 
         async def on_queued() -> None:
-            nonlocal queued
+            nonlocal queued, waiting
             queued = await self._notice(question, "queued")
+            if queued is None:
+                return
+            try:
+                waiting = await self.store.add_waiting(
+                    chat_id=question.chat_id,
+                    thread_id=question.thread_id,
+                    message_id=question.message_id,
+                    notice_id=queued.message_id,
+                    lang=question.lang,
+                )
+            except Exception as error:  # only a crash meanwhile would need it
+                log.warning("waiting question not stored (%s)", type(error).__name__)
 
         try:
             async with self.queues.hold(key, on_queued):
@@ -328,6 +355,11 @@ class Conversations:
             try:
                 if queued is not None:  # answered (or told why not): the promise is kept or void
                     await self.notifier.delete(queued.chat.id, queued.message_id)
+                if waiting is not None:  # else a restart would say it was not answered
+                    await self._written(
+                        f"waiting question {waiting} done",
+                        partial(self.store.remove_waiting, waiting),
+                    )
             finally:
                 self._inflight.discard(task)  # only now: `drain` waits for the delete too
 

@@ -20,7 +20,7 @@ from typing import Any, TypeVar, cast
 
 import aiosqlite
 
-from bot.conversations.models import ChatPrefs, PrefName, Turn, TurnStatus
+from bot.conversations.models import ChatPrefs, PrefName, Turn, TurnStatus, Waiting
 
 MIN_FREE_BYTES = 1024 * 1024  # below this, /healthz reports the storage as unavailable
 
@@ -64,6 +64,18 @@ MIGRATIONS: list[str] = [
     # 1 → 2: the asker's language, for notices sent later (after a restart)
     """
     ALTER TABLE turns ADD COLUMN lang TEXT;
+    """,
+    # 2 → 3: questions waiting behind another answer (a crash must not leave their notice)
+    """
+    CREATE TABLE waiting (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        chat_id INTEGER NOT NULL,
+        thread_id INTEGER,
+        message_id INTEGER NOT NULL,
+        notice_id INTEGER NOT NULL,
+        lang TEXT,
+        created_at REAL NOT NULL
+    );
     """,
 ]
 
@@ -379,6 +391,48 @@ class SQLiteStore:
             return cursor.rowcount == 1
 
         return await self._run(claim, write=True)
+
+    async def add_waiting(
+        self,
+        *,
+        chat_id: int,
+        thread_id: int | None,
+        message_id: int,
+        notice_id: int,
+        lang: str | None,
+    ) -> int:
+        def insert(conn: sqlite3.Connection) -> int:
+            cursor = conn.execute(
+                "INSERT INTO waiting (chat_id, thread_id, message_id, notice_id, lang, created_at)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (chat_id, thread_id, message_id, notice_id, lang, time.time()),
+            )
+            waiting_id = int(cursor.lastrowid or 0)
+            cursor.close()
+            return waiting_id
+
+        return await self._run(insert, write=True)
+
+    async def remove_waiting(self, waiting_id: int) -> None:
+        await self._run(
+            lambda conn: _write(conn, "DELETE FROM waiting WHERE id = ?", (waiting_id,)),
+            write=True,
+        )
+
+    async def orphaned_waiting(self) -> list[Waiting]:
+        """Every record: one process uses the database, and it calls this at start-up."""
+
+        def take(conn: sqlite3.Connection) -> list[Waiting]:
+            rows = _all(
+                conn,
+                "SELECT id, chat_id, thread_id, message_id, notice_id, lang FROM waiting "
+                "ORDER BY id",
+                (),
+            )
+            _write(conn, "DELETE FROM waiting", ())
+            return [Waiting(*row) for row in rows]
+
+        return await self._run(take, write=True)
 
     async def unfinished(self) -> list[Turn]:
         def read(conn: sqlite3.Connection) -> list[Turn]:

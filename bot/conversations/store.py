@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from bot.conversations.models import ChatPrefs, PrefName, Turn, TurnStatus
+from bot.conversations.models import ChatPrefs, PrefName, Turn, TurnStatus, Waiting
 
 
 class Store(Protocol):
@@ -66,6 +66,27 @@ class Store(Protocol):
 
     async def unfinished(self) -> list[Turn]:
         """Turns still marked streaming (left by a crash)."""
+        ...
+
+    async def add_waiting(
+        self,
+        *,
+        chat_id: int,
+        thread_id: int | None,
+        message_id: int,
+        notice_id: int,
+        lang: str | None,
+    ) -> int:
+        """A question now waits behind another answer; returns the record's id."""
+        ...
+
+    async def remove_waiting(self, waiting_id: int) -> None:
+        """It is being answered, or was told why not."""
+        ...
+
+    async def orphaned_waiting(self) -> list[Waiting]:
+        """Questions left waiting by a process that is gone, each removed as it is returned
+        (whoever gets it tells the asker)."""
         ...
 
     async def ping(self) -> bool: ...
