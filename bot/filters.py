@@ -58,6 +58,16 @@ def looks_like_command(text: str) -> bool:
     return bool(_COMMAND.match(text))
 
 
+async def is_command_to_me(message: Message, bot: Bot) -> bool:
+    """`/anything@this_bot`: in a group, a command meant for this bot and no other."""
+    match = _COMMAND.match(message.text or "")
+    if not match or "@" not in match.group():
+        return False
+    me = await bot.me()
+    mention = match.group().split("@", 1)[1].strip()
+    return bool(me.username) and mention.lower() == (me.username or "").lower()
+
+
 async def is_command(message: Message) -> bool:
     return bool(message.text and looks_like_command(message.text))
 

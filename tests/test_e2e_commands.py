@@ -113,6 +113,42 @@ async def test_model_choice_is_stored_per_chat(
     other = tg.send_user_message(USER + 1, "and here?")["message"]
     await final_answer(tg, USER + 1, after=other["message_id"])
     assert llm.received[-1].body["model"] == "gpt-4"
+    # A button of a menu from before G4F_MODELS was shortened: said so, and the menu (up to
+    # date already here) is left as it is.
+    tg.press_button(USER, menu.message_id, "model:7", user_id=USER, check_keyboard=False)
+    await tg.wait_for(lambda: sum(c.method == "answerCallbackQuery" for c in tg.calls) == 3)
+    told = [c for c in tg.calls if c.method == "answerCallbackQuery"][-1]
+    assert told.params["text"].startswith("That model is no longer available")
+    await tg.wait_idle(quiet=1.5)
+    assert refused_calls(tg) == []
+
+
+async def test_model_with_nothing_to_choose_from(
+    tg: FakeTelegram, llm: FakeLLM, bot_app: object
+) -> None:
+    shown = await reply_to(tg, USER, "/model")
+    assert shown.text == "Model: gpt-4. It is the only one available here."
+    assert shown.reply_markup is None
+
+
+async def test_group_commands_say_how_groups_work(
+    tg: FakeTelegram, llm: FakeLLM, bot_app: object
+) -> None:
+    """In a group a plain message is not a question, and a command naming the bot is for it."""
+    start = await reply_to(tg, GROUP, "/start", user_id=ALICE, chat_type="supergroup")
+    assert f"mention me (@{tg.bot_username})" in start.text
+    assert "Just send me a question" not in start.text
+    unknown = await reply_to(
+        tg, GROUP, f"/frobnicate@{tg.bot_username}", user_id=ALICE, chat_type="supergroup"
+    )
+    assert unknown.text.startswith("I don't know that command.") and "/ask" in unknown.text
+    # Not named: it may be another bot's; named for another bot: not ours.
+    for text in ("/frobnicate", "/frobnicate@other_bot"):
+        tg.send_user_message(GROUP, text, user_id=ALICE, chat_type="supergroup")
+    await tg.wait_for(lambda: not tg.pending_updates)
+    await tg.wait_idle(quiet=0.5)
+    assert answer_messages(tg, GROUP, unknown.message_id) == []
+    assert llm.received == []
 
 
 async def test_model_change_in_a_group_needs_an_admin(

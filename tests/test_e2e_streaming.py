@@ -106,7 +106,19 @@ async def test_sticker_and_unknown_command_get_clear_answers(
 ) -> None:
     sticker = tg.send_user_message(USER, sticker=True)["message"]
     await tg.wait_for(lambda: bool(answer_messages(tg, USER, sticker["message_id"])))
-    assert "text" in answer_messages(tg, USER, sticker["message_id"])[0].text
+    [hint] = answer_messages(tg, USER, sticker["message_id"])
+    assert "text" in hint.text
+
+    # Events in the chat are not messages to the bot: no "I can only read text" for them.
+    for event in (
+        {"pinned_message": tg._message_json(tg.message(USER, hint.message_id))},
+        {"message_auto_delete_timer_changed": {"message_auto_delete_time": 86400}},
+        {"write_access_allowed": {"from_request": True}},
+    ):
+        tg.send_service_message(USER, event)
+    await tg.wait_for(lambda: not tg.pending_updates)
+    await tg.wait_idle(quiet=0.5)
+    assert answer_messages(tg, USER, hint.message_id) == []
 
     command = tg.send_user_message(USER, "/frobnicate")["message"]
     await tg.wait_for(lambda: bool(answer_messages(tg, USER, command["message_id"])))

@@ -62,21 +62,34 @@ async def model_chosen(
     if not isinstance(message, Message):
         await callback.answer()
         return
+    chat_id = message.chat.id
     try:
         choice = settings.models[int((callback.data or "")[len(MODEL_PREFIX) :])]
-    except (ValueError, IndexError):
-        await callback.answer(t(lang, "stop_gone"))
+    except (ValueError, IndexError):  # a menu from before G4F_MODELS changed
+        await callback.answer(t(lang, "model_gone"), show_alert=True)
+        prefs = await store.prefs(chat_id)
+        current = prefs.model if prefs.model in settings.models else settings.g4f_model
+        await _show_menu(notifier, message, lang, settings.models, current)
         return
-    chat_id = message.chat.id
     if not await is_chat_admin(bot, policy, chat_id, callback.from_user.id):
         await callback.answer(t(lang, "model_not_allowed"), show_alert=True)
         return
     await store.set_pref(chat_id, "model", choice)
     await callback.answer(t(lang, "model_set", model=choice))
-    text, keyboard = t(lang, "model_current", model=choice), model_keyboard(settings.models, choice)
+    await _show_menu(notifier, message, lang, settings.models, choice)
+
+
+async def _show_menu(
+    notifier: Notifier, message: Message, lang: str | None, models: tuple[str, ...], current: str
+) -> None:
+    """Bring the /model menu up to date (a single model: no buttons)."""
+    text = t(lang, "model_current", model=current)
+    keyboard: InlineKeyboardMarkup | None = model_keyboard(models, current)
+    if len(models) == 1:
+        text, keyboard = t(lang, "model_only", model=current), None
     if message.text == text and _labels(message.reply_markup) == _labels(keyboard):
-        return  # the menu shows that choice already: Telegram would refuse an edit to the same
-    await notifier.edit(chat_id, message.message_id, text, keyboard)
+        return  # the menu shows that already: Telegram would refuse an edit to the same
+    await notifier.edit(message.chat.id, message.message_id, text, keyboard)
 
 
 def _labels(markup: InlineKeyboardMarkup | None) -> list[str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from aiogram import Bot, Router
+from aiogram.enums import ChatType
 from aiogram.filters import Command, CommandStart
 from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup, Message
 
@@ -19,9 +20,15 @@ MODEL_PREFIX = "model:"
 SHOWN_PROMPT_CHARS = 1800  # UTF-16 units at most twice this: well within a message
 
 
-async def start(message: Message, notifier: Notifier) -> None:
+async def start(message: Message, bot: Bot, notifier: Notifier) -> None:
     name = message.from_user.first_name if message.from_user else ""
-    await notifier.to(message, t(lang_of(message), "start", name=name))
+    if message.chat.type == ChatType.PRIVATE:
+        await notifier.to(message, t(lang_of(message), "start", name=name))
+        return
+    me = await bot.me()  # a group: a plain message is not a question there
+    await notifier.to(
+        message, t(lang_of(message), "start_group", name=name, username=me.username or "")
+    )
 
 
 async def help_(message: Message, bot: Bot, notifier: Notifier) -> None:
@@ -94,6 +101,9 @@ def model_keyboard(models: tuple[str, ...], current: str) -> InlineKeyboardMarku
 async def model(message: Message, store: Store, settings: Settings, notifier: Notifier) -> None:
     prefs = await store.prefs(message.chat.id)
     current = prefs.model if prefs.model in settings.models else settings.g4f_model
+    if settings.models == (current,):  # nothing to choose from
+        await notifier.to(message, t(lang_of(message), "model_only", model=current))
+        return
     await notifier.to(
         message,
         t(lang_of(message), "model_current", model=current),

@@ -1,11 +1,14 @@
-"""What is left in private chats: unknown commands get help, non-text gets a hint."""
+"""What is left: unknown commands get help (in a group, those that name the bot: `/foo@bot`),
+non-text in a private chat gets a hint, and service messages (the user pinned a message, set
+auto-delete, allowed the bot to write) get nothing."""
 
 from __future__ import annotations
 
 from aiogram import Bot, Router
+from aiogram.enums import ContentType
 from aiogram.types import Message
 
-from bot.filters import is_command, is_private
+from bot.filters import is_command, is_command_to_me, is_group, is_private
 from bot.handlers.common import lang_of
 from bot.notify import Notifier
 from bot.texts import t
@@ -19,6 +22,36 @@ async def unknown_command(message: Message, bot: Bot, notifier: Notifier) -> Non
     )
 
 
+# What a person sends as a message; anything else is an event in the chat, not said to the bot.
+SENT_BY_USERS = frozenset(
+    {
+        ContentType.TEXT,
+        ContentType.ANIMATION,
+        ContentType.AUDIO,
+        ContentType.CHECKLIST,
+        ContentType.CONTACT,
+        ContentType.DICE,
+        ContentType.DOCUMENT,
+        ContentType.GAME,
+        ContentType.LIVE_PHOTO,
+        ContentType.LOCATION,
+        ContentType.PAID_MEDIA,
+        ContentType.PHOTO,
+        ContentType.POLL,
+        ContentType.STICKER,
+        ContentType.STORY,
+        ContentType.VENUE,
+        ContentType.VIDEO,
+        ContentType.VIDEO_NOTE,
+        ContentType.VOICE,
+    }
+)
+
+
+async def sent_by_user(message: Message) -> bool:
+    return message.content_type in SENT_BY_USERS
+
+
 async def not_text(message: Message, notifier: Notifier) -> None:
     await notifier.to(message, t(lang_of(message), "not_text"))
 
@@ -26,7 +59,7 @@ async def not_text(message: Message, notifier: Notifier) -> None:
 def create_router() -> Router:
     """A fresh router (a router can belong to one Dispatcher only)."""
     router = Router(name="fallback")
-    router.message.filter(is_private)
-    router.message.register(unknown_command, is_command)
-    router.message.register(not_text)
+    router.message.register(unknown_command, is_private, is_command)
+    router.message.register(not_text, is_private, sent_by_user)
+    router.message.register(unknown_command, is_group, is_command_to_me)
     return router

@@ -9,8 +9,8 @@ EN: dict[str, str] = {
         "Send me a question and I answer it, streaming the text as it is written. "
         "To end an answer early, press ⏹ Stop under it (or the stop control shown while it is "
         "written) or send /stop.\n\n"
-        "I remember the conversation: a new message continues it, a reply to one of my earlier "
-        "answers continues from that point, and /new starts afresh.\n\n"
+        "In a private chat I remember the conversation: a new message continues it, a reply to "
+        "one of my earlier answers continues from that point, and /new starts afresh.\n\n"
         "In groups I answer only when addressed: mention me (@{username}), reply to one of my "
         "messages, or use /ask <question>. Each such message that is not a reply starts its own "
         "thread; replies continue it. With privacy mode on (Telegram's default for bots) I do "
@@ -23,6 +23,11 @@ EN: dict[str, str] = {
         "/model — choose the model\n"
         "/system — show or set the system prompt\n"
         "/help — this text"
+    ),
+    "start_group": (
+        "Hi, {name}! I answer with a language model through g4f and show the answer as it is "
+        "written.\n\nIn this group, mention me (@{username}), reply to one of my messages or use "
+        "/ask <question>. /help tells more."
     ),
     "cmd_start": "Start",
     "cmd_help": "How to use the bot",
@@ -53,6 +58,8 @@ EN: dict[str, str] = {
     "stop_none": "Nothing is being answered right now.",
     "model_current": "Model: {model}. Choose another one:",
     "model_set": "Model set to {model}.",
+    "model_only": "Model: {model}. It is the only one available here.",
+    "model_gone": "That model is no longer available; the menu shows the current ones.",
     "model_not_allowed": "Only a chat admin can change the model here.",
     "system_show": "System prompt of this chat:\n\n{prompt}",
     "system_none": "This chat has no system prompt. Set one with /system <text> (in a group: a "

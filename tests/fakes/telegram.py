@@ -1119,24 +1119,31 @@ class FakeTelegram:
         (`migrate_to_chat_id` in the old one, `migrate_from_chat_id` in the new one). From then
         on every call naming the old group is refused with the new id in `parameters`."""
         old = self._chats.get(old_id) or {"id": old_id, "type": "group", "title": "Test group"}
+        self._chats.setdefault(old_id, old)
         self._chats[new_id] = {"id": new_id, "type": "supergroup", "title": old.get("title")}
-        for chat_id, field_name, other in (
-            (old_id, "migrate_to_chat_id", new_id),
-            (new_id, "migrate_from_chat_id", old_id),
-        ):
-            message = StoredMessage(
-                chat_id=chat_id,
-                message_id=self._next_message_id(chat_id),
-                text="",
-                from_bot=False,
-                user_id=user_id,
-                date=int(time.time()),
-            )
-            self._store(message)
-            data = self._message_json(message)
-            data[field_name] = other
-            self._push_update({"message": data})
+        self.send_service_message(old_id, {"migrate_to_chat_id": new_id}, user_id=user_id)
+        self.send_service_message(new_id, {"migrate_from_chat_id": old_id}, user_id=user_id)
         self._migrated[old_id] = new_id
+
+    def send_service_message(
+        self, chat_id: int, fields: Json, *, user_id: int | None = None
+    ) -> Json:
+        """Queue a service message: an event in a known chat (`pinned_message`,
+        `message_auto_delete_timer_changed`, `write_access_allowed` …), not something said."""
+        if chat_id not in self._chats:
+            raise ValueError(f"chat {chat_id} is not known yet: send a user message there first")
+        message = StoredMessage(
+            chat_id=chat_id,
+            message_id=self._next_message_id(chat_id),
+            text="",
+            from_bot=False,
+            user_id=user_id if user_id is not None else (chat_id if chat_id > 0 else None),
+            date=int(time.time()),
+        )
+        self._store(message)
+        data = self._message_json(message)
+        data.update(fields)
+        return self._push_update({"message": data})
 
     def edit_user_message(
         self, chat_id: int, message_id: int, text: str, *, entities: list[Json] | None = None
