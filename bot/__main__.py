@@ -4,13 +4,25 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import signal
 import sys
+from types import FrameType
 
-from bot.logs import setup_logging
+from bot.logs import RedactingFilter, setup_logging
 from config import SettingsError, load_settings, misspelt
 
 
+def _exit_now(signum: int, frame: FrameType | None) -> None:
+    """SIGTERM or SIGINT before the bot runs (its imports take seconds): nothing is being
+    answered or written yet, so it ends at once, with no traceback. Also what makes SIGTERM
+    work at all there when the bot is a container's PID 1, which ignores it by default."""
+    os._exit(0)
+
+
 def main() -> None:
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, _exit_now)  # the event loop's own handlers replace these later
     try:
         settings = load_settings()
     except SettingsError as error:
@@ -35,7 +47,8 @@ def main() -> None:
         else:
             asyncio.run(run_polling(app, web=True))
     except StartupError as error:
-        print(f"error: {error}", file=sys.stderr)
+        # A URL in it may hold the token (`…/bot<token>` pasted as TELEGRAM_API_URL).
+        print(f"error: {RedactingFilter(settings.secrets).redact(str(error))}", file=sys.stderr)
         raise SystemExit(2) from None
     except KeyboardInterrupt:
         pass

@@ -8,8 +8,10 @@ import gc
 import logging
 import signal
 import sqlite3
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from aiogram import Bot, Dispatcher
 from aiogram.client.default import DefaultBotProperties
@@ -22,7 +24,13 @@ from aiogram.exceptions import (
     TelegramUnauthorizedError,
 )
 from aiogram.types import User
-from redis.exceptions import RedisError
+from redis.exceptions import (
+    AuthenticationError,
+    AuthorizationError,
+    ReadOnlyError,
+    RedisError,
+    ResponseError,
+)
 
 from bot.access import AccessMiddleware, AccessPolicy
 from bot.answering import Answerer
@@ -245,6 +253,10 @@ async def join_cluster(app: App, max_delay: float = 30.0) -> None:
             await app.cluster.start()
             break
         except (RedisError, OSError) as error:
+            refused = isinstance(error, AuthenticationError | AuthorizationError | ResponseError)
+            if refused and not isinstance(error, ReadOnlyError):  # (a replica being promoted)
+                # A wrong password or database number: waiting would not change it.
+                raise StartupError(f"Redis (REDIS_URL) refused the bot: {error}") from None
             log.warning("Redis (REDIS_URL) is unreachable (%s); retrying in %.0f s", error, delay)
             await asyncio.sleep(delay)
             delay = min(delay * 2, max_delay)
@@ -323,9 +335,8 @@ async def run_polling(
     try:
         if web:
             server = await start_web(app, webhook=False)
-        await startup(app)
-        with contextlib.suppress(TelegramAPIError):  # a webhook left set blocks getUpdates
-            await app.bot.delete_webhook(drop_pending_updates=False)
+        if not await _unless_stopped(_start_polling(app), handle_signals):
+            return
         await app.dispatcher.start_polling(
             app.bot,
             close_bot_session=False,  # shutdown() closes it, after the answers are drained
@@ -338,6 +349,41 @@ async def run_polling(
         if server is not None:
             await server.stop()
         await shutdown(app)
+
+
+async def _start_polling(app: App) -> None:
+    await startup(app)
+    with contextlib.suppress(TelegramAPIError):  # a webhook left set blocks getUpdates
+        await app.bot.delete_webhook(drop_pending_updates=False)
+
+
+async def _unless_stopped(work: Coroutine[Any, Any, None], handle_signals: bool) -> bool:
+    """Run start-up `work` (which may wait minutes for Telegram or Redis) so that SIGTERM or
+    SIGINT end it: True if it finished, False if a signal came first. aiogram only handles
+    signals once polling runs."""
+    if not handle_signals:
+        await work
+        return True
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    signals = (signal.SIGTERM, signal.SIGINT)
+    for sig in signals:
+        loop.add_signal_handler(sig, stop.set)
+    working = asyncio.create_task(work, name="start-up")
+    stopping = asyncio.create_task(stop.wait(), name="start-up-stop")
+    try:
+        done, _ = await asyncio.wait({working, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for sig in signals:
+            loop.remove_signal_handler(sig)
+        working.cancel()
+        stopping.cancel()
+        await asyncio.gather(working, stopping, return_exceptions=True)
+    if working in done:
+        working.result()  # a StartupError, say
+        return True
+    log.info("stopped during start-up")
+    return False
 
 
 async def set_webhook(app: App, max_delay: float = 60.0) -> None:

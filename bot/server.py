@@ -108,6 +108,7 @@ class Health:
         self.store = store
         self.ttl = ttl
         self._telegram: tuple[float, str] | None = None  # (when, result)
+        self._storage_ok = True
         self._lock = asyncio.Lock()
 
     async def check(self) -> dict[str, str]:
@@ -136,6 +137,14 @@ class Health:
         except Exception as error:
             log.warning("health: storage did not answer (%s)", type(error).__name__)
             ok = False
+        if ok != self._storage_ok:  # said once per change, not at every check
+            if ok:
+                log.info("health: storage is available again")
+            else:
+                log.warning(
+                    "health: storage is unavailable (no answer, or under 1 MB free on its disk)"
+                )
+            self._storage_ok = ok
         return "ok" if ok else "unavailable"
 
 

@@ -276,6 +276,12 @@ def load_settings(**overrides: Any) -> Settings:
         return Settings(**overrides)
     except ValidationError as error:
         raise SettingsError(_describe(error)) from None
+    except OSError as error:  # `.env` in the working directory cannot be read
+        where = Path(error.filename or ".env").absolute()
+        raise SettingsError(
+            f"cannot read {where}: {error.strerror or type(error).__name__} (the bot runs as "
+            f"user {os.getuid()}: it needs to read its working directory)"
+        ) from None
 
 
 def misspelt(

@@ -8,6 +8,7 @@ Telegram and the fake model backend, so it needs a Linux Docker engine (`--netwo
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import shutil
 import socket
@@ -185,6 +186,9 @@ async def test_container_answers_through_fake_servers(
                 break
             await asyncio.sleep(0.5)
         assert health.strip() == "healthy"
+        # Its answer is kept, so that an unhealthy container says which part is down.
+        _, checks = await docker_async("inspect", "--format", "{{json .State.Health.Log}}", name)
+        assert any('"telegram": "ok"' in c["Output"] for c in json.loads(checks)), checks
 
         [answer] = answer_messages(tg, USER)
         assert answer.text == "You said: hello from docker"

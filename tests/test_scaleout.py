@@ -12,6 +12,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from tests.conftest import TOKEN
 from tests.fakes.llm import FakeLLM, Reply
 from tests.fakes.telegram import FakeTelegram
 from tests.helpers import answer_messages, final_answer, full_text
@@ -347,3 +348,32 @@ async def test_a_queue_place_not_left_while_redis_fails_is_left_once_it_answers(
         assert not failures and waited < 3
     finally:
         await cluster.close()
+
+
+@pytest.mark.parametrize("refusal", ["database", "password"])
+async def test_redis_refusing_the_bot_is_a_startup_error(
+    redis_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, refusal: str
+) -> None:
+    """A wrong database number or password is not an outage: waiting would not change it."""
+    from redis.exceptions import AuthenticationError
+
+    from bot.app import StartupError, build_app, join_cluster
+    from bot.cluster.node import Cluster
+    from config import load_settings
+
+    url, said = f"{redis_url.rsplit('/', 1)[0]}/99", "DB index is out of range"
+    if refusal == "password":  # this server has none: a Redis that has one refuses a wrong one
+        url, said = redis_url, "invalid username-password pair"
+
+        async def refused(self: Cluster) -> None:
+            raise AuthenticationError(f"{said} or user is disabled.")
+
+        monkeypatch.setattr(Cluster, "start", refused)
+    app = build_app(load_settings(bot_token=TOKEN, redis_url=url, data_dir=tmp_path))
+    assert app.cluster is not None
+    try:
+        with pytest.raises(StartupError, match=rf"^Redis \(REDIS_URL\) refused the bot: {said}"):
+            await asyncio.wait_for(join_cluster(app), 10)
+    finally:
+        await app.cluster.close()
+        await app.bot.session.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -92,6 +93,74 @@ def test_a_misspelt_setting_is_named_with_the_one_meant(tmp_path: Path) -> None:
         "ADMIN_IDS is not a setting and is ignored; did you mean ADMIN_USER_IDS?",
         "ALLOWED_USER_ID is not a setting and is ignored; did you mean ALLOWED_USER_IDS?",
     ]
+
+
+def test_an_unreadable_dotenv_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A working directory the bot's user may not read (a volume owned by another uid)."""
+    from config import SettingsError, load_settings
+
+    def denied(self: Path) -> bool:
+        raise PermissionError(13, "Permission denied", str(self))
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(Path, "is_file", denied)
+    with pytest.raises(SettingsError) as raised:
+        load_settings(bot_token=TOKEN)
+    assert str(raised.value).startswith(f"cannot read {tmp_path / '.env'}: Permission denied")
+
+
+async def run_bot_async(tmp_path: Path, **env: str) -> asyncio.subprocess.Process:
+    """`python -m bot` beside a fake in this event loop (which `run_bot` would block)."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("BOT_", "G4F_", "LLM_"))}
+    clean.update(PYTHONPATH=str(ROOT), WEB_HOST="127.0.0.1", WEB_PORT="0")
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "bot",
+        cwd=tmp_path,
+        env={**clean, **env},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+
+
+async def test_a_start_up_error_never_shows_the_token(tg: FakeTelegram, tmp_path: Path) -> None:
+    """`https://api.telegram.org/bot<token>` pasted as TELEGRAM_API_URL: the one line says
+    what is wrong without printing the token."""
+    url = f"{tg.base_url}/bot{tg.token}"
+    process = await run_bot_async(tmp_path, BOT_TOKEN=tg.token, TELEGRAM_API_URL=url)
+    _, stderr = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode == 2
+    assert tg.token not in stderr.decode()
+    assert stderr.decode().strip().splitlines()[-1] == (
+        f"error: TELEGRAM_API_URL {tg.base_url}/bot<redacted> has no Bot API (getMe: 404 Not "
+        "Found); give the server's address alone, without /bot<token>"
+    )
+
+
+async def test_sigterm_or_sigint_while_starting_ends_it_at_once(tmp_path: Path) -> None:
+    """Before polling runs: while importing (seconds), and while Telegram is retried (for
+    ever). A container's PID 1 ignores SIGTERM unless a handler is set."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{s.getsockname()[1]}"  # nothing listens there
+    env = {"BOT_TOKEN": TOKEN, "TELEGRAM_API_URL": url, "LOG_LEVEL": "INFO"}
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    importing = await run_bot_async(tmp_path / "a", **env)
+    retrying = await run_bot_async(tmp_path / "b", **env)
+    await asyncio.sleep(0.5)
+    importing.send_signal(signal.SIGINT)
+    assert retrying.stderr is not None
+    async with asyncio.timeout(60):
+        while b"unreachable" not in await retrying.stderr.readline():
+            pass
+    retrying.send_signal(signal.SIGTERM)
+    for process in (importing, retrying):
+        _, stderr = await asyncio.wait_for(process.communicate(), 10)
+        assert process.returncode == 0, stderr.decode()
+        assert b"Traceback" not in stderr
+    assert b"stopped during start-up" in stderr
 
 
 def test_unknown_provider_is_a_startup_error(tmp_path: Path) -> None:
