@@ -10,7 +10,7 @@ import sys
 from types import FrameType
 
 from bot.logs import RedactingFilter, setup_logging
-from config import SettingsError, load_settings, misspelt
+from config import SettingsError, load_settings, misspelt, unused
 
 
 def _exit_now(signum: int, frame: FrameType | None) -> None:
@@ -23,13 +23,14 @@ def _exit_now(signum: int, frame: FrameType | None) -> None:
 def main() -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, _exit_now)  # the event loop's own handlers replace these later
+    os.umask(0o077)  # the conversations it stores are for no other user of the machine
     try:
         settings = load_settings()
     except SettingsError as error:
         print(f"error: {error}", file=sys.stderr)
         raise SystemExit(2) from None
     setup_logging(settings.log_level, settings.secrets)
-    for warning in misspelt():
+    for warning in [*misspelt(), *unused(settings)]:
         logging.getLogger("config").warning(warning)
     from bot.app import (  # slow to import
         StartupError,

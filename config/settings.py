@@ -290,11 +290,14 @@ def misspelt(
     """Variables in `.env` or the environment that look like a setting but are none
     (`ALLOWED_USER_ID`): they are ignored, which for an allow-list means an open bot. One
     warning line each, naming the setting meant."""
-    names: set[str] = set(os.environ if environ is None else environ)
+    values: dict[str, str | None] = dict(os.environ if environ is None else environ)
     if env_file is not None and env_file.is_file():
         from dotenv import dotenv_values
 
-        names.update(dotenv_values(env_file))
+        values.update(dotenv_values(env_file))
+    # Kubernetes gives each Service's address to every pod (`BOT_PORT=tcp://10.0.0.7:8080` for
+    # a Service named "bot"): those are not settings meant by someone.
+    names = {name for name, value in values.items() if not (value or "").startswith("tcp://")}
     settings = [name.upper() for name in Settings.model_fields]
     found = []
     for name in sorted(names):
@@ -303,3 +306,25 @@ def misspelt(
         if close := difflib.get_close_matches(name.upper(), settings, n=1, cutoff=0.75):
             found.append(f"{name} is not a setting and is ignored; did you mean {close[0]}?")
     return found
+
+
+def unused(settings: Settings) -> list[str]:
+    """Settings given that the rest of the settings make ignored, one warning line each: the
+    bot runs, but not as whoever set them meant."""
+    found = []
+    if settings.bot_mode == "polling":
+        given = [name for name in ("webhook_url", "webhook_secret") if _is_set(settings, name)]
+        if given:
+            names = " and ".join(name.upper() for name in given)
+            found.append(f"{names} ignored: BOT_MODE is polling (BOT_MODE=webhook uses them)")
+    if settings.g4f_api_key.get_secret_value() and not settings.g4f_api_base:
+        found.append(
+            "G4F_API_KEY ignored: it is for G4F_API_BASE's endpoint, which is not set (a named "
+            "G4F_PROVIDER takes its key from <PROVIDER>_API_KEY)"
+        )
+    return found
+
+
+def _is_set(settings: Settings, name: str) -> bool:
+    value = getattr(settings, name)
+    return bool(value.get_secret_value() if isinstance(value, SecretStr) else value)

@@ -123,6 +123,9 @@ async def test_after_sigkill_the_unfinished_answer_is_marked_interrupted(
         process.kill()  # SIGKILL: no chance to clean up
         process.wait(10)
     shown = next(m for m in answer_messages(tg, USER, question["message_id"]) if m.reply_markup)
+    # What it stored is for no other user of the machine.
+    for path in (data_dir, data_dir / "bot.sqlite3", data_dir / "bot.sqlite3-wal"):
+        assert path.stat().st_mode & 0o077 == 0, f"{path}: {path.stat().st_mode:o}"
     promise = next(m for m in tg.bot_messages(USER) if m.text.startswith("⏳"))
 
     start_bot.data_dir = data_dir

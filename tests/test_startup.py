@@ -163,6 +163,32 @@ async def test_sigterm_or_sigint_while_starting_ends_it_at_once(tmp_path: Path) 
     assert b"stopped during start-up" in stderr
 
 
+def test_kubernetes_service_addresses_are_not_taken_for_misspellings() -> None:
+    """A Service named "bot" gives every pod `BOT_PORT=tcp://…`: not a misspelt WEB_PORT."""
+    from config import misspelt
+
+    environ = {"BOT_PORT": "tcp://10.0.0.7:8080", "WEB_PROT": "8081"}
+    assert misspelt(environ, None) == [
+        "WEB_PROT is not a setting and is ignored; did you mean WEB_PORT?"
+    ]
+
+
+def test_settings_that_others_make_unused_are_named() -> None:
+    from config import load_settings, unused
+
+    polling = load_settings(
+        bot_token=TOKEN, webhook_url="https://bot.example.com", webhook_secret="s3cret"
+    )
+    assert unused(polling) == [
+        "WEBHOOK_URL and WEBHOOK_SECRET ignored: BOT_MODE is polling (BOT_MODE=webhook uses them)"
+    ]
+    keyless = load_settings(bot_token=TOKEN, g4f_api_key="sk-123", g4f_api_base="")
+    [said] = unused(keyless)
+    assert said.startswith("G4F_API_KEY ignored: it is for G4F_API_BASE's endpoint")
+    assert "sk-123" not in said
+    assert unused(load_settings(bot_token=TOKEN)) == []
+
+
 def test_unknown_provider_is_a_startup_error(tmp_path: Path) -> None:
     from bot.app import StartupError, build_app
     from config import load_settings
