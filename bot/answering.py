@@ -23,7 +23,7 @@ from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
 from bot.llm import ChatMessage, FailureKind, LLMClient, LLMFailure
 from bot.streaming import Pacer, ReplyStream
 from bot.streaming.render import styled
-from bot.streaming.reply import DraftSupport
+from bot.streaming.reply import DraftSupport, NewestMessages
 from bot.texts import CATALOGS, DEFAULT_LANGUAGE, t
 
 if TYPE_CHECKING:
@@ -145,9 +145,11 @@ class Answerer:
         drafts: DraftSupport | None = None,
         metrics: Metrics | None = None,
         directory: Directory | None = None,
+        newest: NewestMessages | None = None,
     ) -> None:
         self.bot = bot
         self.directory = directory
+        self.newest = newest or NewestMessages()  # fed by the dispatcher (`app.py`)
         self.metrics = metrics
         self.llm = llm
         self.pacer = pacer
@@ -198,6 +200,7 @@ class Answerer:
             draft_id=draft_id,
             drafts=self.drafts,
             catch_up=lambda: self.llm.catch_up(active.task),
+            newest=self.newest,
         )
         reply.start()
         outcome = Outcome(text="", message_ids=[])

@@ -101,6 +101,29 @@ async def test_long_answer_is_split_without_losing_anything(
     assert tg.count_429 == 0 and refused_calls(tg) == []
 
 
+async def test_a_part_sent_after_someone_wrote_replies_to_its_question(
+    tg: FakeTelegram, llm: FakeLLM, bot_app: object
+) -> None:
+    """The user writes while a long answer streams: the answer's next part would land under
+    that message and read as the answer to it, so it replies to its own question."""
+    paragraphs = [f"Paragraph {i}: " + " ".join(f"w{i}-{j}" for j in range(40)) for i in range(40)]
+    llm.script(Reply("\n\n".join(paragraphs), chunk_size=100, delay=0.02))
+    question = tg.send_user_message(USER, "a long one")["message"]
+    await tg.wait_for(lambda: bool(answer_messages(tg, USER, question["message_id"])))
+    meanwhile = tg.send_user_message(USER, sticker=True)["message"]
+
+    messages = await final_answer(tg, USER, after=question["message_id"], timeout=40)
+    parts = [m for m in messages if m.text.startswith("Paragraph")]
+    before = [m for m in parts if m.message_id < meanwhile["message_id"]]
+    after = [m for m in parts if m.message_id > meanwhile["message_id"]]
+    assert before and len(after) >= 2
+    assert before[0].reply_to_message_id == question["message_id"]
+    assert all(m.reply_to_message_id is None for m in before[1:])
+    # The first part after the sticker says which question it answers; the next ones follow it.
+    assert after[0].reply_to_message_id == question["message_id"]
+    assert all(m.reply_to_message_id is None for m in after[1:])
+
+
 async def test_sticker_and_unknown_command_get_clear_answers(
     tg: FakeTelegram, llm: FakeLLM, bot_app: object
 ) -> None:

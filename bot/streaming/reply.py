@@ -17,7 +17,7 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from aiogram import Bot
 from aiogram.exceptions import (
@@ -31,7 +31,7 @@ from aiogram.exceptions import (
     TelegramServerError,
     TelegramUnauthorizedError,
 )
-from aiogram.types import InlineKeyboardMarkup, ReplyParameters
+from aiogram.types import InlineKeyboardMarkup, Message, ReplyParameters, TelegramObject
 
 from bot.streaming import calls
 from bot.streaming.pacer import Pacer
@@ -101,6 +101,39 @@ class DraftSupport:
         self._refused.add(chat_id)
 
 
+class NewestMessages:
+    """The newest message id seen in each chat (a bounded number of chats). Message ids grow
+    within a chat whoever writes, so a part of an answer about to be sent can tell whether
+    someone wrote after the part before it: then it is sent as a reply to its question, or it
+    would read as the answer to that message."""
+
+    LIMIT = 10_000
+
+    def __init__(self) -> None:
+        self._ids: dict[int, int] = {}
+
+    def saw(self, chat_id: int, message_id: int) -> None:
+        if message_id > self._ids.get(chat_id, 0):
+            self._ids.pop(chat_id, None)  # the chats written in lately stay
+            self._ids[chat_id] = message_id
+            if len(self._ids) > self.LIMIT:
+                del self._ids[next(iter(self._ids))]
+
+    def newest(self, chat_id: int) -> int:
+        return self._ids.get(chat_id, 0)
+
+    async def middleware(
+        self,
+        handler: Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]],
+        event: TelegramObject,
+        data: dict[str, Any],
+    ) -> Any:
+        """Outer middleware for `dispatcher.message`: notes every message that arrives."""
+        if isinstance(event, Message):
+            self.saw(event.chat.id, event.message_id)
+        return await handler(event, data)
+
+
 class ReplyStream:
     """One answer on its way to one chat. `update()` as text grows, then `close()` once."""
 
@@ -117,8 +150,10 @@ class ReplyStream:
         draft_id: int | None = None,
         drafts: DraftSupport | None = None,
         catch_up: Callable[[], Awaitable[None]] | None = None,
+        newest: NewestMessages | None = None,
     ) -> None:
         self.bot = bot
+        self.newest = newest
         self.catch_up = catch_up  # brings `update()` up to date before a call is made
         self.draft_id = draft_id  # None: stream by editing messages
         self.drafts = drafts
@@ -362,7 +397,7 @@ class ReplyStream:
             self._shown[op.index] = _Shown(shown.message_id, op.part, op.button)
             return
         reply = None
-        if op.index == 0 and self.reply_to is not None:
+        if self.reply_to is not None and (op.index == 0 or self._written_after()):
             reply = ReplyParameters(message_id=self.reply_to, allow_sending_without_reply=True)
         message = await self.bot(
             calls.send(
@@ -375,6 +410,8 @@ class ReplyStream:
         )
         self.stats.sends += 1
         self._shown.append(_Shown(message.message_id, op.part, op.button))
+        if self.newest is not None:
+            self.newest.saw(self.chat_id, message.message_id)
         await self._stop_typing()
         if self.on_sent is not None:
             try:
@@ -393,6 +430,12 @@ class ReplyStream:
         self.reply_to = None
         self._shown.clear()
         self._gone.clear()
+
+    def _written_after(self) -> bool:
+        """Whether a message came after the last part shown (a new question, another answer)."""
+        if self.newest is None or not self._shown:
+            return False
+        return self.newest.newest(self.chat_id) > self._shown[-1].message_id
 
     def _forget_last(self) -> None:
         """The last shown message is no longer shown."""
