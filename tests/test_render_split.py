@@ -164,6 +164,21 @@ def test_long_code_block_is_reopened_with_its_language() -> None:
     assert squash("".join(p.text for p in parts)) == squash(render(code).text)
 
 
+def test_a_cut_inside_a_word_never_halves_a_character_as_shown() -> None:
+    """A run with no space to cut at: emoji joined with zero-width joiners, flags (two
+    regional indicators each), a skin tone, accents written as combining marks."""
+    family, flags = "👨\u200d👩\u200d👧\u200d👦", "🇪🇺🇺🇦🇯🇵"
+    # (text, the length of one character as shown: a flag is two code points)
+    for unit, character in ((family, len(family)), (flags, 2), ("👍🏽", 2), ("e\u0301", 2)):
+        text = unit * (9000 // utf16_len(unit))
+        parts = Segmenter().parts(text)
+        assert len(parts) >= 2
+        assert "".join(p.text for p in parts) == text  # nothing lost, not even a joiner
+        for part in parts:
+            assert utf16_len(part.text) <= PART_LIMIT
+            assert len(part.text) % character == 0, f"{unit!r} cut at {len(part.text)}"
+
+
 def test_partial_markdown_renders_safely() -> None:
     for text in ["**bold", "```py\nprint(", "a `code", "[link](http://exa", "> quote\n>> nested"]:
         part = render(text)

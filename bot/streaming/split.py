@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import bisect
 import re
+import unicodedata
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -176,7 +177,42 @@ class Segmenter:
                 best, lo = mid, mid + 1
             else:
                 hi = mid - 1
-        return _cut_at(best, fences)
+        return _cut_at(_character_start(source, best, floor), fences)
+
+
+_ZWJ = "\u200d"
+
+
+def _joins_the_one_before(char: str) -> bool:
+    """Part of the character before it as shown: a combining mark, a variation selector, a
+    skin tone, a keycap, an emoji tag, or the zero-width joiner of 👨‍👩‍👧."""
+    code = ord(char)
+    return (
+        char == _ZWJ
+        or unicodedata.combining(char) != 0
+        or 0xFE00 <= code <= 0xFE0F
+        or 0x1F3FB <= code <= 0x1F3FF
+        or code == 0x20E3
+        or 0xE0020 <= code <= 0xE007F
+    )
+
+
+def _is_flag_half(char: str) -> bool:
+    return 0x1F1E6 <= ord(char) <= 0x1F1FF  # regional indicators: two make a flag
+
+
+def _character_start(source: str, index: int, floor: int) -> int:
+    """`index`, or the nearest place before it that does not cut a character as it is shown
+    (a family emoji, a flag, a letter with its accents), so no part ends or starts with half
+    of one. Never below `floor`."""
+    while index > floor and (_joins_the_one_before(source[index]) or source[index - 1] == _ZWJ):
+        index -= 1
+    halves = 0  # flag halves right before the cut: pairs count from the first of them
+    while index - halves > 0 and _is_flag_half(source[index - halves - 1]):
+        halves += 1
+    if halves % 2 and index - 1 >= floor and _is_flag_half(source[index]):
+        index -= 1  # between the two halves of a flag
+    return index
 
 
 def _fence_map(source: str) -> list[tuple[int, str]]:
