@@ -9,9 +9,6 @@ import signal
 import sys
 from types import FrameType
 
-from bot.logs import RedactingFilter, setup_logging
-from config import SettingsError, load_settings, misspelt, unused
-
 
 def _exit_now(signum: int, frame: FrameType | None) -> None:
     """SIGTERM or SIGINT before the bot runs (its imports take seconds): nothing is being
@@ -24,6 +21,9 @@ def main() -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, _exit_now)  # the event loop's own handlers replace these later
     os.umask(0o077)  # the conversations it stores are for no other user of the machine
+    from bot.logs import RedactingFilter, setup_logging  # after the handlers: pydantic is slow
+    from config import SettingsError, load_settings, misspelt, unused
+
     try:
         settings = load_settings()
     except SettingsError as error:

@@ -231,9 +231,10 @@ class Answerer:
         except LLMFailure as failure:
             outcome.failure = failure.kind
             log.warning(
-                "chat %s: stream failed after %d chars: %s (%s)",
+                "chat %s: stream failed after %d chars from %s: %s (%s)",
                 question.chat_id,
                 len(outcome.text),
+                self.llm.api_base or self.llm.provider_label,  # which backend to look at
                 failure.kind.value,
                 failure.detail or type(failure.__cause__).__name__,
             )

@@ -24,6 +24,7 @@ from aiogram.exceptions import (
     TelegramUnauthorizedError,
 )
 from aiogram.types import User
+from aiogram.utils.backoff import BackoffConfig
 from redis.exceptions import (
     AuthenticationError,
     AuthorizationError,
@@ -284,6 +285,7 @@ async def startup(app: App) -> User:
         await app.store.open()
     except (OSError, sqlite3.Error, StoreTooNew) as error:
         raise StartupError(_unusable(app.settings.data_dir, error)) from None
+    app.background.add(asyncio.create_task(check_backend(app), name="check-backend"))
     me = await wait_for_telegram(app.bot, app.settings.telegram_api_url)
     await app.conversations.recover()
     if app.cluster is not None:
@@ -296,6 +298,13 @@ async def startup(app: App) -> User:
         app.llm.provider_label,
     )
     return me
+
+
+async def check_backend(app: App) -> None:
+    """A word in the log if `G4F_API_BASE` does not look right (the bot starts either way)."""
+    problem = await app.llm.check_endpoint()
+    if problem:
+        log.warning("model backend: %s", problem)
 
 
 async def shutdown(app: App) -> None:
@@ -345,6 +354,9 @@ async def run_polling(
             polling_timeout=polling_timeout,
             allowed_updates=app.dispatcher.resolve_used_update_types(),
             tasks_concurrency_limit=MAX_CONCURRENT_UPDATES,
+            # aiogram logs two lines per failed getUpdates: every 5 s through a Telegram outage
+            # by default (35,000 lines a day); pauses grow to 30 s, short blips still pass fast.
+            backoff_config=BackoffConfig(min_delay=1.0, max_delay=30.0, factor=1.3, jitter=0.1),
         )
     finally:
         if server is not None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
+import math
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -34,6 +35,7 @@ log = logging.getLogger(__name__)
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
 HEALTH_TTL = 10.0  # seconds a getMe result is reused, so health checks do not hammer Telegram
 CHECK_TIMEOUT = 5.0
+REFUSED_LOG_EVERY = 60.0  # seconds between log lines about webhook requests with a wrong secret
 
 
 class WebhookHandler(SimpleRequestHandler):
@@ -61,6 +63,8 @@ class WebhookHandler(SimpleRequestHandler):
         self._secret = secret_token.encode()
         self._slots = asyncio.Semaphore(max_updates)
         self.ready = False  # until start-up is done, updates get 503 and Telegram retries later
+        self._refused = 0  # requests with a wrong secret not logged yet
+        self._refused_logged = -math.inf
 
     def verify_secret(self, telegram_secret_token: str, bot: Bot) -> bool:
         given = telegram_secret_token.encode("utf-8", "surrogateescape")
@@ -72,7 +76,13 @@ class WebhookHandler(SimpleRequestHandler):
     async def handle(self, request: web.Request) -> web.Response:
         bot = await self.resolve_bot(request)
         if not self.verify_secret(request.headers.get(SECRET_HEADER, ""), bot):
-            log.warning("webhook: request with a wrong or missing secret refused")
+            self._refused += 1  # a scanner can send thousands: the log says so once a minute
+            now = time.monotonic()
+            if now - self._refused_logged >= REFUSED_LOG_EVERY:
+                log.warning(
+                    "webhook: %d request(s) with a wrong or missing secret refused", self._refused
+                )
+                self._refused, self._refused_logged = 0, now
             return web.Response(status=401, text="Unauthorized")
         if not self.ready:
             return web.Response(status=503, text="Starting")

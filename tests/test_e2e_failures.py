@@ -85,6 +85,7 @@ async def test_idle_timeout(
     await tg.wait_for(lambda: llm.received[-1].client_closed, timeout=5)
     [logged] = [r.getMessage() for r in caplog.records if "stream failed" in r.getMessage()]
     assert logged.endswith("idle_timeout (no data for 1 s)")  # what ran out, not "NoneType"
+    assert f" from {llm.base_url}: " in logged  # which backend to look at
 
 
 async def test_a_model_that_never_writes_a_word_is_not_said_to_have_left_an_answer_incomplete(

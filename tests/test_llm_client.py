@@ -168,3 +168,30 @@ async def test_a_cancelled_stream_stays_cancelled_and_its_timer_is_gone(
     await asyncio.sleep(0.5)  # past the idle timeout: nothing fires
     assert task.cancelled()
     await llm_closed(llm)
+
+
+async def test_the_endpoint_is_checked_for_the_log(llm: FakeLLM, tmp_path: Path) -> None:
+    """A wrong G4F_API_BASE or G4F_MODEL is named at start-up, not found by a user's question."""
+    import socket
+
+    def client(base: str, model: str = "gpt-4") -> LLMClient:
+        made = started_client(tmp_path, api_base=base, api_key="", idle=5, total=30)
+        made.model = model
+        return made
+
+    assert await client(llm.base_url).check_endpoint() is None
+    models = f"{llm.base_url}/models"
+    assert await client(llm.base_url, "llama3").check_endpoint() == (
+        f"G4F_MODEL llama3 is not among the models {models} lists (gpt-4, gpt-4o-mini)"
+    )
+    no_v1 = llm.base_url.removesuffix("/v1")
+    assert await client(no_v1).check_endpoint() == (
+        f"GET {no_v1}/models answered HTTP 404: is G4F_API_BASE the API's base address (often "
+        "ending in /v1)?"
+    )
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        nowhere = f"http://127.0.0.1:{s.getsockname()[1]}/v1"
+    said = await client(nowhere).check_endpoint()
+    assert said is not None and said.startswith(f"GET {nowhere}/models failed (")
+    assert await client("").check_endpoint() is None  # g4f's own providers: nothing to ask

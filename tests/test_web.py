@@ -171,6 +171,18 @@ async def test_webhook_without_the_right_secret_is_401_and_does_nothing(
     assert metric(metrics, "bot_updates_total", type="message") == 0
 
 
+async def test_refused_webhook_requests_are_logged_once_a_minute(
+    tg: FakeTelegram, webhook_bot: Running, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A scanner posting to the public webhook must not fill the log."""
+    caplog.set_level(logging.WARNING, logger="bot.server")
+    update = tg.send_user_message(USER, "let me in")
+    for _ in range(20):
+        assert await webhook_bot.post_update(update, secret="wrong-secret") == 401
+    said = [r.getMessage() for r in caplog.records if "secret" in r.getMessage()]
+    assert said == ["webhook: 1 request(s) with a wrong or missing secret refused"]
+
+
 async def test_webhook_secret_with_non_ascii_bytes_is_401(
     webhook_bot: Running, http: aiohttp.ClientSession
 ) -> None:

@@ -27,6 +27,8 @@ from collections.abc import AsyncGenerator
 from pathlib import Path
 from typing import Any, Literal, TypedDict
 
+import aiohttp
+
 from bot.llm.errors import FailureKind, LLMFailure, classify
 from bot.llm.transport import catch_up, install_pool
 
@@ -130,6 +132,38 @@ class LLMClient:
             self._extra = {"api_key": key} if key else {}
             self._method = get_async_provider_method(provider)
         return self._method(model=model, messages=messages, stream=True, **self._extra)
+
+    async def check_endpoint(self) -> str | None:
+        """What is wrong with `G4F_API_BASE`, as far as its `GET /models` tells: for the log at
+        start-up, so that a wrong address or key is not first found by a user's question. None
+        when it looks right (or no endpoint is configured); advice only, never fatal: a
+        backend may well serve chats without listing models."""
+        if not self.api_base:
+            return None
+        url = self.api_base.rstrip("/") + "/models"
+        headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
+        timeout = aiohttp.ClientTimeout(total=min(self.idle_timeout, 15))
+        try:
+            async with (
+                aiohttp.ClientSession(timeout=timeout) as session,
+                session.get(url, headers=headers) as response,
+            ):
+                if response.status in (401, 403):
+                    return f"GET {url} answered HTTP {response.status}: is G4F_API_KEY right?"
+                if response.status != 200:
+                    return (
+                        f"GET {url} answered HTTP {response.status}: is G4F_API_BASE the API's "
+                        "base address (often ending in /v1)?"
+                    )
+                listed = await response.json(content_type=None)
+        except (aiohttp.ClientError, TimeoutError, ValueError) as error:
+            return f"GET {url} failed ({type(error).__name__}): is the backend running there?"
+        data = listed.get("data") if isinstance(listed, dict) else None
+        ids = [m["id"] for m in data if isinstance(m, dict) and "id" in m] if data else []
+        if ids and self.model not in ids:
+            shown = ", ".join(ids[:5]) + (", …" if len(ids) > 5 else "")
+            return f"G4F_MODEL {self.model} is not among the models {url} lists ({shown})"
+        return None
 
     async def catch_up(self, task: asyncio.Task[Any] | None) -> None:
         """Let `task`, which consumes a `stream()`, take the text its connection holds right now
