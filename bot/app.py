@@ -94,7 +94,9 @@ def freeze_startup_objects() -> None:
 def _unusable(data_dir: Path, error: BaseException) -> str:
     """One line for a DATA_DIR (or the database in it) the bot cannot use."""
     reason = (error.strerror if isinstance(error, OSError) else None) or str(error)
-    return f"DATA_DIR {data_dir} is not usable: {reason}"
+    if isinstance(error, FileExistsError) or (data_dir.exists() and not data_dir.is_dir()):
+        reason = "it is a file, not a folder"
+    return f"DATA_DIR {data_dir.absolute()} is not usable: {reason}"
 
 
 def build_app(settings: Settings) -> App:

@@ -55,8 +55,8 @@ class Settings(BaseSettings):
     g4f_api_base: str = ""
     g4f_api_key: SecretStr = SecretStr("")
 
-    llm_idle_timeout: float = Field(60.0, gt=0)
-    llm_total_timeout: float = Field(300.0, gt=0)
+    llm_idle_timeout: float = Field(60.0, gt=0, le=86_400)  # a day at most: timers and
+    llm_total_timeout: float = Field(300.0, gt=0, le=86_400)  # Redis expiries are built on them
     llm_read_interval: float = Field(0.5, ge=0, le=1)
 
     system_prompt: str = ""
@@ -105,8 +105,13 @@ class Settings(BaseSettings):
     @classmethod
     def _url_shape(cls, value: str) -> str:
         value = value.strip().rstrip("/")
-        if value and not re.match(r"^https?://[^\s/]+", value):
+        if value and not re.match(r"^https?://[^\s/]+", value, re.IGNORECASE):
             raise ValueError("must be an http(s) URL")
+        if value:  # `HTTPS://API.TELEGRAM.ORG` is the official API too
+            parts = urlsplit(value)
+            value = urlunsplit(parts._replace(scheme=parts.scheme.lower()))
+            if "@" not in parts.netloc:  # (a password in it keeps its case)
+                value = value.replace(parts.netloc, parts.netloc.lower(), 1)
         _check_port(urlsplit(value))
         return value
 

@@ -44,6 +44,7 @@ def run_bot(tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
         ({"BOT_TOKEN": TOKEN, "REDIS_URL": "redis://h:6379/cache"}, "must be a database number"),
         ({"BOT_TOKEN": TOKEN, "WEBHOOK_URL": "https://h:99999/hook"}, "WEBHOOK_URL is invalid"),
         ({"BOT_TOKEN": TOKEN, "G4F_MODEL": "   "}, "G4F_MODEL is invalid: must name a model"),
+        ({"BOT_TOKEN": TOKEN, "LLM_TOTAL_TIMEOUT": "1e20"}, "LLM_TOTAL_TIMEOUT is invalid"),
     ],
     ids=[
         "missing",
@@ -54,6 +55,7 @@ def run_bot(tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
         "redis-db",
         "webhook-port",
         "blank-model",
+        "huge-timeout",
     ],
 )
 def test_bad_settings_are_one_line_and_exit_2(
@@ -163,6 +165,18 @@ async def test_sigterm_or_sigint_while_starting_ends_it_at_once(tmp_path: Path) 
     assert b"stopped during start-up" in stderr
 
 
+def test_a_url_in_capitals_is_the_same_url() -> None:
+    from config import load_settings
+
+    settings = load_settings(
+        bot_token=TOKEN,
+        telegram_api_url="HTTPS://API.TELEGRAM.ORG/",
+        g4f_api_base="Http://user:PassWord@LocalHost:11434/V1",
+    )
+    assert settings.telegram_api_url == "https://api.telegram.org"  # the official API
+    assert settings.g4f_api_base == "http://user:PassWord@LocalHost:11434/V1"
+
+
 def test_kubernetes_service_addresses_are_not_taken_for_misspellings() -> None:
     """A Service named "bot" gives every pod `BOT_PORT=tcp://…`: not a misspelt WEB_PORT."""
     from config import misspelt
@@ -196,6 +210,9 @@ def test_unknown_provider_is_a_startup_error(tmp_path: Path) -> None:
     settings = load_settings(bot_token=TOKEN, g4f_provider="NoSuchProvider", data_dir=tmp_path)
     with pytest.raises(StartupError, match="unknown g4f provider: 'NoSuchProvider'"):
         build_app(settings)
+    settings = load_settings(bot_token=TOKEN, g4f_provider="Copilt", data_dir=tmp_path)
+    with pytest.raises(StartupError, match=r"'Copilt'; did you mean 'Copilot'\?$"):
+        build_app(settings)
 
 
 def test_a_data_dir_that_cannot_be_made_is_one_line_and_exit_2(tmp_path: Path) -> None:
@@ -203,7 +220,9 @@ def test_a_data_dir_that_cannot_be_made_is_one_line_and_exit_2(tmp_path: Path) -
     result = run_bot(tmp_path, BOT_TOKEN=TOKEN, DATA_DIR=str(tmp_path / "taken"))
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
-    assert lines == [f"error: DATA_DIR {tmp_path / 'taken'} is not usable: File exists"]
+    assert lines == [
+        f"error: DATA_DIR {tmp_path / 'taken'} is not usable: it is a file, not a folder"
+    ]
 
 
 @pytest.mark.parametrize("content", [b"not a database" * 100, None], ids=["corrupt", "newer"])

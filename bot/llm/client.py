@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
+import difflib
 import logging
 import os
 from collections.abc import AsyncGenerator
@@ -101,7 +102,12 @@ class LLMClient:
         for name in self.provider_names:
             provider = ProviderUtils.convert.get(name)
             if provider is None:
-                raise ValueError(f"G4F_PROVIDER names an unknown g4f provider: {name!r}")
+                # g4f's lazy map lists its names in keys(); iterating it yields nothing.
+                names = ProviderUtils.convert.keys()
+                known = {key.lower(): key for key in names}
+                close = difflib.get_close_matches(name.lower(), list(known), n=1)
+                hint = f"; did you mean {known[close[0]]!r}?" if close else ""
+                raise ValueError(f"G4F_PROVIDER names an unknown g4f provider: {name!r}{hint}")
             chain.append(provider)
         if not chain:
             return None  # g4f's own choice
