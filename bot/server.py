@@ -25,6 +25,7 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from bot.metrics import CONTENT_TYPE
+from bot.session import PollingConflicts
 
 if TYPE_CHECKING:
     from bot.app import App
@@ -113,9 +114,16 @@ class WebhookHandler(SimpleRequestHandler):
 class Health:
     """Whether Telegram answers `getMe` (cached for `ttl` s) and storage answers a ping."""
 
-    def __init__(self, bot: Bot, store: Store, ttl: float = HEALTH_TTL) -> None:
+    def __init__(
+        self,
+        bot: Bot,
+        store: Store,
+        ttl: float = HEALTH_TTL,
+        conflicts: PollingConflicts | None = None,
+    ) -> None:
         self.bot = bot
         self.store = store
+        self.conflicts = conflicts  # another process polling with the token
         self.ttl = ttl
         self._telegram: tuple[float, str] | None = None  # (when, result)
         self._storage_ok = True
@@ -123,6 +131,8 @@ class Health:
 
     async def check(self) -> dict[str, str]:
         telegram, storage = await asyncio.gather(self._check_telegram(), self._check_storage())
+        if telegram == "ok" and self.conflicts is not None and self.conflicts.recent():
+            telegram = "conflict"  # reachable, but updates are split with another process
         return {"telegram": telegram, "storage": storage}
 
     async def _check_telegram(self) -> str:
@@ -166,7 +176,9 @@ class WebServer:
         self.app = app
         self.host = settings.web_host
         self.port = settings.web_port  # the real one once started (WEB_PORT=0: any free port)
-        self.health = Health(app.bot, app.store)
+        self.health = Health(
+            app.bot, app.store, conflicts=getattr(app.bot.session, "conflicts", None)
+        )
         self.webhook: WebhookHandler | None = None
         self.web = web.Application(client_max_size=settings.web_max_body)
         self.web.router.add_get("/healthz", self._healthz)

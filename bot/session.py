@@ -19,6 +19,8 @@ returns now and then) is a network error here: aiogram raises `ClientDecodeError
 
 from __future__ import annotations
 
+import logging
+import time
 from typing import Any, cast
 
 from aiogram import Bot
@@ -26,11 +28,20 @@ from aiogram.client.default import Default
 from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.session.middlewares.base import BaseRequestMiddleware, NextRequestMiddlewareType
 from aiogram.client.telegram import TelegramAPIServer
-from aiogram.exceptions import ClientDecodeError, TelegramNetworkError
-from aiogram.methods import EditMessageText, Response, SendMessage, SendMessageDraft, TelegramMethod
+from aiogram.exceptions import ClientDecodeError, TelegramConflictError, TelegramNetworkError
+from aiogram.methods import (
+    EditMessageText,
+    GetUpdates,
+    Response,
+    SendMessage,
+    SendMessageDraft,
+    TelegramMethod,
+)
 from aiogram.methods.base import TelegramType
 from aiogram.types import MessageEntity
 from aiohttp import ClientError, ClientTimeout
+
+log = logging.getLogger(__name__)
 
 
 class KeepResponseModels(BaseRequestMiddleware):
@@ -59,6 +70,10 @@ _ENTITIES = {"entities"}
 
 class BotAPISession(AiohttpSession):
     """aiogram's session; a streamed answer's sends, drafts and edits go as JSON bodies."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.conflicts = PollingConflicts()
 
     async def make_request(
         self,
@@ -135,7 +150,46 @@ def _entity(entity: MessageEntity | dict[str, Any]) -> dict[str, Any]:
     return entity if isinstance(entity, dict) else entity.model_dump(exclude_none=True)
 
 
-def make_session(api_url: str) -> AiohttpSession:
+class PollingConflicts(BaseRequestMiddleware):
+    """Notices another process polling with the same token (409 Conflict on `getUpdates`):
+    Telegram then hands each update to one of them, and the two keep ending each other's
+    requests. aiogram retries quietly for ever; this says so once in the log, and /healthz
+    reports it for `RECENT` seconds after the last one."""
+
+    RECENT = 60.0
+
+    def __init__(self) -> None:
+        self.last: float | None = None  # when the last 409 came (monotonic)
+
+    def recent(self) -> bool:
+        return self.last is not None and time.monotonic() - self.last < self.RECENT
+
+    async def __call__(
+        self,
+        make_request: NextRequestMiddlewareType[TelegramType],
+        bot: Bot,
+        method: TelegramMethod[TelegramType],
+    ) -> Response[TelegramType]:
+        try:
+            return await make_request(bot, method)
+        except TelegramConflictError as error:
+            if isinstance(method, GetUpdates):
+                if not self.recent():
+                    other = "polling"
+                    if "webhook" in error.message.lower():
+                        other = "running in webhook mode (it set a webhook)"
+                    log.error(
+                        "another process is %s with this bot token (409 Conflict): updates do "
+                        "not all reach this one; stop the other one (replicas need "
+                        "BOT_MODE=webhook and REDIS_URL)",
+                        other,
+                    )
+                self.last = time.monotonic()
+            raise
+
+
+def make_session(api_url: str) -> BotAPISession:
     session = BotAPISession(api=TelegramAPIServer.from_base(api_url))
     session.middleware(KeepResponseModels())
+    session.middleware(session.conflicts)
     return session

@@ -18,7 +18,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.conftest import TOKEN
+from tests.conftest import TOKEN, BotRunner
 from tests.fakes.llm import FakeLLM, Reply
 from tests.fakes.telegram import FakeTelegram
 from tests.helpers import answer_messages, final_answer
@@ -285,6 +285,25 @@ async def test_healthz_caches_get_me_and_reports_storage(
     # The log says why /healthz turned 503, once rather than at every check.
     said = [r.getMessage() for r in caplog.records if "storage" in r.getMessage()]
     assert said == ["health: storage is unavailable (no answer, or under 1 MB free on its disk)"]
+
+
+async def test_a_second_process_polling_with_the_token_is_reported(
+    tg: FakeTelegram, start_bot: BotRunner, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Two instances polling split the updates between them (a user sees every other question
+    answered): Telegram says 409 to each; the log says so once and /healthz is 503."""
+    from bot.server import Health
+
+    caplog.set_level(logging.ERROR, logger="bot.session")
+    first = await start_bot()
+    second = await start_bot(data_dir=start_bot.data_dir.parent / "other")
+    await tg.wait_for(lambda: sum(c.status == 409 for c in tg.calls) >= 4, timeout=20)
+    for app in (first, second):
+        health = Health(app.bot, app.store, conflicts=app.bot.session.conflicts)
+        assert await health.check() == {"telegram": "conflict", "storage": "ok"}
+    said = [r.getMessage() for r in caplog.records if "409" in r.getMessage()]
+    assert len(said) == 2  # once per process, not at every request
+    assert said[0].startswith("another process is polling with this bot token (409 Conflict)")
 
 
 async def test_polling_serves_healthz_503_while_telegram_is_unreachable(
