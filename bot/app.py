@@ -94,7 +94,7 @@ def freeze_startup_objects() -> None:
 def _unusable(data_dir: Path, error: BaseException) -> str:
     """One line for a DATA_DIR (or the database in it) the bot cannot use."""
     reason = (error.strerror if isinstance(error, OSError) else None) or str(error)
-    if isinstance(error, FileExistsError) or (data_dir.exists() and not data_dir.is_dir()):
+    if data_dir.exists() and not data_dir.is_dir():
         reason = "it is a file, not a folder"
     return f"DATA_DIR {data_dir.absolute()} is not usable: {reason}"
 
@@ -225,7 +225,8 @@ async def wait_for_telegram(bot: Bot, url: str, max_delay: float = 60.0) -> User
         except TelegramUnauthorizedError:
             raise StartupError("Telegram rejected BOT_TOKEN (401 Unauthorized)") from None
         except (TimeoutError, TelegramAPIError, OSError) as error:
-            if isinstance(error, TelegramNotFound) or _answered(error).startswith("HTTP 404"):
+            answered = _answered(error)
+            if isinstance(error, TelegramNotFound) or answered.startswith("HTTP 404"):
                 raise StartupError(
                     f"TELEGRAM_API_URL {url} has no Bot API (getMe: 404 Not Found); give the "
                     "server's address alone, without /bot<token>"
@@ -233,7 +234,7 @@ async def wait_for_telegram(bot: Bot, url: str, max_delay: float = 60.0) -> User
             log.warning(
                 "Telegram Bot API at %s is unreachable (%s); retrying in %.0f s",
                 url,
-                _answered(error) or type(error).__name__,
+                answered or type(error).__name__,
                 delay,
             )
             await asyncio.sleep(delay)

@@ -48,8 +48,7 @@ class Retrying:
                 await call()
             except self.errors as error:
                 if loop.time() + delay >= give_up:
-                    if self.lost:
-                        log.error(self.lost, what, type(error).__name__)
+                    self._given_up(what, error)
                     return
                 delay = min(delay * 2, self.most)
             else:
@@ -63,5 +62,8 @@ class Retrying:
             try:
                 await call()
             except self.errors as error:
-                if self.lost:
-                    log.error(self.lost, what, type(error).__name__)
+                self._given_up(what, error)
+
+    def _given_up(self, what: str, error: BaseException) -> None:
+        if self.lost:
+            log.error(self.lost, what, type(error).__name__)

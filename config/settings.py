@@ -107,13 +107,13 @@ class Settings(BaseSettings):
         value = value.strip().rstrip("/")
         if value and not re.match(r"^https?://[^\s/]+", value, re.IGNORECASE):
             raise ValueError("must be an http(s) URL")
-        if value:  # `HTTPS://API.TELEGRAM.ORG` is the official API too
-            parts = urlsplit(value)
-            value = urlunsplit(parts._replace(scheme=parts.scheme.lower()))
-            if "@" not in parts.netloc:  # (a password in it keeps its case)
-                value = value.replace(parts.netloc, parts.netloc.lower(), 1)
-        _check_port(urlsplit(value))
-        return value
+        parts = urlsplit(value)
+        _check_port(parts)
+        if not value:
+            return value
+        # `HTTPS://API.TELEGRAM.ORG` is the official API too (a password in it keeps its case).
+        netloc = parts.netloc if "@" in parts.netloc else parts.netloc.lower()
+        return urlunsplit(parts._replace(scheme=parts.scheme.lower(), netloc=netloc))
 
     @field_validator("g4f_model")
     @classmethod

@@ -25,7 +25,7 @@ async def failed(event: ErrorEvent, notifier: Notifier) -> bool:
     anything else, a bug, comes with its traceback."""
     update = event.update
     error = event.exception
-    if isinstance(error, sqlite3.Error | RedisError | OSError):
+    if isinstance(error, sqlite3.Error | RedisError):
         log.error(
             "update %s failed: storage: %s: %s", update.update_id, type(error).__name__, error
         )
