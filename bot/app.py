@@ -51,6 +51,7 @@ from bot.menu import set_menus
 from bot.metrics import Metrics
 from bot.notify import Notifier
 from bot.ratelimit import Limiter, NoticeGate, RateLimiter, Throttle
+from bot.rejoin import Rejoiner
 from bot.server import WebServer
 from bot.session import make_session
 from bot.streaming import Budgets, Pacer
@@ -189,6 +190,7 @@ def build_app(settings: Settings) -> App:
         store=store,
         notifier=notifier,
         policy=policy,
+        rejoiner=Rejoiner(settings.long_message_wait),
     )
     dispatcher.update.outer_middleware(OncePerUpdate(seen))  # before counting: a redelivery
     dispatcher.update.outer_middleware(metrics.count_update)  # is not a new update

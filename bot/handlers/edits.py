@@ -13,10 +13,18 @@ from bot.conversations import Conversations
 from bot.filters import AddressedInGroup, is_group, is_plain_text, is_private
 from bot.handlers.common import asked
 from bot.markup import message_markdown
+from bot.rejoin import HELD, Rejoiner
 
 
-async def private_edit(message: Message, bot: Bot, conversations: Conversations) -> None:
-    await conversations.edit(*asked(message, bot.id, message_markdown(message)))
+async def private_edit(
+    message: Message, bot: Bot, conversations: Conversations, rejoiner: Rejoiner
+) -> None:
+    text = message_markdown(message)
+    joined = rejoiner.edited(message, text)
+    if joined is None:
+        await conversations.edit(*asked(message, bot.id, text))
+    elif joined != HELD:  # a piece of a long text asked as one question: that question is edited
+        await conversations.edit(*asked(joined.first, bot.id, joined.text))
 
 
 async def group_edit(message: Message, prompt: str, bot: Bot, conversations: Conversations) -> None:

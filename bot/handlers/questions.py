@@ -10,11 +10,16 @@ from bot.filters import AddressedInGroup, is_group, is_plain_text, is_private
 from bot.handlers.common import asked, lang_of
 from bot.markup import message_markdown
 from bot.notify import Notifier
+from bot.rejoin import Rejoiner
 from bot.texts import t
 
 
-async def private_question(message: Message, bot: Bot, conversations: Conversations) -> None:
-    await conversations.ask(*asked(message, bot.id, message_markdown(message)))
+async def private_question(
+    message: Message, bot: Bot, conversations: Conversations, rejoiner: Rejoiner
+) -> None:
+    joined = await rejoiner.join(message, message_markdown(message))
+    if joined is not None:  # else a piece of a long text, asked with its first piece
+        await conversations.ask(*asked(joined.first, bot.id, joined.text))
 
 
 async def group_question(

@@ -1085,6 +1085,8 @@ class FakeTelegram:
                 raise ValueError(f"no message {reply_to_message_id} in chat {chat_id} to reply to")
             if message_thread_id is None:
                 message_thread_id = target.message_thread_id
+        if text is not None and utf16_len(text) > MAX_TEXT_LENGTH:
+            raise ValueError("a message holds 4096 characters at most: see send_user_paste")
         if entities is None:
             entities = self._detect_entities(text or "")
         message = StoredMessage(
@@ -1111,6 +1113,35 @@ class FakeTelegram:
             position = utf16_len(target.text[: target.text.index(quote)])
             message.quote = data["quote"] = {"text": quote, "position": position, "is_manual": True}
         return self._push_update({"message": data})
+
+    def send_user_paste(
+        self, chat_id: int, text: str, *, app: str = "desktop", **kw: Any
+    ) -> list[Json]:
+        """A text over 4096 characters, sent as Telegram's apps send it: as several messages.
+        Telegram Desktop cuts each piece at the best break in the second half of the limit (a
+        blank line, else a line break, else a space; the whitespace there is dropped); the
+        mobile apps cut every 4096 characters (`app="mobile"`). Texts outside the BMP are not
+        supported here (the cuts count code points)."""
+        if not text.isascii() and utf16_len(text) != len(text):
+            raise ValueError("send_user_paste counts code points: keep to the BMP")
+        pieces: list[str] = []
+        rest = text
+        while len(rest) > MAX_TEXT_LENGTH:
+            cut = MAX_TEXT_LENGTH
+            if app == "desktop":
+                half = MAX_TEXT_LENGTH // 2
+                for brk in ("\n\n", "\n", " "):
+                    at = rest.rfind(brk, half, MAX_TEXT_LENGTH)
+                    if at >= 0:
+                        cut = at
+                        break
+                pieces.append(rest[:cut].rstrip())
+                rest = rest[cut:].lstrip()
+            else:
+                pieces.append(rest[:cut])
+                rest = rest[cut:]
+        pieces.append(rest)
+        return [self.send_user_message(chat_id, piece, **kw) for piece in pieces if piece]
 
     def upgrade_group(
         self, old_id: int, new_id: int, *, user_id: int = DEFAULT_GROUP_USER_ID

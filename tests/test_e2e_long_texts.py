@@ -1,0 +1,120 @@
+"""End-to-end: a text over 4096 characters, which Telegram's apps send as several messages, is
+asked as one question (`bot/rejoin.py`)."""
+
+from __future__ import annotations
+
+from tests.conftest import BotRunner
+from tests.fakes.llm import FakeLLM, Reply
+from tests.fakes.telegram import FakeTelegram
+from tests.helpers import answer_messages, final_answer
+
+USER = 4004
+
+
+def article(paragraphs: int) -> str:
+    """Prose of about 600 characters a paragraph, each paragraph numbered."""
+    return "\n\n".join(
+        f"Paragraph {i}. " + " ".join(f"word{i}x{j}" for j in range(60)) for i in range(paragraphs)
+    )
+
+
+def last_question(llm: FakeLLM, index: int = -1) -> str:
+    content = llm.received[index].messages[-1]["content"]
+    assert isinstance(content, str)
+    return content
+
+
+async def test_a_pasted_text_split_by_the_app_is_one_question(
+    tg: FakeTelegram, llm: FakeLLM, start_bot: BotRunner
+) -> None:
+    await start_bot()
+    llm.script(Reply("A summary."))
+    text = "Summarise this:\n\n" + article(16)  # about 9,700 characters: three pieces
+    pieces = tg.send_user_paste(USER, text)
+    assert len(pieces) == 3
+    first, last = pieces[0]["message"]["message_id"], pieces[-1]["message"]["message_id"]
+    [answer] = await final_answer(tg, USER, after=last)
+    assert answer.text == "A summary."
+    assert answer.reply_to_message_id == first  # under the paste's beginning, not its last piece
+    assert len(llm.received) == 1
+    asked = last_question(llm)
+    assert asked == "\n".join(p["message"]["text"] for p in pieces)
+    assert asked.startswith("Summarise this:") and "Paragraph 15." in asked
+    # Memory holds the whole paste: a follow-up sees it.
+    llm.script(Reply("The last one is 15."))
+    follow = tg.send_user_message(USER, "Which paragraph is last?")["message"]
+    await final_answer(tg, USER, after=follow["message_id"])
+    assert [m["role"] for m in llm.received[-1].messages] == ["user", "assistant", "user"]
+    assert llm.received[-1].messages[0]["content"] == asked
+
+
+async def test_pieces_cut_every_4096_characters_are_joined_too(
+    tg: FakeTelegram, llm: FakeLLM, start_bot: BotRunner
+) -> None:
+    await start_bot()
+    llm.script(Reply("Got it."))
+    text = "x" * 4096 + "y" * 4096 + "z" * 100  # the mobile apps cut inside words
+    pieces = tg.send_user_paste(USER, text, app="mobile")
+    assert [len(p["message"]["text"]) for p in pieces] == [4096, 4096, 100]
+    await final_answer(tg, USER, after=pieces[-1]["message"]["message_id"])
+    assert len(llm.received) == 1
+    assert last_question(llm).replace("\n", "") == text
+
+
+async def test_a_long_message_alone_is_answered_after_the_wait(
+    tg: FakeTelegram, llm: FakeLLM, start_bot: BotRunner
+) -> None:
+    await start_bot(long_message_wait=0.3)
+    llm.script(Reply("One."), Reply("Two."))
+    long = tg.send_user_message(USER, article(5))["message"]  # about 3,000 characters
+    [answer] = await final_answer(tg, USER, after=long["message_id"])
+    assert answer.text == "One."
+    assert last_question(llm) == long["text"]
+    # A short message after it is a question of its own.
+    short = tg.send_user_message(USER, "And another thing")["message"]
+    await final_answer(tg, USER, after=short["message_id"])
+    assert last_question(llm) == "And another thing"
+    assert len(llm.received) == 2
+
+
+async def test_joining_can_be_switched_off(
+    tg: FakeTelegram, llm: FakeLLM, start_bot: BotRunner
+) -> None:
+    await start_bot(long_message_wait=0)
+    pieces = tg.send_user_paste(USER, article(8))
+    assert len(pieces) == 2
+    await tg.wait_for(lambda: len(llm.received) == 2, timeout=20)
+    assert [last_question(llm, i) for i in (0, 1)] == [p["message"]["text"] for p in pieces]
+
+
+async def test_an_edited_piece_edits_the_joined_question(
+    tg: FakeTelegram, llm: FakeLLM, start_bot: BotRunner
+) -> None:
+    await start_bot()
+    llm.script(Reply("Read."))
+    pieces = tg.send_user_paste(USER, "Count the paragraphs.\n\n" + article(8))
+    first, second = (p["message"] for p in pieces)
+    await final_answer(tg, USER, after=second["message_id"])
+    edited = second["text"].replace("Paragraph 7.", "Paragraph seven.")
+    tg.edit_user_message(USER, second["message_id"], edited)
+    await tg.wait_for(
+        lambda: any("edited" in m.text for m in answer_messages(tg, USER, second["message_id"])),
+        timeout=10,
+    )
+    llm.script(Reply("Eight."))
+    follow = tg.send_user_message(USER, "How many?")["message"]
+    await final_answer(tg, USER, after=follow["message_id"])
+    assert llm.received[-1].messages[0]["content"] == first["text"] + "\n" + edited
+
+
+async def test_a_piece_edited_before_the_question_is_asked(
+    tg: FakeTelegram, llm: FakeLLM, start_bot: BotRunner
+) -> None:
+    await start_bot(long_message_wait=2.0)
+    llm.script(Reply("Fine."))
+    first = tg.send_user_message(USER, article(5))["message"]
+    await tg.wait_for(lambda: not tg.pending_updates)  # the bot has it: held, waiting for more
+    assert not llm.received
+    tg.edit_user_message(USER, first["message_id"], "Shorter now.")
+    await final_answer(tg, USER, after=first["message_id"])
+    assert last_question(llm) == "Shorter now."
