@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -205,6 +206,42 @@ def test_angle_brackets_are_text_not_html() -> None:
     }
     for markdown, shown in cases.items():
         assert render(markdown).text == shown
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        r'x = re.compile(r"\((\d+)\)")',
+        r'phone = r"\(\d{3}\) \d{3}-\d{4}"',
+        r"echo \(ls\) \(pwd -P\) \[a\]",
+        r"\(\alpha\) \[\frac{1}{2}\]",
+    ],
+)
+def test_latex_delimiters_in_code_stay_as_written(code: str) -> None:
+    block = render(f"```python\n{code}\n```")
+    assert block.text == code
+    inline = render(f"Use `{code}` here, or \\(x^2\\).")
+    assert inline.text == f"Use {code} here, or x²."
+
+
+@pytest.mark.parametrize(
+    ("markdown", "shown"),
+    [
+        (r"where \(r\) is", "where r is"),
+        (r"where \( x^2 \) is", "where x² is"),
+        (r"where \(a_1\) is", "where a₁ is"),
+        ("where $a_1$ is", "where a₁ is"),
+        ("where $x^2$ is", "where x² is"),
+        (r"where \(\pi r^2\) is", "where π r² is"),
+        ("costs $5 and $10", "costs $5 and $10"),  # prices, not math
+        ("\\[\n\\frac{1}{2}\n\\]", "½"),
+    ],
+)
+def test_latex_math_shows_as_unicode_whatever_it_holds(markdown: str, shown: str) -> None:
+    part = render(markdown)
+    assert part.text == shown
+    if "$5" not in markdown:
+        assert [e["type"] for e in part.entities] in (["code"], ["pre"])
 
 
 def test_autolinks_are_links_not_html() -> None:

@@ -59,6 +59,14 @@ from tests.test_render_split import CountingRenderer, assert_valid, inline, squa
         ("y = 2*x\n", "y = 2*x"),
         ("a **b\n", "a **b**"),  # the paragraph may go on
         ("a **b\n\n", "a **b"),  # a finished paragraph: what is open there, the model left open
+        # LaTeX math appears once it is closed (then as Unicode, not as raw LaTeX).
+        (r"the area \(A = \pi r^", "the area"),
+        (r"with \(r\) the radius and \(x", r"with \(r\) the radius and"),
+        ("Solve:\n\n\\[\nx = \\frac{a}", "Solve:\n\n"),
+        ("Solve:\n\n\\[\nx = 1\n\\]", "Solve:\n\n\\[\nx = 1\n\\]"),
+        (r"run `re.compile(r'\(\d", r"run `re.compile(r'\(\d`"),  # code
+        (r"an escaped backslash \\(x", r"an escaped backslash \\(x"),
+        ("a lone backslash \\", "a lone backslash"),  # an escape being written
         # A table appears once its header is complete.
         ("Intro\n\n| a | b |", "Intro"),
         ("Intro\n\n| a | b |\n|--", "Intro"),
@@ -113,6 +121,24 @@ def test_every_prefix_shows_a_prefix_of_the_final_text(markdown: str, data: st.D
     if part.text:
         assert_valid(part, limit=10**9)
     assert final.startswith(squash(part.text))
+
+
+def test_latex_never_shows_raw_while_streaming() -> None:
+    answer = (
+        "The area is \\(A = \\pi r^2\\), where \\(r\\) is the radius.\n\n"
+        "\\[\nx = \\frac{-b \\pm \\sqrt{b^2 - 4ac}}{2a}\n\\]\n\n"
+        "So \\(x_1 = 2\\) and \\(x_2 = 3\\)."
+    )
+    segmenter = Segmenter()
+    for end in range(1, len(answer) + 1):
+        shown = segmenter.parts(answer[:end], streaming=True)
+        text = "\n\n".join(part.text for part in shown)
+        assert "\\" not in text and "^" not in text and "_" not in text, answer[:end]
+    assert render(answer).text == (
+        "The area is A = π r², where r is the radius.\n\n"
+        "x = (-b ± √b̅²̅ ̅-̅ ̅4̅a̅c̅)/2a\n\n"
+        "So x₁ = 2 and x₂ = 3."
+    )
 
 
 def test_the_final_state_is_not_settled() -> None:

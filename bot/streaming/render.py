@@ -16,6 +16,8 @@ from typing import Any
 import pyromark
 from telegramify_markdown.config import RenderConfig
 from telegramify_markdown.converter import STANDARD_OPTIONS, EventWalker, _parse
+from telegramify_markdown.entity import MessageEntity
+from telegramify_markdown.latex_escape.helper import LatexToUnicodeHelper
 
 Entity = dict[str, Any]
 
@@ -85,7 +87,7 @@ def render(markdown: str, *, keep_indent: bool = False) -> Part:
 
     `keep_indent`: a block to be joined after others keeps its leading spaces (those of a code
     block's first line), which Telegram would strip only at the start of a message."""
-    text, raw = _convert(keep_literal(markdown))
+    text, raw = _convert(keep_literal(tex_math(markdown)))
     text, found = _tidy(text, [e.to_dict() for e in raw])
     entities = sanitize(text, found)
     if keep_indent:
@@ -105,7 +107,27 @@ class _Walker(EventWalker):
             self._buf.write("\n")
         super()._ensure_block_spacing(next_block_start)
 
+    # Math is converted to Unicode whatever it holds. telegramify-markdown converts only math of
+    # five characters or more with a LaTeX command in it: `$x^2$` showed as "x^2" beside
+    # `$x^2 + 1$` as "x² + 1", and `$a_1$` kept its underscore.
 
+    def _on_inline_math(self, math: str) -> None:
+        self._math(math, "code")
+
+    def _on_display_math(self, math: str, source_range: dict[str, int] | None = None) -> None:
+        self._ensure_block_spacing(self._source_start(source_range))
+        self._math(math, "pre")
+        self._mark_block_end()
+
+    def _math(self, math: str, kind: str) -> None:
+        start = self._buf.utf16_offset
+        self._buf.write(_LATEX.convert(math).strip())  # type: ignore[no-untyped-call]
+        length = self._buf.utf16_offset - start
+        if length > 0:
+            self._entities.append(MessageEntity(type=kind, offset=start, length=length))
+
+
+_LATEX = LatexToUnicodeHelper()
 _CONFIG = RenderConfig.isolated()
 # An open task (`- [ ] todo`) showed as ☑, a box with a tick: as if it were done (✅).
 _CONFIG.markdown_symbol.task_uncompleted = "\N{BALLOT BOX}"  # ☐
@@ -113,7 +135,7 @@ _CONFIG.markdown_symbol.task_uncompleted = "\N{BALLOT BOX}"  # ☐
 
 def _convert(markdown: str) -> tuple[str, list[Any]]:
     """`telegramify_markdown.convert`, walked by `_Walker`, with the bot's own config."""
-    source, events = _parse(markdown, STANDARD_OPTIONS, latex_escape=True)
+    source, events = _parse(markdown, STANDARD_OPTIONS, latex_escape=False)  # see `tex_math`
     text, entities, _ = _Walker(_CONFIG, source).walk(events)
     return text, entities
 
@@ -188,6 +210,38 @@ def _drop_line_end_spaces(text: str, entities: list[Entity]) -> tuple[str, list[
         if end > start:
             out.append({**e, "offset": start, "length": end - start})
     return "".join(kept), out
+
+
+# `\[…\]` or `\(…\)` within a paragraph (no blank line inside).
+_TEX = re.compile(r"\\\[((?:[^\n]|\n(?![ \t]*\n))+?)\\\]|\\\(((?:[^\n]|\n(?![ \t]*\n))+?)\\\)")
+
+
+def tex_math(markdown: str) -> str:
+    r"""`\(…\)` and `\[…\]`, as models write LaTeX math, made `$…$` and `$$…$$`: math that
+    shows converted to Unicode (`\(x^2\)` as `x²`), outside code.
+
+    telegramify-markdown's own pass for them ran in code too (a regex `r"\((\d+)\)"` in a code
+    block showed as `$(+̣)$`), and left math without a LaTeX command as text (`\(r\)` showed as
+    "(r)", beside `\(\pi r^2\)` as "π r²").
+    """
+    if "\\(" not in markdown and "\\[" not in markdown:
+        return markdown
+    verbatim = _verbatim(markdown)
+    starts = [begin for begin, _ in verbatim]
+    out: list[str] = []
+    last = pos = 0
+    while match := _TEX.search(markdown, pos):
+        i = bisect.bisect_right(starts, match.start()) - 1  # the last code span before it
+        in_code = i >= 0 and verbatim[i][1] > match.start()
+        if in_code or (i + 1 < len(verbatim) and verbatim[i + 1][0] < match.end()):
+            pos = match.start() + 1  # in code, or code in it: left as it is
+            continue
+        display, inline = match.groups()
+        out.append(markdown[last : match.start()])
+        out.append(f"$${display.strip()}$$" if display is not None else f"${inline.strip()}$")
+        last = pos = match.end()
+    out.append(markdown[last:])
+    return "".join(out)
 
 
 def keep_literal(markdown: str) -> str:

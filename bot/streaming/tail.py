@@ -1,4 +1,4 @@
-"""The unfinished end of a streaming snapshot, shown as the formatting it is going to be.
+r"""The unfinished end of a streaming snapshot, shown as the formatting it is going to be.
 
 A model writes `**bold**` one piece at a time, so a snapshot often ends in `**bol` or in
 `[docs](https://exa`. Rendered as it is, that shows raw markers, which turn into formatting a
@@ -7,7 +7,8 @@ second later: the text the user is reading jumps. `settle` closes what the last 
 intermediate state looks like a prefix of the final one. Only intermediate states are settled:
 the final answer is rendered exactly as the model wrote it.
 
-A table is shown once its header is complete, not as raw pipes before.
+A table is shown once its header is complete, not as raw pipes before; LaTeX math (`\(x^2\)`)
+once it is closed, converted, not as raw LaTeX before.
 
 Only the last paragraph is touched (its lines up to the end): emphasis and links run on across a
 paragraph's soft line breaks but cannot cross a block (a list item, a heading), so a marker left
@@ -37,6 +38,7 @@ _OPEN_AUTOLINK = re.compile(r"<[A-Za-z][A-Za-z0-9+.-]{1,31}:[^\s<>]*$")
 _BACKTICKS = re.compile(r"`+")
 _ESCAPE_OR_BACKTICKS = re.compile(r"\\.|`+")
 _ESCAPE_OR_MARKERS = re.compile(r"\\.|\*+|_+|~+")
+_ESCAPE = re.compile(r"\\.", re.DOTALL)
 _PUNCTUATION = frozenset("!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~")
 
 
@@ -58,7 +60,10 @@ def settle(markdown: str) -> str:
     # closes nothing: the paragraph may go on).
     start = _paragraph_start(markdown, start)
     # Half a marker (`**bold*`) goes, also when it is left at the end by a link's `[` going.
-    line = _strip_tail(_link_text(_strip_tail(markdown[start:], trailing)), trailing)
+    line = _before_open_math(markdown[start:])
+    if (len(line) - len(line.rstrip("\\"))) % 2:
+        line = line[:-1]  # an escape being written (`\(` to come): a lone `\` would flash by
+    line = _strip_tail(_link_text(_strip_tail(line, trailing)), trailing)
     return markdown[:start] + line + _closers(line)
 
 
@@ -179,6 +184,22 @@ def _link_text(line: str) -> str:
             return line[:at] + rest[:close]
         return line  # a complete link, or brackets followed by text
     return line
+
+
+def _before_open_math(line: str) -> str:
+    r"""`line` up to LaTeX math it leaves open (`\(x^2` before its `\)`, or a `\[` block before
+    its `\]`), outside inline code. Shown, it would be raw LaTeX that turns into its Unicode
+    form once closed (`bot.streaming.render.tex_math`); left out, it appears converted."""
+    if "\\(" not in line and "\\[" not in line:
+        return line
+    opened: re.Match[str] | None = None
+    for escape in _outside_code(_ESCAPE.finditer(line), _code_spans(line)):
+        if opened is None:
+            if escape[0] in ("\\(", "\\["):
+                opened = escape
+        elif escape[0] == ("\\)" if opened[0] == "\\(" else "\\]"):
+            opened = None
+    return line if opened is None else line[: opened.start()]
 
 
 def _closers(line: str) -> str:
