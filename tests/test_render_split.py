@@ -244,6 +244,23 @@ def test_latex_math_shows_as_unicode_whatever_it_holds(markdown: str, shown: str
         assert [e["type"] for e in part.entities] in (["code"], ["pre"])
 
 
+@pytest.mark.parametrize(
+    ("markdown", "shown", "styles"),
+    [
+        ("5*4*3 = 60", "5*4*3 = 60", []),
+        ("a*b + c*d", "a*b + c*d", []),
+        ("2**10 and 3**2", "2**10 and 3**2", []),
+        ("Total: **5*3 = 15**", "Total: 5*3 = 15", ["bold"]),
+        ("**REST API**s are *great*", "REST APIs are great", ["bold", "italic"]),
+        ("`a*b*c` or a*b*c", "a*b*c or a*b*c", ["code"]),
+    ],
+)
+def test_arithmetic_stars_are_not_emphasis(markdown: str, shown: str, styles: list[str]) -> None:
+    part = render(markdown)
+    assert part.text == shown
+    assert [e["type"] for e in part.entities] == styles
+
+
 def test_autolinks_are_links_not_html() -> None:
     """`<https://…>` is a CommonMark autolink: escaping its `<` as HTML showed the brackets and
     no link."""

@@ -45,7 +45,10 @@ _ALLOWED_TYPES = frozenset(
 _LEAF_TYPES = frozenset({"code", "pre"})
 _QUOTE_TYPES = frozenset({"blockquote", "expandable_blockquote"})
 _URL_RE = re.compile(r"^(https?|tg|mailto)://[^\s]+$|^mailto:[^\s]+$", re.IGNORECASE)
-_LITERAL = re.compile(r"(?<!\\)(?:<|\|(?=\|))")
+_LITERAL = re.compile(
+    r"(?<!\\)(?:<|\|(?=\|))|(?<=[A-Za-z0-9])\*(?=[A-Za-z0-9])|(?<=[0-9])\*\*(?=[0-9])"
+)
+_ARITHMETIC = re.compile(r"[A-Za-z0-9]\*{1,2}[A-Za-z0-9]")  # a quick look for it, before parsing
 _AUTOLINKS = frozenset({"Autolink", "Email"})
 _LINE_OPENERS = " \t>-*+.)0123456789"  # what may come before an HTML block's `<` on its line
 TABLE_ROW = re.compile(r" {0,3}\|")  # a line that is a table's row (or its header)
@@ -252,12 +255,16 @@ def keep_literal(markdown: str) -> str:
       become `Vec`, a `<br>` or a whole `<div>` block would vanish. A model's `<` is text.
     - `||`: telegramify-markdown reads `||text||` as a spoiler (Telegram's own syntax, which a
       model does not write): `a || b or c || d` would lose its pipes and hide " b or c ".
+    - `*` between two letters or digits, and `**` between two digits: arithmetic, not emphasis.
+      CommonMark pairs them up: `a*b + c*d` showed as "ab + cd" with "b + c" in italics,
+      `5*4*3 = 60` as "543 = 60", `2**10 and 3**2` with "10 and 3" in bold. (Emphasis inside
+      a word, `un*believ*able`, is what this gives up; `**REST API**s` keeps its bold.)
 
     An escaped `<` that opened a line may also have opened an HTML block, which runs to the next
     blank line and can swallow a code fence: without it, that fence opens real code, where no
     `<` may be escaped. So then the code is looked for again in the escaped text, until it holds.
     """
-    if "<" not in markdown and "||" not in markdown:
+    if "<" not in markdown and "||" not in markdown and not _ARITHMETIC.search(markdown):
         return markdown
     verbatim = _verbatim(markdown)
     for _ in range(3):
@@ -300,8 +307,8 @@ def _verbatim(markdown: str) -> list[tuple[int, int]]:
 
 
 def _escape(markdown: str, verbatim: list[tuple[int, int]]) -> tuple[str, list[int], bool]:
-    """`markdown` with `<` and `||` escaped outside `verbatim`; where characters were inserted
-    (in the result); whether a `<` that may open an HTML block was escaped."""
+    """`markdown` with `<`, `||` and arithmetic `*` escaped outside `verbatim`; where characters
+    were inserted (in the result); whether a `<` that may open an HTML block was escaped."""
     out: list[str] = []
     size = 0
     inserted: list[int] = []
@@ -318,6 +325,13 @@ def _escape(markdown: str, verbatim: list[tuple[int, int]]) -> tuple[str, list[i
                 inserted.append(size)
                 line = markdown[markdown.rfind("\n", 0, at) + 1 : at]
                 block_html = block_html or not line.strip(_LINE_OPENERS)
+            elif match[0][0] == "*":
+                for _ in match[0]:
+                    out.append("\\*")
+                    inserted.append(size)
+                    size += 2
+                last = match.end()
+                continue
             else:  # a table's `||` is an empty cell, as `| |` is
                 out.append("| " if _table_line(markdown, at) else "|\\")
                 inserted.append(size + 1)
