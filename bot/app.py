@@ -190,7 +190,7 @@ def build_app(settings: Settings) -> App:
         store=store,
         notifier=notifier,
         policy=policy,
-        rejoiner=Rejoiner(settings.long_message_wait),
+        rejoiner=Rejoiner(settings.join_wait),
     )
     dispatcher.update.outer_middleware(OncePerUpdate(seen))  # before counting: a redelivery
     dispatcher.update.outer_middleware(metrics.count_update)  # is not a new update

@@ -37,6 +37,11 @@ def message_markdown(message: Message) -> str:
     return markdown_of(*_text_of(message))
 
 
+def blockquote(text: str) -> str:
+    """`text` as a Markdown quote: how the model is shown what somebody else wrote."""
+    return "\n".join("> " + line for line in text.strip().splitlines())
+
+
 def command_args(message: Message) -> str:
     """What follows a command (`/ask …`) as Markdown; split where aiogram splits `args`."""
     text = message.text or ""

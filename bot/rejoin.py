@@ -1,20 +1,30 @@
-"""A long text that a Telegram app sent as several messages, asked as one question.
+"""Messages sent together as one thing, asked as one question: a long text the app cut into
+pieces, and messages forwarded at once.
 
 A message holds at most 4,096 characters. Pasting more, the user sends one text, but the app cuts
 it into pieces and sends each as a message of its own: Telegram Desktop at a break after half of
-the limit, the mobile apps every 4,096 characters. Answered piece by piece, a pasted article with
-"summarise this" on top gets an answer per piece, the first about half of the text.
+the limit, the mobile apps every 4,096 characters. Forwarding several messages at once (a bit of
+a conversation, to have it summarised) likewise arrives as a message each. Answered one by one,
+a pasted article gets an answer per piece, the first about half of the text, and five forwarded
+messages five answers.
 
-So a private message long enough to be such a piece (`LONG`, 2,000 UTF-16 units) waits a moment
-(`LONG_MESSAGE_WAIT`, 1.5 s by default) before it is asked: the sender's next text messages in the
-chat join it, until one short enough to be the last piece arrives (then at once) or the moment
-passes with no piece. The question is then the pieces' texts, line after line, asked as the first
-piece, which is where the paste (and usually the question) begins.
+So a private message that may be the first of several waits a moment before it is asked, and the
+sender's next messages in the chat join it:
+- a message long enough to be a piece (`LONG`, 2,000 UTF-16 units) waits `JOIN_WAIT` (1.5 s by
+  default). A piece shorter than that is the last one, and ends the wait at once; after a long
+  one, the wait starts again.
+- a forwarded message waits `FORWARDS_WAIT` (0.5 s) at most: Telegram creates the messages of
+  one forward together, so they come together. Joined, each forwarded text is framed with its
+  author ("Ann wrote: > …"), so the model reads a conversation; a message forwarded alone is asked
+  as it reads, as before.
+The question is asked as the first message, which is where a paste (and usually the question)
+begins. A comment typed with a forward comes first and is answered on its own: nothing tells,
+when it arrives, that a forward follows.
 
-Private chats only: in a group the bot sees the pieces after the first only if each mentions it.
-Pieces are joined in memory: with replicas behind a webhook, pieces that reach different replicas
-are answered apart. An edit of a piece edits the joined question, while the bot remembers the
-join (the latest `KEEP` pieces, until a restart).
+Private chats only: in a group the bot sees a message only if it mentions the bot. Messages are
+joined in memory: with replicas behind a webhook, those that reach different replicas are answered
+apart. An edit of a piece edits the joined question, while the bot remembers the join (the latest
+`KEEP` pieces, until a restart).
 """
 
 from __future__ import annotations
@@ -24,11 +34,19 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Final, Literal
 
-from aiogram.types import Message
+from aiogram.types import (
+    Message,
+    MessageOriginChannel,
+    MessageOriginChat,
+    MessageOriginHiddenUser,
+    MessageOriginUser,
+)
 
+from bot.markup import blockquote
 from bot.streaming.render import utf16_len
 
 LONG = 2000  # UTF-16 units: Telegram Desktop's pieces are at least half of 4,096
+FORWARDS_WAIT = 0.5  # seconds: the messages of one forward are created together
 KEEP = 1000  # pieces of joined questions remembered, for their edits
 
 HELD: Final = "held"
@@ -41,13 +59,26 @@ class Joined:
     """Messages asked as one question: the first one's, with all their texts."""
 
     first: Message
-    ids: list[int]
-    texts: list[str]
+    ids: list[int] = field(default_factory=list)
+    texts: list[str] = field(default_factory=list)
+    authors: list[str | None] = field(default_factory=list)  # a forwarded text's author
     more: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def add(self, message: Message, text: str) -> None:
+        self.ids.append(message.message_id)
+        self.texts.append(text)
+        self.authors.append(forwarded_from(message))
 
     @property
     def text(self) -> str:
-        return "\n".join(self.texts)
+        if len(self.texts) == 1:
+            return self.texts[0]
+        if not any(self.authors):  # the pieces of one text
+            return "\n".join(self.texts)
+        return "\n\n".join(
+            f"{author} wrote:\n{blockquote(text)}" if author else text
+            for author, text in zip(self.authors, self.texts, strict=True)
+        )
 
 
 class Rejoiner:
@@ -57,28 +88,30 @@ class Rejoiner:
         self._joined: OrderedDict[tuple[int, int], Joined] = OrderedDict()  # by (chat, message)
 
     async def join(self, message: Message, text: str) -> Joined | None:
-        """The question `message` starts: itself, or (if long) with the pieces that follow it,
-        which this waits for. None when `message` is one of those pieces: it was joined to the
-        question of an earlier message."""
+        """The question `message` starts: itself, or (if long or forwarded) with the messages
+        that follow it, which this waits for. None when `message` is one of those: it was joined
+        to the question of an earlier message."""
         key = _key(message)
         held = self._held.get(key)
         if held is not None:
-            held.ids.append(message.message_id)
-            held.texts.append(text)
+            held.add(message, text)
             held.more.set()
             return None
-        joined = Joined(message, [message.message_id], [text])
-        if self.wait <= 0 or utf16_len(text) < LONG:
+        joined = Joined(message)
+        joined.add(message, text)
+        long = utf16_len(text) >= LONG
+        if self.wait <= 0 or not (long or joined.authors[0]):
             return joined
+        wait = self.wait if long else min(self.wait, FORWARDS_WAIT)
         self._held[key] = joined
         try:
             while True:
                 joined.more.clear()
                 try:
-                    await asyncio.wait_for(joined.more.wait(), self.wait)
+                    await asyncio.wait_for(joined.more.wait(), wait)
                 except TimeoutError:
                     break
-                if utf16_len(joined.texts[-1]) < LONG:
+                if long and utf16_len(joined.texts[-1]) < LONG:
                     break  # the last piece: a piece before it fills a message
         finally:
             del self._held[key]
@@ -92,14 +125,27 @@ class Rejoiner:
     def edited(self, message: Message, text: str) -> Joined | Literal["held"] | None:
         """An edit of a piece: `HELD` when its question is not asked yet (the edit is in it), the
         joined question as it now reads when asked already, None when not a piece."""
-        key = (message.chat.id, message.message_id)
         held = self._held.get(_key(message))
         joined = held if held is not None and message.message_id in held.ids else None
-        joined = joined or self._joined.get(key)
+        joined = joined or self._joined.get((message.chat.id, message.message_id))
         if joined is None:
             return None
         joined.texts[joined.ids.index(message.message_id)] = text
         return HELD if joined is held else joined
+
+
+def forwarded_from(message: Message) -> str | None:
+    """Who wrote a forwarded message, as Telegram tells (None: not forwarded)."""
+    origin = message.forward_origin
+    if isinstance(origin, MessageOriginUser):
+        return origin.sender_user.full_name
+    if isinstance(origin, MessageOriginHiddenUser):
+        return origin.sender_user_name
+    if isinstance(origin, MessageOriginChat):
+        return origin.author_signature or origin.sender_chat.title or "A chat"
+    if isinstance(origin, MessageOriginChannel):
+        return origin.author_signature or origin.chat.title or "A channel"
+    return None if origin is None else "Someone"
 
 
 def _key(message: Message) -> _Key:

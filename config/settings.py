@@ -73,9 +73,9 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
 
     stream_mode: Literal["auto", "draft", "edit"] = "auto"
-    # How long a private message of 2,000+ characters waits for the rest of a text the Telegram
-    # app cut into pieces (bot/rejoin.py); 0: every message is a question of its own.
-    long_message_wait: float = Field(1.5, ge=0, le=60)
+    # How long a private message that may be the first of several waits for the rest: a long
+    # text the app cut into pieces, messages forwarded at once (bot/rejoin.py); 0: never.
+    join_wait: float = Field(1.5, ge=0, le=60)
 
     # Delivery pacing (Telegram's documented limits; see README "Flood limits").
     private_interval: float = Field(1.0, ge=0)

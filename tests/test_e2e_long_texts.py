@@ -1,11 +1,11 @@
-"""End-to-end: a text over 4096 characters, which Telegram's apps send as several messages, is
-asked as one question (`bot/rejoin.py`)."""
+"""End-to-end: what a user sends as one thing is one question (`bot/rejoin.py`): a text over 4096
+characters, which Telegram's apps send as several messages, and messages forwarded at once."""
 
 from __future__ import annotations
 
 from tests.conftest import BotRunner
 from tests.fakes.llm import FakeLLM, Reply
-from tests.fakes.telegram import FakeTelegram
+from tests.fakes.telegram import FakeTelegram, Json
 from tests.helpers import answer_messages, final_answer
 
 USER = 4004
@@ -64,7 +64,7 @@ async def test_pieces_cut_every_4096_characters_are_joined_too(
 async def test_a_long_message_alone_is_answered_after_the_wait(
     tg: FakeTelegram, llm: FakeLLM, start_bot: BotRunner
 ) -> None:
-    await start_bot(long_message_wait=0.3)
+    await start_bot(join_wait=0.3)
     llm.script(Reply("One."), Reply("Two."))
     long = tg.send_user_message(USER, article(5))["message"]  # about 3,000 characters
     [answer] = await final_answer(tg, USER, after=long["message_id"])
@@ -80,7 +80,7 @@ async def test_a_long_message_alone_is_answered_after_the_wait(
 async def test_joining_can_be_switched_off(
     tg: FakeTelegram, llm: FakeLLM, start_bot: BotRunner
 ) -> None:
-    await start_bot(long_message_wait=0)
+    await start_bot(join_wait=0)
     pieces = tg.send_user_paste(USER, article(8))
     assert len(pieces) == 2
     await tg.wait_for(lambda: len(llm.received) == 2, timeout=20)
@@ -110,7 +110,7 @@ async def test_an_edited_piece_edits_the_joined_question(
 async def test_a_piece_edited_before_the_question_is_asked(
     tg: FakeTelegram, llm: FakeLLM, start_bot: BotRunner
 ) -> None:
-    await start_bot(long_message_wait=2.0)
+    await start_bot(join_wait=2.0)
     llm.script(Reply("Fine."))
     first = tg.send_user_message(USER, article(5))["message"]
     await tg.wait_for(lambda: not tg.pending_updates)  # the bot has it: held, waiting for more
@@ -118,3 +118,75 @@ async def test_a_piece_edited_before_the_question_is_asked(
     tg.edit_user_message(USER, first["message_id"], "Shorter now.")
     await final_answer(tg, USER, after=first["message_id"])
     assert last_question(llm) == "Shorter now."
+
+
+def origin(kind: str, name: str) -> Json:
+    """A forwarded message's `forward_origin`, as Telegram describes its author."""
+    date = 1_700_000_000
+    if kind == "user":
+        return {
+            "type": "user",
+            "date": date,
+            "sender_user": {"id": 77, "is_bot": False, "first_name": name},
+        }
+    if kind == "hidden_user":
+        return {"type": "hidden_user", "date": date, "sender_user_name": name}
+    return {
+        "type": "channel",
+        "date": date,
+        "message_id": 5,
+        "chat": {"id": -1001234, "type": "channel", "title": name},
+    }
+
+
+async def test_messages_forwarded_at_once_are_one_question(
+    tg: FakeTelegram, llm: FakeLLM, start_bot: BotRunner
+) -> None:
+    await start_bot()
+    llm.script(Reply("They agree to meet."))
+    sent = [
+        tg.send_user_message(USER, text, forward_origin=origin(kind, name))["message"]
+        for kind, name, text in [
+            ("user", "Ann", "Lunch tomorrow?"),
+            ("hidden_user", "Bob B.", "Sure, at noon\nby the river"),
+            ("channel", "City News", "Rain expected at noon."),
+        ]
+    ]
+    [answer] = await final_answer(tg, USER, after=sent[-1]["message_id"])
+    assert answer.reply_to_message_id == sent[0]["message_id"]
+    assert len(llm.received) == 1
+    assert last_question(llm) == (
+        "Ann wrote:\n> Lunch tomorrow?\n\n"
+        "Bob B. wrote:\n> Sure, at noon\n> by the river\n\n"
+        "City News wrote:\n> Rain expected at noon."
+    )
+
+
+async def test_a_message_forwarded_alone_is_asked_as_it_reads(
+    tg: FakeTelegram, llm: FakeLLM, start_bot: BotRunner
+) -> None:
+    await start_bot()
+    sent = tg.send_user_message(USER, "What is 2 + 2?", forward_origin=origin("user", "Ann"))
+    await final_answer(tg, USER, after=sent["message"]["message_id"])
+    assert last_question(llm) == "What is 2 + 2?"
+
+
+async def test_a_comment_then_forwards_is_two_questions(
+    tg: FakeTelegram, llm: FakeLLM, start_bot: BotRunner
+) -> None:
+    await start_bot()
+    llm.script(Reply("Send it over."), Reply("Ann asks about lunch; Bob agrees."))
+    tg.send_user_message(USER, "Summarise this:")
+    forwards = [
+        tg.send_user_message(USER, text, forward_origin=origin("user", name))["message"]
+        for name, text in [("Ann", "Lunch?"), ("Bob", "Yes")]
+    ]
+    await tg.wait_for(lambda: len(llm.received) == 2, timeout=20)
+    await final_answer(tg, USER, after=forwards[-1]["message_id"])
+    assert last_question(llm, 0) == "Summarise this:"
+    assert last_question(llm, 1) == "Ann wrote:\n> Lunch?\n\nBob wrote:\n> Yes"
+    # The comment's exchange comes before the forwarded messages in their context.
+    assert [m["content"] for m in llm.received[1].messages[:2]] == [
+        "Summarise this:",
+        "Send it over.",
+    ]

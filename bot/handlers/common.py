@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiogram.types import Message
 
 from bot.answering import Question, Quote
-from bot.markup import markdown_of, message_markdown
+from bot.markup import blockquote, markdown_of, message_markdown
 
 
 def sender_id(message: Message) -> int:
@@ -60,9 +60,9 @@ def quote_of(message: Message, bot_id: int) -> Quote | None:
     selected = markdown_of(message.quote.text, message.quote.entities) if message.quote else ""
     if replied.from_user is not None and replied.from_user.id == bot_id:
         if selected:
-            return Quote("About this part of your answer:\n" + _blockquote(selected), selected=True)
+            return Quote("About this part of your answer:\n" + blockquote(selected), selected=True)
         earlier = message_markdown(replied)
-        return Quote("You wrote earlier:\n" + _blockquote(earlier), own=True) if earlier else None
+        return Quote("You wrote earlier:\n" + blockquote(earlier), own=True) if earlier else None
     quoted = selected or message_markdown(replied)
     if not quoted:
         return None
@@ -72,11 +72,7 @@ def quote_of(message: Message, bot_id: int) -> Quote | None:
         author = replied.from_user.full_name
     else:
         author = "Someone"
-    return Quote(f"{author} wrote:\n{_blockquote(quoted)}", selected=bool(selected))
-
-
-def _blockquote(text: str) -> str:
-    return "\n".join("> " + line for line in text.strip().splitlines())
+    return Quote(f"{author} wrote:\n{blockquote(quoted)}", selected=bool(selected))
 
 
 def lang_of(message: Message) -> str | None:

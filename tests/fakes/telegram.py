@@ -853,6 +853,7 @@ class StoredMessage:
     quote: Json | None = None  # the part of the replied-to message a user selected
     sender_chat: Json | None = None  # sent as a chat: an anonymous admin, a channel
     automatic_forward: bool = False  # a channel's post copied into its discussion group
+    forward_origin: Json | None = None  # forwarded: who wrote it (a MessageOrigin)
 
 
 @dataclass
@@ -1047,12 +1048,14 @@ class FakeTelegram:
         chat_title: str = "Test group",
         sender_chat: Json | None = None,
         automatic_forward: bool = False,
+        forward_origin: Json | None = None,
     ) -> Json:
         """Queue a user's message for getUpdates and store it so the bot can reply to it.
 
         `sender_chat`: sent as that chat (the group itself: an anonymous admin; a channel); with
         `automatic_forward`, the channel's post as its discussion group gets it. `from` is then
-        the placeholder Telegram puts there.
+        the placeholder Telegram puts there. `forward_origin`: a message forwarded by the user,
+        who wrote it (a MessageOrigin: `{"type": "user", "date": …, "sender_user": {…}}`, …).
 
         With entities=None, bot commands and @mentions are detected like Telegram's server does;
         pass entities=[] for a message without any.
@@ -1104,6 +1107,7 @@ class FakeTelegram:
             photo=photo,
             sender_chat=sender_chat,
             automatic_forward=automatic_forward,
+            forward_origin=forward_origin,
         )
         self._store(message)
         data = self._message_json(message)
@@ -1460,6 +1464,8 @@ class FakeTelegram:
         if message.message_thread_id is not None:
             data["message_thread_id"] = message.message_thread_id
             data["is_topic_message"] = True
+        if message.forward_origin is not None:
+            data["forward_origin"] = dict(message.forward_origin)
         if with_reply and message.reply_to_message_id is not None:
             target = self._messages.get(message.chat_id, {}).get(message.reply_to_message_id)
             if target is not None and not target.deleted:
