@@ -234,6 +234,7 @@ def test_latex_delimiters_in_code_stay_as_written(code: str) -> None:
         ("where $x^2$ is", "where x² is"),
         (r"where \(\pi r^2\) is", "where π r² is"),
         ("costs $5 and $10", "costs $5 and $10"),  # prices, not math
+        ("| a | b |\n|---|---|\n| \\(x^2\\) | y |", "a  | b\n---+--\nx² | y"),  # in a table
         ("\\[\n\\frac{1}{2}\n\\]", "½"),
     ],
 )
@@ -245,6 +246,27 @@ def test_latex_math_shows_as_unicode_whatever_it_holds(markdown: str, shown: str
 
 
 @pytest.mark.parametrize(
+    ("markdown", "shown"),
+    [
+        ("Call me \\(maybe\\).", "Call me (maybe)."),  # escaped as for MarkdownV2
+        ("See \\[1\\] and \\[2\\].", "See [1] and [2]."),
+        ("arr\\[0\\] = 5", "arr[0] = 5"),
+        ("x \\\\(a\\\\) y", "x \\(a\\) y"),  # escaped backslashes, then brackets
+        ("\\( \\)", "( )"),
+    ],
+)
+def test_escaped_brackets_that_are_not_math_stay_brackets(markdown: str, shown: str) -> None:
+    part = render(markdown)
+    assert (part.text, part.entities) == (shown, ())
+
+
+def test_brackets_in_a_link_address_are_not_math() -> None:
+    url = "https://en.wikipedia.org/wiki/Python_\\(programming_language\\)"
+    part = render(f"[Python]({url})")
+    assert part.entities[0]["url"] == url.replace("\\", "")
+
+
+@pytest.mark.parametrize(
     ("markdown", "shown", "styles"),
     [
         ("5*4*3 = 60", "5*4*3 = 60", []),
@@ -252,6 +274,8 @@ def test_latex_math_shows_as_unicode_whatever_it_holds(markdown: str, shown: str
         ("2**10 and 3**2", "2**10 and 3**2", []),
         ("Total: **5*3 = 15**", "Total: 5*3 = 15", ["bold"]),
         ("**REST API**s are *great*", "REST APIs are great", ["bold", "italic"]),
+        ("the *API*s", "the APIs", ["italic"]),  # emphasis closing inside a word stays
+        ("x**2 + y**2 = z**2", "x**2 + y**2 = z**2", []),
         ("`a*b*c` or a*b*c", "a*b*c or a*b*c", ["code"]),
     ],
 )

@@ -45,10 +45,10 @@ _ALLOWED_TYPES = frozenset(
 _LEAF_TYPES = frozenset({"code", "pre"})
 _QUOTE_TYPES = frozenset({"blockquote", "expandable_blockquote"})
 _URL_RE = re.compile(r"^(https?|tg|mailto)://[^\s]+$|^mailto:[^\s]+$", re.IGNORECASE)
-_LITERAL = re.compile(
-    r"(?<!\\)(?:<|\|(?=\|))|(?<=[A-Za-z0-9])\*(?=[A-Za-z0-9])|(?<=[0-9])\*\*(?=[0-9])"
-)
+_LITERAL = re.compile(r"(?<!\\)(?:<|\|(?=\|))|(?<=[A-Za-z0-9])\*{1,2}(?=[A-Za-z0-9])")
 _ARITHMETIC = re.compile(r"[A-Za-z0-9]\*{1,2}[A-Za-z0-9]")  # a quick look for it, before parsing
+_STARS = re.compile(r"(?<!\\)\*+")
+_BLANK_LINE = re.compile(r"\n[ \t]*\n")
 _AUTOLINKS = frozenset({"Autolink", "Email"})
 _LINE_OPENERS = " \t>-*+.)0123456789"  # what may come before an HTML block's `<` on its line
 TABLE_ROW = re.compile(r" {0,3}\|")  # a line that is a table's row (or its header)
@@ -123,8 +123,12 @@ class _Walker(EventWalker):
         self._mark_block_end()
 
     def _math(self, math: str, kind: str) -> None:
+        converted = _LATEX.convert(math).strip()  # type: ignore[no-untyped-call]
+        if self._in_table_cell:  # a table is one code block: its cells hold text only
+            self._cell_parts.append(converted)
+            return
         start = self._buf.utf16_offset
-        self._buf.write(_LATEX.convert(math).strip())  # type: ignore[no-untyped-call]
+        self._buf.write(converted)
         length = self._buf.utf16_offset - start
         if length > 0:
             self._entities.append(MessageEntity(type=kind, offset=start, length=length))
@@ -215,8 +219,16 @@ def _drop_line_end_spaces(text: str, entities: list[Entity]) -> tuple[str, list[
     return "".join(kept), out
 
 
-# `\[…\]` or `\(…\)` within a paragraph (no blank line inside).
-_TEX = re.compile(r"\\\[((?:[^\n]|\n(?![ \t]*\n))+?)\\\]|\\\(((?:[^\n]|\n(?![ \t]*\n))+?)\\\)")
+# `\[…\]` or `\(…\)` within a paragraph (no blank line inside), of 1,000 characters at most
+# (a text of many a `\(` left open is not searched to its end from each of them).
+_TEX = re.compile(
+    r"\\\[((?:[^\n]|\n(?![ \t]*\n)){1,1000}?)\\\]|\\\(((?:[^\n]|\n(?![ \t]*\n)){1,1000}?)\\\)"
+)
+# What makes `\(…\)` or `\[…\]` math rather than escaped brackets (`\(maybe\)`, `\[1\]`,
+# `arr\[0\]`, as a model escaping for Telegram's MarkdownV2 writes them): a command (`\pi`), a
+# sub- or superscript, a relation or an operator; inline, also a lone variable (`\(r\)`, `\(x1\)`).
+_MATH_SIGNS = re.compile(r"\\[A-Za-z]|[\^_=+<>{}]|\d\s*[-*/]\s*\d")
+_VARIABLE = re.compile(r"\s*[A-Za-z][0-9]?\s*")
 
 
 def tex_math(markdown: str) -> str:
@@ -234,17 +246,34 @@ def tex_math(markdown: str) -> str:
     out: list[str] = []
     last = pos = 0
     while match := _TEX.search(markdown, pos):
-        i = bisect.bisect_right(starts, match.start()) - 1  # the last code span before it
-        in_code = i >= 0 and verbatim[i][1] > match.start()
+        at = match.start()
+        pos = at + 1
+        i = bisect.bisect_right(starts, at) - 1  # the last code span before it
+        in_code = i >= 0 and verbatim[i][1] > at
         if in_code or (i + 1 < len(verbatim) and verbatim[i + 1][0] < match.end()):
-            pos = match.start() + 1  # in code, or code in it: left as it is
-            continue
+            continue  # in code, or code in it: left as it is
+        if _escaped(markdown, at):
+            continue  # `\\(`: an escaped backslash, then a bracket
+        word = markdown[max(markdown.rfind(c, 0, at) for c in " \n(") + 1 : at]
+        if "](" in word or "://" in word:
+            continue  # in a link's address (`…/Python_\(language\)`)
         display, inline = match.groups()
+        content = display if display is not None else inline
+        if not _MATH_SIGNS.search(content) and not (inline and _VARIABLE.fullmatch(inline)):
+            continue
         out.append(markdown[last : match.start()])
         out.append(f"$${display.strip()}$$" if display is not None else f"${inline.strip()}$")
         last = pos = match.end()
     out.append(markdown[last:])
     return "".join(out)
+
+
+def _escaped(text: str, index: int) -> bool:
+    """Whether the character at `index` follows an odd number of backslashes."""
+    before = index
+    while before > 0 and text[before - 1] == "\\":
+        before -= 1
+    return (index - before) % 2 == 1
 
 
 def keep_literal(markdown: str) -> str:
@@ -255,10 +284,11 @@ def keep_literal(markdown: str) -> str:
       become `Vec`, a `<br>` or a whole `<div>` block would vanish. A model's `<` is text.
     - `||`: telegramify-markdown reads `||text||` as a spoiler (Telegram's own syntax, which a
       model does not write): `a || b or c || d` would lose its pipes and hide " b or c ".
-    - `*` between two letters or digits, and `**` between two digits: arithmetic, not emphasis.
-      CommonMark pairs them up: `a*b + c*d` showed as "ab + cd" with "b + c" in italics,
-      `5*4*3 = 60` as "543 = 60", `2**10 and 3**2` with "10 and 3" in bold. (Emphasis inside
-      a word, `un*believ*able`, is what this gives up; `**REST API**s` keeps its bold.)
+    - `*` or `**` between two letters or digits that closes no emphasis opened before it:
+      arithmetic. CommonMark pairs such stars up: `a*b + c*d` showed as "ab + cd" with "b + c"
+      in italics, `5*4*3 = 60` as "543 = 60", `x**2 + y**2` with "2 + y" in bold. Emphasis that
+      closes inside a word (`the *API*s`, `**REST API**s`) stays; emphasis that opens inside one
+      (`un*believ*able`) is what this gives up, as the streaming view does (`tail.py`).
 
     An escaped `<` that opened a line may also have opened an HTML block, which runs to the next
     blank line and can swallow a code fence: without it, that fence opens real code, where no
@@ -314,10 +344,13 @@ def _escape(markdown: str, verbatim: list[tuple[int, int]]) -> tuple[str, list[i
     inserted: list[int] = []
     block_html = False
     cursor = 0
+    arithmetic = _arithmetic(markdown, verbatim) if "*" in markdown else set()
     for begin, end in [*verbatim, (len(markdown), len(markdown))]:
         last = cursor
         for match in _LITERAL.finditer(markdown, cursor, begin):
             at = match.start()
+            if match[0][0] == "*" and at not in arithmetic:
+                continue  # closes emphasis (`the *API*s`): left as it is
             out.append(markdown[last:at])
             size += at - last
             if match[0] == "<":
@@ -341,6 +374,42 @@ def _escape(markdown: str, verbatim: list[tuple[int, int]]) -> tuple[str, list[i
         size += end - last
         cursor = end
     return "".join(out), inserted, block_html
+
+
+def _arithmetic(markdown: str, verbatim: list[tuple[int, int]]) -> set[int]:
+    """Where a run of one or two stars stands between two letters or digits and closes no
+    emphasis opened before it in its paragraph (outside `verbatim`): `a*b`, `5*4`, `x**2`."""
+    found: set[int] = set()
+    starts = [begin for begin, _ in verbatim]
+    opened = 0  # emphasis runs open in this paragraph
+    after_last = 0
+    for run in _STARS.finditer(markdown):
+        at, end = run.span()
+        i = bisect.bisect_right(starts, at) - 1
+        if i >= 0 and verbatim[i][1] > at:
+            continue  # in code or math
+        if _BLANK_LINE.search(markdown, after_last, at):
+            opened = 0
+        after_last = end
+        before = markdown[at - 1] if at else " "
+        after = markdown[end] if end < len(markdown) else " "
+        if _is_alnum(before) and _is_alnum(after):
+            if len(run[0]) <= 2:
+                if opened:
+                    opened -= 1  # `the *API*s`: it closes
+                else:
+                    found.add(at)
+            continue
+        opens, closes = not after.isspace(), not before.isspace()
+        if opens and (not closes or not opened):
+            opened += 1
+        elif closes and opened:
+            opened -= 1
+    return found
+
+
+def _is_alnum(ch: str) -> bool:
+    return ch.isascii() and ch.isalnum()
 
 
 def _table_line(markdown: str, index: int) -> bool:
