@@ -79,6 +79,7 @@ class App:
     answerer: Answerer
     conversations: Conversations
     metrics: Metrics
+    rejoiner: Rejoiner
     cluster: Cluster | None = None  # with REDIS_URL: what replicas share
     directory: SharedAnswers | None = None
     background: set[asyncio.Task[None]] = field(default_factory=set)
@@ -183,6 +184,7 @@ def build_app(settings: Settings) -> App:
         exempt=settings.admin_user_ids,
         queues=queues,
     )
+    rejoiner = Rejoiner(settings.join_wait)
     dispatcher = Dispatcher(
         settings=settings,
         answerer=answerer,
@@ -190,7 +192,7 @@ def build_app(settings: Settings) -> App:
         store=store,
         notifier=notifier,
         policy=policy,
-        rejoiner=Rejoiner(settings.join_wait),
+        rejoiner=rejoiner,
     )
     dispatcher.update.outer_middleware(OncePerUpdate(seen))  # before counting: a redelivery
     dispatcher.update.outer_middleware(metrics.count_update)  # is not a new update
@@ -211,6 +213,7 @@ def build_app(settings: Settings) -> App:
         answerer,
         conversations,
         metrics,
+        rejoiner,
         cluster,
         directory,
     )
@@ -317,6 +320,8 @@ async def shutdown(app: App) -> None:
     for task in app.background:
         task.cancel()
     await asyncio.gather(*app.background, return_exceptions=True)
+    app.conversations.close()  # a question not started now is told it was not answered
+    await app.rejoiner.flush(within=30)  # messages waiting for the rest of theirs, among them
     await app.conversations.drain(app.settings.shutdown_grace)
     await app.llm.close()
     await app.store.close()

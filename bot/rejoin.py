@@ -19,7 +19,8 @@ sender's next messages in the chat join it:
   as it reads, as before.
 The question is asked as the first message, which is where a paste (and usually the question)
 begins. A comment typed with a forward comes first and is answered on its own: nothing tells,
-when it arrives, that a forward follows.
+when it arrives, that a forward follows. At shutdown, messages still waiting are asked at once,
+and so told they were not answered.
 
 Private chats only: in a group the bot sees a message only if it mentions the bot. Messages are
 joined in memory: with replicas behind a webhook, those that reach different replicas are answered
@@ -30,9 +31,10 @@ apart. An edit of a piece edits the joined question, while the bot remembers the
 from __future__ import annotations
 
 import asyncio
+import bisect
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Final, Literal
+from typing import Any, Final, Literal
 
 from aiogram.types import (
     Message,
@@ -45,7 +47,8 @@ from aiogram.types import (
 from bot.markup import blockquote
 from bot.streaming.render import utf16_len
 
-LONG = 2000  # UTF-16 units: Telegram Desktop's pieces are at least half of 4,096
+LIMIT = 4096  # UTF-16 units in a message
+LONG = 2000  # UTF-16 units: Telegram Desktop's pieces are at least half of the limit
 FORWARDS_WAIT = 0.5  # seconds: the messages of one forward are created together
 KEEP = 1000  # pieces of joined questions remembered, for their edits
 
@@ -56,28 +59,40 @@ _Key = tuple[int, int, int | None]  # chat, sender, topic
 
 @dataclass(slots=True)
 class Joined:
-    """Messages asked as one question: the first one's, with all their texts."""
+    """Messages asked as one question, in the order they were sent, with their texts."""
 
-    first: Message
-    ids: list[int] = field(default_factory=list)
+    messages: list[Message] = field(default_factory=list)
     texts: list[str] = field(default_factory=list)
-    authors: list[str | None] = field(default_factory=list)  # a forwarded text's author
-    more: asyncio.Event = field(default_factory=asyncio.Event)
+    more: asyncio.Event = field(default_factory=asyncio.Event)  # set as one more joins
 
     def add(self, message: Message, text: str) -> None:
-        self.ids.append(message.message_id)
-        self.texts.append(text)
-        self.authors.append(forwarded_from(message))
+        # In the order they were sent: two updates' handlers can overtake each other.
+        at = bisect.bisect(self.ids, message.message_id)
+        self.messages.insert(at, message)
+        self.texts.insert(at, text)
+
+    @property
+    def first(self) -> Message:
+        return self.messages[0]
+
+    @property
+    def ids(self) -> list[int]:
+        return [message.message_id for message in self.messages]
 
     @property
     def text(self) -> str:
         if len(self.texts) == 1:
             return self.texts[0]
-        if not any(self.authors):  # the pieces of one text
-            return "\n".join(self.texts)
+        authors = [forwarded_from(message) for message in self.messages]
+        if not any(authors):  # the pieces of one text
+            joined = self.texts[0]
+            for before, text in zip(self.messages, self.texts[1:], strict=False):
+                # The phone apps cut every 4,096 characters, inside a word as often as not.
+                joined += ("" if utf16_len(before.text or "") == LIMIT else "\n") + text
+            return joined
         return "\n\n".join(
             f"{author} wrote:\n{blockquote(text)}" if author else text
-            for author, text in zip(self.authors, self.texts, strict=True)
+            for author, text in zip(authors, self.texts, strict=True)
         )
 
 
@@ -86,6 +101,8 @@ class Rejoiner:
         self.wait = wait
         self._held: dict[_Key, Joined] = {}
         self._joined: OrderedDict[tuple[int, int], Joined] = OrderedDict()  # by (chat, message)
+        self._holding: set[asyncio.Task[Any]] = set()  # handlers that held a message
+        self._closing = False
 
     async def join(self, message: Message, text: str) -> Joined | None:
         """The question `message` starts: itself, or (if long or forwarded) with the messages
@@ -97,30 +114,45 @@ class Rejoiner:
             held.add(message, text)
             held.more.set()
             return None
-        joined = Joined(message)
+        joined = Joined()
         joined.add(message, text)
-        long = utf16_len(text) >= LONG
-        if self.wait <= 0 or not (long or joined.authors[0]):
+        forwarded = message.forward_origin is not None
+        pieces = not forwarded and _long(message)  # a long text cut into pieces, maybe
+        if self.wait <= 0 or self._closing or not (pieces or forwarded):
             return joined
-        wait = self.wait if long else min(self.wait, FORWARDS_WAIT)
+        wait = self.wait if pieces else min(self.wait, FORWARDS_WAIT)
         self._held[key] = joined
+        if task := asyncio.current_task():  # `flush` waits for it to be asked
+            self._holding.add(task)
+            task.add_done_callback(self._holding.discard)
         try:
-            while True:
+            while not self._closing:
                 joined.more.clear()
                 try:
                     await asyncio.wait_for(joined.more.wait(), wait)
                 except TimeoutError:
                     break
-                if long and utf16_len(joined.texts[-1]) < LONG:
+                latest = max(joined.messages, key=lambda m: m.message_id)
+                if pieces and latest.forward_origin is None and not _long(latest):
                     break  # the last piece: a piece before it fills a message
         finally:
             del self._held[key]
-        if len(joined.ids) > 1:
+        if len(joined.messages) > 1:
             for message_id in joined.ids:
                 self._joined[(message.chat.id, message_id)] = joined
             while len(self._joined) > KEEP:
                 self._joined.popitem(last=False)
         return joined
+
+    async def flush(self, within: float) -> None:
+        """At shutdown: messages still waiting for the rest of theirs are asked at once (and so
+        told they were not answered, as questions that have not started are); this waits until
+        they are. Messages arriving from now on are asked as they come."""
+        self._closing = True
+        for joined in self._held.values():
+            joined.more.set()
+        if self._holding:
+            await asyncio.wait(set(self._holding), timeout=within)
 
     def edited(self, message: Message, text: str) -> Joined | Literal["held"] | None:
         """An edit of a piece: `HELD` when its question is not asked yet (the edit is in it), the
@@ -146,6 +178,11 @@ def forwarded_from(message: Message) -> str | None:
     if isinstance(origin, MessageOriginChannel):
         return origin.author_signature or origin.chat.title or "A channel"
     return None if origin is None else "Someone"
+
+
+def _long(message: Message) -> bool:
+    """Long enough to be a piece of a longer text, as sent (before it is made Markdown)."""
+    return utf16_len(message.text or "") >= LONG
 
 
 def _key(message: Message) -> _Key:

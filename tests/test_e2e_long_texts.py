@@ -58,7 +58,7 @@ async def test_pieces_cut_every_4096_characters_are_joined_too(
     assert [len(p["message"]["text"]) for p in pieces] == [4096, 4096, 100]
     await final_answer(tg, USER, after=pieces[-1]["message"]["message_id"])
     assert len(llm.received) == 1
-    assert last_question(llm).replace("\n", "") == text
+    assert last_question(llm) == text  # joined where they were cut, inside a word
 
 
 async def test_a_long_message_alone_is_answered_after_the_wait(
@@ -190,3 +190,31 @@ async def test_a_comment_then_forwards_is_two_questions(
         "Summarise this:",
         "Send it over.",
     ]
+
+
+async def test_forwarded_messages_after_a_long_one_are_all_joined(
+    tg: FakeTelegram, llm: FakeLLM, start_bot: BotRunner
+) -> None:
+    await start_bot()
+    llm.script(Reply("Three messages."))
+    texts = [article(4), "b", "c"]  # a long forwarded message is no piece of a longer text
+    sent = [
+        tg.send_user_message(USER, text, forward_origin=origin("user", "Ann"))["message"]
+        for text in texts
+    ]
+    await final_answer(tg, USER, after=sent[-1]["message_id"])
+    assert len(llm.received) == 1
+    assert last_question(llm).endswith("Ann wrote:\n> b\n\nAnn wrote:\n> c")
+
+
+async def test_at_shutdown_a_waiting_message_is_told_it_was_not_answered(
+    tg: FakeTelegram, llm: FakeLLM, start_bot: BotRunner
+) -> None:
+    app = await start_bot(join_wait=30)
+    long = tg.send_user_message(USER, article(5))["message"]
+    await tg.wait_for(lambda: not tg.pending_updates)  # the bot has it: held, waiting for more
+    await start_bot.stop(app)
+    [notice] = answer_messages(tg, USER, long["message_id"] - 1)
+    assert notice.reply_to_message_id == long["message_id"]
+    assert notice.text.startswith("⚠️ The bot was restarted before it could answer this.")
+    assert not llm.received

@@ -81,12 +81,16 @@ class Conversations:
         self._closing = False
         self.retrying = Retrying(first=RETRY_FIRST, most=RETRY_MAX, give_up_after=RETRY_FOR)
 
+    def close(self) -> None:
+        """From now on, no answer starts: a question is told it was not answered."""
+        self._closing = True
+
     async def drain(self, grace: float) -> None:
         """At shutdown: let answers finish within `grace` s, then interrupt and record the rest.
 
         Questions still queued are not started any more: they are told they were not answered.
         """
-        self._closing = True
+        self.close()
         if self._inflight:
             log.info("waiting up to %.0f s for %d answer(s)", grace, len(self._inflight))
             await asyncio.wait(set(self._inflight), timeout=grace)
