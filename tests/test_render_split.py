@@ -235,6 +235,7 @@ def test_latex_delimiters_in_code_stay_as_written(code: str) -> None:
         (r"where \(\pi r^2\) is", "where π r² is"),
         ("costs $5 and $10", "costs $5 and $10"),  # prices, not math
         ("| a | b |\n|---|---|\n| \\(x^2\\) | y |", "a  | b\n---+--\nx² | y"),  # in a table
+        ("\\[\nf = \\alpha\n+ 2x\n\\]", "f = α + 2x"),  # `+ 2x` no list item, no line break
         ("\\[\n\\frac{1}{2}\n\\]", "½"),
     ],
 )

@@ -261,8 +261,14 @@ def tex_math(markdown: str) -> str:
         content = display if display is not None else inline
         if not _MATH_SIGNS.search(content) and not (inline and _VARIABLE.fullmatch(inline)):
             continue
+        # On one line: LaTeX reads a line break as a space, and Markdown could read a line of
+        # the math as a block of its own (`+ 2x` a list item). In a quote, its lines start `>`.
+        lines = content.split("\n")
+        if len(lines) > 1 and all(line.lstrip().startswith(">") for line in lines[1:]):
+            lines[1:] = [line.lstrip()[1:] for line in lines[1:]]
+        math = " ".join(" ".join(lines).split())
         out.append(markdown[last : match.start()])
-        out.append(f"$${display.strip()}$$" if display is not None else f"${inline.strip()}$")
+        out.append(f"$${math}$$" if display is not None else f"${math}$")
         last = pos = match.end()
     out.append(markdown[last:])
     return "".join(out)
