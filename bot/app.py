@@ -184,7 +184,7 @@ def build_app(settings: Settings) -> App:
         exempt=settings.admin_user_ids,
         queues=queues,
     )
-    rejoiner = Rejoiner(settings.join_wait)
+    rejoiner = Rejoiner(settings.join_wait, on_hold=notifier.typing)
     dispatcher = Dispatcher(
         settings=settings,
         answerer=answerer,

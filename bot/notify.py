@@ -51,6 +51,18 @@ class Notifier:
                     return None
         return None
 
+    async def typing(self, message: Message) -> None:
+        """Show "typing…" in a message's chat, now (not inside a `retry_after` window); errors
+        are ignored: it is a hint."""
+        if self.pacer.paused(message.chat.id):
+            return
+        try:
+            await self.bot.send_chat_action(
+                message.chat.id, "typing", message_thread_id=message.message_thread_id
+            )
+        except (TelegramAPIError, OSError, TimeoutError) as e:
+            log.debug("chat %s: typing indicator failed: %s", message.chat.id, e)
+
     async def remove_keyboard(self, chat_id: int, message_id: int) -> None:
         """Take the buttons off a message (a Stop button left by a crash); errors are ignored."""
         await self.edit(chat_id, message_id, None, None)

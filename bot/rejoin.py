@@ -33,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import bisect
 from collections import OrderedDict
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
@@ -97,8 +98,12 @@ class Joined:
 
 
 class Rejoiner:
-    def __init__(self, wait: float) -> None:
+    def __init__(
+        self, wait: float, on_hold: Callable[[Message], Awaitable[object]] | None = None
+    ) -> None:
         self.wait = wait
+        self.on_hold = on_hold  # told of a message that waits ("typing…" meanwhile)
+        self._hints: set[asyncio.Task[object]] = set()
         self._held: dict[_Key, Joined] = {}
         self._joined: OrderedDict[tuple[int, int], Joined] = OrderedDict()  # by (chat, message)
         self._holding: set[asyncio.Task[Any]] = set()  # handlers that held a message
@@ -122,6 +127,10 @@ class Rejoiner:
             return joined
         wait = self.wait if pieces else min(self.wait, FORWARDS_WAIT)
         self._held[key] = joined
+        if self.on_hold is not None:
+            hint = asyncio.ensure_future(self.on_hold(message))
+            self._hints.add(hint)
+            hint.add_done_callback(self._hints.discard)
         if task := asyncio.current_task():  # `flush` waits for it to be asked
             self._holding.add(task)
             task.add_done_callback(self._holding.discard)

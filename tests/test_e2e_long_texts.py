@@ -69,6 +69,9 @@ async def test_a_long_message_alone_is_answered_after_the_wait(
     long = tg.send_user_message(USER, article(5))["message"]  # about 3,000 characters
     [answer] = await final_answer(tg, USER, after=long["message_id"])
     assert answer.text == "One."
+    # "typing…" shows while it waits (the model answers at once: nothing else would show it).
+    calls = [c.method for c in tg.calls if c.chat_id == USER]
+    assert calls[:2] == ["sendChatAction", "sendMessage"]
     assert last_question(llm) == long["text"]
     # A short message after it is a question of its own.
     short = tg.send_user_message(USER, "And another thing")["message"]
