@@ -236,6 +236,7 @@ def test_latex_delimiters_in_code_stay_as_written(code: str) -> None:
         ("costs $5 and $10", "costs $5 and $10"),  # prices, not math
         ("| a | b |\n|---|---|\n| \\(x^2\\) | y |", "a  | b\n---+--\nx² | y"),  # in a table
         ("\\[\nf = \\alpha\n+ 2x\n\\]", "f = α + 2x"),  # `+ 2x` no list item, no line break
+        ("\\(x^2\\)2", "x²2"),  # not `$x^2$2`, which reads as prices
         ("\\[\n\\frac{1}{2}\n\\]", "½"),
     ],
 )

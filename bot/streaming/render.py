@@ -230,6 +230,7 @@ _TEX = re.compile(
 # `arr\[0\]`, as a model escaping for Telegram's MarkdownV2 writes them): a command (`\pi`), a
 # sub- or superscript, a relation or an operator; inline, also a lone variable (`\(r\)`, `\(x1\)`).
 _MATH_SIGNS = re.compile(r"\\[A-Za-z]|[\^_=+<>{}]|\d\s*[-*/]\s*\d")
+_BACKTICK_RUN = re.compile(r"`+")
 _VARIABLE = re.compile(r"\s*[A-Za-z][0-9]?\s*")
 
 
@@ -270,7 +271,15 @@ def tex_math(markdown: str) -> str:
             lines[1:] = [line.lstrip()[1:] for line in lines[1:]]
         math = " ".join(" ".join(lines).split())
         out.append(markdown[last : match.start()])
-        out.append(f"$${math}$$" if display is not None else f"${math}$")
+        if display is not None:
+            out.append(f"$${math}$$")
+        elif markdown[match.end() : match.end() + 1].isdigit():
+            # `$x$2` would read as two prices: the math goes as the code span it shows as.
+            shown = _LATEX.convert(math).strip()  # type: ignore[no-untyped-call]
+            fence = "`" * (max(map(len, _BACKTICK_RUN.findall(shown)), default=0) + 1)
+            out.append(f"{fence} {shown} {fence}" if "`" in shown else f"`{shown}`")
+        else:
+            out.append(f"${math}$")
         last = pos = match.end()
     out.append(markdown[last:])
     return "".join(out)
