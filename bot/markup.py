@@ -15,7 +15,7 @@ from datetime import datetime
 from aiogram.types import Message, MessageEntity
 from aiogram.utils.text_decorations import TextDecoration
 
-from bot.streaming.render import utf16_len
+from bot.streaming.render import code_span, fence, utf16_len
 
 # Placeholders in the unparsed text (a user's own control characters become U+FFFD first).
 _MENTION = "\x00"  # a removed mention of the bot
@@ -24,7 +24,6 @@ _GAP = "\x02"  # a quote's end: a blank line, or the next line would continue th
 _EDGES = re.compile("\n*[\x01\x02]+\n*")
 _PLACEHOLDERS = dict.fromkeys(range(3), "\ufffd")  # one UTF-16 unit each: offsets hold
 _PARAGRAPHS = re.compile("(\n[ \t]*\n\\s*|[\x01][^\x01\x02]*[\x01\x02])")
-_BACKTICKS = re.compile(r"`+")
 
 
 def markdown_of(text: str | None, entities: list[MessageEntity] | None) -> str:
@@ -120,12 +119,6 @@ def _split_outer(value: str) -> tuple[str, str, str]:
     return value[:start], core, value[start + len(core) :]
 
 
-def _fence(value: str, least: int) -> str:
-    """A run of backticks longer than any inside `value`."""
-    longest = max((len(run) for run in _BACKTICKS.findall(value)), default=0)
-    return "`" * max(least, longest + 1)
-
-
 class _Markdown(TextDecoration):
     """Entities as CommonMark; a mention of the bot (when given) as `_MENTION`."""
 
@@ -161,17 +154,15 @@ class _Markdown(TextDecoration):
     def code(self, value: str) -> str:
         if not value.strip():
             return value
-        fence = _fence(value, 1)
-        pad = " " if value.startswith("`") or value.endswith("`") else ""
-        return f"{fence}{pad}{value}{pad}{fence}"
+        return code_span(value)
 
     def pre(self, value: str) -> str:
         return self.pre_language(value, "")
 
     def pre_language(self, value: str, language: str) -> str:
         # On lines of its own: a client may put a code block in the middle of a line.
-        fence = _fence(value, 3)
-        return f"{_BREAK}{fence}{language}\n{value.strip(chr(10))}\n{fence}{_BREAK}"
+        ticks = fence(value, 3)
+        return f"{_BREAK}{ticks}{language}\n{value.strip(chr(10))}\n{ticks}{_BREAK}"
 
     def blockquote(self, value: str) -> str:
         lines = _EDGES.sub(_edge, value).strip("\n").split("\n")  # a code block inside too

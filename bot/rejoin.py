@@ -47,8 +47,8 @@ from aiogram.types import (
 
 from bot.markup import blockquote
 from bot.streaming.render import utf16_len
+from bot.streaming.split import TELEGRAM_LIMIT
 
-LIMIT = 4096  # UTF-16 units in a message
 LONG = 2000  # UTF-16 units: Telegram Desktop's pieces are at least half of the limit
 FORWARDS_WAIT = 0.5  # seconds: the messages of one forward are created together
 KEEP = 1000  # pieces of joined questions remembered, for their edits
@@ -89,7 +89,7 @@ class Joined:
             joined = self.texts[0]
             for before, text in zip(self.messages, self.texts[1:], strict=False):
                 # The phone apps cut every 4,096 characters, inside a word as often as not.
-                joined += ("" if utf16_len(before.text or "") == LIMIT else "\n") + text
+                joined += ("" if utf16_len(before.text or "") == TELEGRAM_LIMIT else "\n") + text
             return joined
         return "\n\n".join(
             f"{author} wrote:\n{blockquote(text)}" if author else text

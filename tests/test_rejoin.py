@@ -6,7 +6,8 @@ import asyncio
 
 from aiogram.types import Message
 
-from bot.rejoin import LIMIT, Rejoiner
+from bot.rejoin import Rejoiner
+from bot.streaming.split import TELEGRAM_LIMIT as LIMIT
 
 USER = 5005
 

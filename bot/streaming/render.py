@@ -231,6 +231,21 @@ _TEX = re.compile(
 # sub- or superscript, a relation or an operator; inline, also a lone variable (`\(r\)`, `\(x1\)`).
 _MATH_SIGNS = re.compile(r"\\[A-Za-z]|[\^_=+<>{}]|\d\s*[-*/]\s*\d")
 _BACKTICK_RUN = re.compile(r"`+")
+
+
+def fence(value: str, least: int) -> str:
+    """A run of backticks longer than any inside `value` (and at least `least` long)."""
+    longest = max((len(run) for run in _BACKTICK_RUN.findall(value)), default=0)
+    return "`" * max(least, longest + 1)
+
+
+def code_span(value: str) -> str:
+    """`value` as a Markdown code span, whatever backticks it holds."""
+    ticks = fence(value, 1)
+    pad = " " if value.startswith("`") or value.endswith("`") else ""
+    return f"{ticks}{pad}{value}{pad}{ticks}"
+
+
 _VARIABLE = re.compile(r"\s*[A-Za-z][0-9]?\s*")
 
 
@@ -255,7 +270,7 @@ def tex_math(markdown: str) -> str:
         in_code = i >= 0 and verbatim[i][1] > at
         if in_code or (i + 1 < len(verbatim) and verbatim[i + 1][0] < match.end()):
             continue  # in code, or code in it: left as it is
-        if _escaped(markdown, at):
+        if escaped(markdown, at):
             continue  # `\\(`: an escaped backslash, then a bracket
         word = markdown[max(markdown.rfind(c, 0, at) for c in " \n(") + 1 : at]
         if "](" in word or "://" in word:
@@ -275,9 +290,7 @@ def tex_math(markdown: str) -> str:
             out.append(f"$${math}$$")
         elif markdown[match.end() : match.end() + 1].isdigit():
             # `$x$2` would read as two prices: the math goes as the code span it shows as.
-            shown = _LATEX.convert(math).strip()  # type: ignore[no-untyped-call]
-            fence = "`" * (max(map(len, _BACKTICK_RUN.findall(shown)), default=0) + 1)
-            out.append(f"{fence} {shown} {fence}" if "`" in shown else f"`{shown}`")
+            out.append(code_span(_LATEX.convert(math).strip()))  # type: ignore[no-untyped-call]
         else:
             out.append(f"${math}$")
         last = pos = match.end()
@@ -285,7 +298,7 @@ def tex_math(markdown: str) -> str:
     return "".join(out)
 
 
-def _escaped(text: str, index: int) -> bool:
+def escaped(text: str, index: int) -> bool:
     """Whether the character at `index` follows an odd number of backslashes."""
     before = index
     while before > 0 and text[before - 1] == "\\":
@@ -410,7 +423,7 @@ def _arithmetic(markdown: str, verbatim: list[tuple[int, int]]) -> set[int]:
         after_last = end
         before = markdown[at - 1] if at else " "
         after = markdown[end] if end < len(markdown) else " "
-        if _is_alnum(before) and _is_alnum(after):
+        if is_ascii_alnum(before) and is_ascii_alnum(after):
             if len(run[0]) <= 2:
                 if opened:
                     opened -= 1  # `the *API*s`: it closes
@@ -425,7 +438,8 @@ def _arithmetic(markdown: str, verbatim: list[tuple[int, int]]) -> set[int]:
     return found
 
 
-def _is_alnum(ch: str) -> bool:
+def is_ascii_alnum(ch: str) -> bool:
+    """A letter or digit of the ones arithmetic is written with (`a*b`, `5*4`)."""
     return ch.isascii() and ch.isalnum()
 
 

@@ -23,7 +23,7 @@ import unicodedata
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from bot.streaming.render import TABLE_ROW
+from bot.streaming.render import TABLE_ROW, escaped, is_ascii_alnum
 
 _TRAILING = "*_~` \t"
 _DELIMITER_ROW = re.compile(r" {0,3}\|?[\s:|-]*$")
@@ -61,7 +61,7 @@ def settle(markdown: str) -> str:
     start = _paragraph_start(markdown, start)
     # Half a marker (`**bold*`) goes, also when it is left at the end by a link's `[` going.
     line = _before_open_math(markdown[start:])
-    if (len(line) - len(line.rstrip("\\"))) % 2:
+    if escaped(line, len(line)):
         line = line[:-1]  # an escape being written (`\(` to come): a lone `\` would flash by
     line = _strip_tail(_link_text(_strip_tail(line, trailing)), trailing)
     return markdown[:start] + line + _closers(line)
@@ -103,8 +103,7 @@ def _strip_tail(line: str, trailing: str) -> str:
     """`line` without the markers (and spaces) it ends with, but an escaped one (`\\*`) or the
     end of a closed code span stays."""
     while line and line[-1] in trailing:
-        backslashes = len(line) - 1 - len(line[:-1].rstrip("\\"))
-        if backslashes % 2:
+        if escaped(line, len(line) - 1):
             break
         if line[-1] == "`":
             spans = _code_spans(line)
@@ -247,7 +246,7 @@ def _emphasis_closers(text: str, spans: list[tuple[int, int]]) -> str:
             can_open = left and (not right or _is_punctuation(before))
             can_close = can_close and (after.isspace() or _is_punctuation(after))
             both = can_open and can_close
-        elif ch == "*" and _is_alnum(before) and _is_alnum(after):
+        elif ch == "*" and is_ascii_alnum(before) and is_ascii_alnum(after):
             can_open = False
         opener = _opener(stack, ch, run, both) if can_close else None
         if opener is not None:
@@ -284,7 +283,3 @@ def _is_punctuation(ch: str) -> bool:
     if ch.isascii():
         return ch in _PUNCTUATION
     return unicodedata.category(ch)[0] in "PS"
-
-
-def _is_alnum(ch: str) -> bool:
-    return ch.isascii() and ch.isalnum()
