@@ -503,3 +503,37 @@ def test_a_link_definition_shows_its_links_while_streaming() -> None:
     for cut in range(1, len(doc) + 1):
         prefix = doc[:cut]
         assert segmenter.parts(prefix, streaming=True) == [render(settle(prefix))], prefix
+
+
+@pytest.mark.parametrize(
+    ("opened", "closed", "styles"),
+    [
+        ("**", "**", ["bold"]),
+        ("*", "*", ["italic"]),
+        ("~~", "~~", ["strikethrough"]),
+        ("**bold _it ", "_ end**", ["bold", "italic"]),
+    ],
+)
+def test_formatting_longer_than_a_message_is_closed_and_reopened(
+    opened: str, closed: str, styles: list[str]
+) -> None:
+    """A bold sentence longer than a message is bold in both parts: cut without closing it,
+    the first part showed a raw `**` where it began and the second one where it ended."""
+    words = " ".join(f"word{i}" for i in range(900))
+    doc = f"Intro.\n\nSome text {opened}{words}{closed} and after.\n\nEnd."
+    parts = Segmenter().parts(doc)
+    streamed = Segmenter()
+    for end in range(40, len(doc), 311):
+        streamed.parts(doc[:end], streaming=True)
+    assert streamed.parts(doc) == parts
+    assert len(parts) == 2
+    for part in parts:
+        assert_valid(part)
+        assert not set("*_~") & set(part.text)
+        assert sorted({e["type"] for e in part.entities}) == styles
+    first, second = parts
+    assert first.text.startswith("Intro.\n\nSome text ")
+    assert all(e["offset"] + e["length"] == len(first.text) for e in first.entities)
+    assert all(e["offset"] == 0 for e in second.entities)
+    assert second.text.endswith(" and after.\n\nEnd.")
+    assert squash("".join(p.text for p in parts)) == squash(render(doc).text)

@@ -9,7 +9,8 @@ was 24).
 Cuts prefer a paragraph break (or the start of a code block, so a code block that fits a message
 is not split), then a line break, then a space. A code block longer than a message is cut at a
 line, closed at the end of one part and reopened with its language at the start of the next; a
-table is cut between rows, and the next part repeats its header.
+table is cut between rows, and the next part repeats its header. Emphasis, strikethrough or inline
+code open at a cut inside a paragraph is closed and reopened the same way.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from bot.streaming.render import TABLE_ROW, Part, render, strip
-from bot.streaming.tail import settle
+from bot.streaming.tail import open_markers, reopening, settle
 
 TELEGRAM_LIMIT = 4096
 # Room kept free in every part for the streaming cursor.
@@ -82,8 +83,8 @@ class Segmenter:
                 parts = [*self.frozen, part] if part.text else list(self.frozen)
                 self._last = (source, streaming, parts)
                 return list(parts)
-            cut = self._find_cut(open_source)
-            self.frozen.append(self._render(open_source[: cut.at] + cut.close))
+            cut = _closing_inline(open_source, self._find_cut(open_source))
+            self.frozen.append(self._render(_before(open_source, cut)))
             self._start += cut.at - len(self._prefix)
             self._prefix = cut.reopen
             self._head, self._tried = None, 0
@@ -139,7 +140,7 @@ class Segmenter:
 
     def _fits(self, source: str, cut: _Cut) -> int:
         """Rendered size of the part this cut would make, or -1 if too big or empty."""
-        part = self._render(source[: cut.at] + cut.close)
+        part = self._render(_before(source, cut))
         return part.size if part.text and part.size <= self.limit else -1
 
     def _find_cut(self, source: str) -> _Cut:
@@ -178,6 +179,23 @@ class Segmenter:
             else:
                 hi = mid - 1
         return _cut_at(_character_start(source, best, floor), fences)
+
+
+def _closing_inline(source: str, cut: _Cut) -> _Cut:
+    """A cut inside a paragraph closes the emphasis, strikethrough or inline code open there
+    and reopens it in the next part. (Closing adds nothing to the part's size: the markers are
+    not shown, and an opener left unclosed would have been.)"""
+    if cut.close or cut.reopen:
+        return cut  # in a code block, or between a table's rows
+    closers = open_markers(source[: cut.at])
+    return _Cut(cut.at, closers, reopening(closers)) if closers else cut
+
+
+def _before(source: str, cut: _Cut) -> str:
+    """The source of the part that ends at `cut`, closed."""
+    if cut.close and not cut.close.startswith("\n"):  # inline markers: right after the text
+        return source[: cut.at].rstrip() + cut.close
+    return source[: cut.at] + cut.close
 
 
 _ZWJ = "\u200d"

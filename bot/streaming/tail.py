@@ -67,6 +67,27 @@ def settle(markdown: str) -> str:
     return markdown[:start] + line + _closers(line)
 
 
+def open_markers(markdown: str) -> str:
+    """What closes the emphasis, strikethrough and inline code that the paragraph at the end of
+    `markdown` (outside code) leaves open: a message cut there closes them with this and the
+    next one opens them again (`reopening`), so a bold sentence longer than a message is bold
+    in both, not raw `**` at each end."""
+    if _BLANK_END.search(markdown):
+        return ""
+    markdown = markdown.rstrip()
+    start = markdown.rfind("\n") + 1
+    if TABLE_ROW.match(markdown, start):
+        return ""
+    return _closers(markdown[_paragraph_start(markdown, start) :])
+
+
+def reopening(closers: str) -> str:
+    """The openers that `closers` (from `open_markers`, innermost first) close, outermost
+    first: its runs of one character in reverse order."""
+    runs = [run[0] for run in re.finditer(r"(.)\1*", closers)]
+    return "".join(reversed(runs))
+
+
 def _paragraph_start(markdown: str, start: int) -> int:
     """Where the paragraph (or list item, or quote) that the line at `start` continues begins:
     back over the lines above it, up to a blank line, a line that opens a block (a list item or
