@@ -157,6 +157,7 @@ class Answerer:
         self.active: dict[str, ActiveAnswer] = {}
         self.finished = 0  # answers whose final state has been delivered
         self._gone: dict[int, float] = {}  # chats the bot may no longer write to, since when
+        self._moved: dict[int, int] = {}  # groups upgraded to supergroups: old id -> new id
         self._ids = itertools.count(1)
         self._salt = secrets.token_hex(3)
         # Draft ids only need to differ within a chat; a random base keeps replicas apart.
@@ -302,9 +303,21 @@ class Answerer:
         """Answers streaming in a chat's topic (None: outside topics, or a forum's General)."""
         return [r for r in await self._in_chat(chat_id) if r.thread_id == thread_id]
 
+    def moved(self, old: int, new: int) -> None:
+        """A group became a supergroup: its answers go on there (the reply engine follows by
+        itself), so `/stop` and the client's stop control in the supergroup find them."""
+        self._moved[old] = new
+
+    def chat_now(self, chat_id: int) -> int:
+        """The chat's id now: a group upgraded to a supergroup has the supergroup's, and
+        Telegram answers nothing about the old group any more (an admin check included)."""
+        return self._moved.get(chat_id, chat_id)
+
     async def _in_chat(self, chat_id: int) -> list[Running]:
         here = {
-            a.answer_id: a.running for a in self.active.values() if a.question.chat_id == chat_id
+            a.answer_id: a.running
+            for a in self.active.values()
+            if chat_id in (a.question.chat_id, self.chat_now(a.question.chat_id))
         }
         if self.directory is not None:
             for running in await self.directory.in_chat(chat_id):

@@ -315,3 +315,36 @@ async def test_an_answer_follows_its_group_into_the_supergroup(
         {"role": "user", "content": "and then?"},
     ]
     assert tg.count_429 == 0 and tg.violations == 0
+
+
+async def test_an_answer_that_moved_to_the_supergroup_can_be_stopped_there(
+    tg: FakeTelegram, llm: FakeLLM, bot_app: object
+) -> None:
+    """After an upgrade the answer goes on in the supergroup: its admin's Stop button and
+    the asker's /stop work there (the admin check once asked the old group, which Telegram no
+    longer answers for, and /stop looked for answers in the new one only)."""
+    old, new = -5555, -1005555
+    for asker in (ALICE, BOB):
+        llm.script(Reply("word " * 3000, chunk_size=5, delay=0.02))
+        chat = old if asker == ALICE else -5556
+        moved = new if asker == ALICE else -1005556
+        tg.set_admin(moved, ADMIN)
+        question = tg.send_user_message(
+            chat, f"@{tg.bot_username} long please", user_id=asker, chat_type="group"
+        )["message"]
+        await tg.wait_for(lambda c=chat, q=question: bool(answer_messages(tg, c, q["message_id"])))
+        tg.upgrade_group(chat, moved)
+        await tg.wait_for(lambda m=moved: any(msg.reply_markup for msg in tg.bot_messages(m)))
+        if asker == ALICE:  # the admin presses Stop
+            shown = next(m for m in tg.bot_messages(moved) if m.reply_markup)
+            data = shown.reply_markup["inline_keyboard"][0][0]["callback_data"]  # type: ignore[index]
+            tg.press_button(moved, shown.message_id, data, user_id=ADMIN)
+        else:  # the asker sends /stop in the supergroup
+            tg.send_user_message(moved, "/stop", user_id=BOB, chat_type="supergroup")
+        await tg.wait_for(
+            lambda m=moved: any(msg.text.endswith("Stopped.") for msg in tg.bot_messages(m)),
+            timeout=20,
+        )
+    refusals = [c for c in tg.calls if c.method == "answerCallbackQuery"]
+    assert [c.params.get("text") for c in refusals] == ["Stopped."]
+    assert tg.count_429 == 0 and tg.violations == 0

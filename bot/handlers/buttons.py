@@ -32,7 +32,7 @@ async def stop_pressed(
             await notifier.remove_keyboard(message.chat.id, message.message_id)
         return
     if callback.from_user.id != running.user_id and not await is_chat_admin(
-        bot, policy, running.chat_id, callback.from_user.id
+        bot, policy, answerer.chat_now(running.chat_id), callback.from_user.id
     ):
         await callback.answer(t(lang, "stop_not_yours"), show_alert=True)
         return
