@@ -142,3 +142,26 @@ async def test_a_draft_is_shown_again_before_it_expires(
     [message] = tg.bot_messages(USER)
     assert message.text == "Thinking about it, and done."
     assert tg.count_429 == 0 and refused_calls(tg) == []
+
+
+async def test_a_reasoning_models_thinking_is_not_shown_or_remembered(
+    tg: FakeTelegram, llm: FakeLLM, start_bot: BotRunner
+) -> None:
+    """DeepSeek-R1 and the like write `<think>…</think>` before the answer, as text."""
+    app = await start_bot(stream_mode="auto")
+    thinking = (
+        "<think>\nThe user asks about 6*7. " + "Let me check it twice. " * 20 + "\n</think>\n\n"
+    )
+    llm.script(Reply(thinking + "It is **42**.", chunk_size=7, delay=0.01))
+    question = tg.send_user_message(USER, "6 times 7?")["message"]
+    await finished(tg, app)
+    [answer] = answer_messages(tg, USER, question["message_id"])
+    assert answer.text == "It is 42."
+    assert answer.entities == [{"type": "bold", "offset": 6, "length": 2}]
+    shown = [str(c.params.get("text", "")) for c in tg.drafts]
+    assert not any("think" in text or "Let me" in text for text in shown)
+
+    llm.script(Reply("And 6*8 is 48."))
+    tg.send_user_message(USER, "and 6*8?")
+    await finished(tg, app, count=2)
+    assert llm.received[-1].messages[-2] == {"role": "assistant", "content": "It is **42**."}

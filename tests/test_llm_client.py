@@ -7,8 +7,11 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from bot.llm import ChatMessage, FailureKind, LLMClient, LLMFailure
+from bot.llm.reasoning import ReasoningFilter
 from tests.fakes.llm import FakeLLM, Reply
 from tests.helpers import started_client
 
@@ -195,3 +198,27 @@ async def test_the_endpoint_is_checked_for_the_log(llm: FakeLLM, tmp_path: Path)
     said = await client(nowhere).check_endpoint()
     assert said is not None and said.startswith(f"GET {nowhere}/models failed (")
     assert await client("").check_endpoint() is None  # g4f's own providers: nothing to ask
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.integers(min_value=1, max_value=12), min_size=1, max_size=40))
+def test_a_think_block_is_not_the_answer_however_it_is_chunked(sizes: list[int]) -> None:
+    """Reasoning models write their thinking into the text, in `<think>` tags at the start."""
+
+    def through(text: str) -> str:
+        reasoning, out, at = ReasoningFilter(), "", 0
+        for size in [*sizes, len(text)]:
+            out += reasoning.feed(text[at : at + size])
+            at += size
+        return out + reasoning.end()
+
+    assert through("<think>\nFirst, 2 < 3.\n</think>\n\nThe answer is **42**.") == (
+        "The answer is **42**."
+    )
+    assert through("\n<think>a</think>Yes") == "Yes"
+    assert through("<think>only thinking, cut off") == "only thinking, cut off"
+    assert through("<think></think>   ") == ""  # empty: a failure, as an empty answer is
+    assert through("<thing> is not a tag") == "<thing> is not a tag"
+    assert through("Use <think> tags like this: <think>x</think>") == (
+        "Use <think> tags like this: <think>x</think>"
+    )

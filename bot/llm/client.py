@@ -31,6 +31,7 @@ from typing import Any, Literal, TypedDict
 import aiohttp
 
 from bot.llm.errors import FailureKind, LLMFailure, classify
+from bot.llm.reasoning import ReasoningFilter
 from bot.llm.transport import catch_up, install_pool
 
 log = logging.getLogger(__name__)
@@ -212,6 +213,7 @@ class LLMClient:
 
         produced = False
         swallowed: Exception | None = None
+        reasoning = ReasoningFilter()
         watchdog = _Watchdog(loop, self.idle_timeout, deadline)
         try:
             async with contextlib.aclosing(chunks) as iterator:
@@ -236,13 +238,16 @@ class LLMClient:
                     # plain text is the answer. Some yield an exception instead of raising it;
                     # g4f's client drops those, here one explains an answer that never came.
                     if isinstance(chunk, str):
-                        if chunk:
+                        if text := reasoning.feed(chunk):
                             produced = True
-                            yield chunk
+                            yield text
                     elif isinstance(chunk, Exception):
                         swallowed = chunk
         finally:
             watchdog.stop()
+        if text := reasoning.end():
+            produced = True
+            yield text
         if not produced:
             if swallowed is not None:
                 raise LLMFailure(classify(swallowed), _describe(swallowed)) from swallowed
