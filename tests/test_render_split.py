@@ -389,7 +389,7 @@ def test_streaming_shows_what_rendering_the_whole_snapshot_shows(
     for step in steps:
         cut = min(len(markdown), cut + step)
         prefix = markdown[:cut]
-        in_code = _open_fence_at(len(prefix), _fence_map(prefix))
+        in_code = _open_fence_at(len(prefix), _fence_map(prefix, nested=True))
         expected = render(prefix if in_code else settle(prefix))
         assert segmenter.parts(prefix, streaming=True) == ([expected] if expected.text else [])
         if cut == len(markdown):
@@ -537,3 +537,46 @@ def test_formatting_longer_than_a_message_is_closed_and_reopened(
     assert all(e["offset"] == 0 for e in second.entities)
     assert second.text.endswith(" and after.\n\nEnd.")
     assert squash("".join(p.text for p in parts)) == squash(render(doc).text)
+
+
+@pytest.mark.parametrize(
+    "doc",
+    [
+        "* **Step 1:** install it:\n    ```bash\n    pip install requests  # *not* **all**\n"
+        "    ```\n* **Step 2:** run it.",
+        "> Like this:\n> ```python\n> def f(*args, **kwargs):\n>     return a*b\n> ```\n\nDone.",
+    ],
+)
+def test_a_code_block_in_a_list_item_or_a_quote_is_code_while_streaming(doc: str) -> None:
+    """Settled as a paragraph, its lines showed a raw ``` at the end and `**kwargs` closed."""
+    for end in range(1, len(doc)):
+        part = Segmenter().parts(doc[:end], streaming=True)
+        for p in part:
+            pre = [e for e in p.entities if e["type"] == "pre"]
+            if pre:
+                code = p.text[pre[0]["offset"] :]
+                assert "```" not in code and "***" not in code and "**)" not in code
+
+
+@pytest.mark.parametrize(
+    ("markdown", "shown", "bold"),
+    [
+        ("**注意：**这是重要的内容。", "注意：这是重要的内容。", ["注意"]),
+        ("**Note:**This matters.", "Note:This matters.", ["Note"]),
+        ("**Важно:**текст", "Важно:текст", ["Важно"]),
+        ("这是**「重要」**的", "这是「重要」的", ["重要"]),
+        ("**注意：**这 and **提示：**那", "注意：这 and 提示：那", ["注意", "提示"]),
+        ("**Note**: fine, (**bold**)", "Note: fine, (bold)", ["Note", "bold"]),
+        ("`**x:**y` stays code", "**x:**y stays code", []),
+        ("x**2, y**2", "x**2, y**2", []),
+    ],
+)
+def test_bold_ending_in_punctuation_before_a_letter_is_bold(
+    markdown: str, shown: str, bold: list[str]
+) -> None:
+    """CommonMark leaves `**注意：**这是` raw: a closing `**` after punctuation must be followed
+    by a space or punctuation, and Chinese text has no spaces."""
+    part = render(markdown)
+    assert part.text == shown
+    spans = [e for e in part.entities if e["type"] == "bold"]
+    assert [part.text[e["offset"] : e["offset"] + e["length"]] for e in spans] == bold

@@ -71,6 +71,17 @@ from tests.test_render_split import CountingRenderer, assert_valid, inline, squa
         ("Intro\n\n| a | b |", "Intro"),
         ("Intro\n\n| a | b |\n|--", "Intro"),
         ("| a | b |\n|---|---|\n| 1 | 2 |\n| 3 |", "| a | b |\n|---|---|\n| 1 | 2 |\n| 3"),
+        # A list item or a rule still to be written: under a line of text, `-` or `=` alone
+        # would make it a heading until the item's text came.
+        ("Here are options:\n-", "Here are options:"),
+        ("Here are options:\n- ", "Here are options:"),
+        ("Title\n==", "Title"),
+        ("1. Apple\n     -", "1. Apple"),
+        ("> Quoted\n> -", "> Quoted"),
+        ("a **b\n-", "a **b**"),
+        ("Intro\n\n-", "Intro"),
+        ("Steps:\n2.", "Steps:"),
+        ("- one\n- two", "- one\n- two"),
     ],
 )
 def test_settle(snapshot: str, settled: str) -> None:

@@ -50,6 +50,18 @@ _LITERAL = re.compile(r"(?<!\\)(?:<|\|(?=\|))|(?<=[A-Za-z0-9])\*{1,2}(?=[A-Za-z0
 # what makes it quick: 2 µs through a 1,000-character answer, not 13).
 _ARITHMETIC = re.compile(r"\*(?<=[A-Za-z0-9]\*)\*?(?=[A-Za-z0-9])")
 _STARS = re.compile(r"(?<!\\)\*+")
+# Punctuation as CommonMark's flanking rules see it: ASCII's, and the CJK marks models write.
+_PUNCTUATION = (  # (escaped for a character class; a backslash is punctuation too)
+    "!\"#$%&'()+,\\-./:;<=>?@\\[\\\\\\]^_`{|}~，。：；！？、「」『』（）【】《》〈〉“”‘’…—·"
+)
+# `**` with punctuation on one side and a letter on the other: a bold pair that CommonMark may
+# refuse (`**注意：**这是`, `**Note:**This`), to be looked at more closely.
+_PUNCT_STARS = re.compile(
+    rf"\*\*(?:(?<=[{_PUNCTUATION}]\*\*)(?=[^\s*{_PUNCTUATION}])"
+    rf"|(?<=[^\s*{_PUNCTUATION}]\*\*)(?=[{_PUNCTUATION}]))"
+)
+_STRONG = re.compile(r"(?<![*\\])\*\*(?!\*)([^\n]+?)(?<![*\\])\*\*(?!\*)")
+_FENCE_LINE = re.compile(r"(?:[ \t]*>)*[ \t]*(?:`{3,}|~{3,})")
 _BLANK_LINE = re.compile(r"\n[ \t]*\n")
 _AUTOLINKS = frozenset({"Autolink", "Email"})
 _LINE_OPENERS = " \t>-*+.)0123456789"  # what may come before an HTML block's `<` on its line
@@ -92,7 +104,7 @@ def render(markdown: str, *, keep_indent: bool = False) -> Part:
 
     `keep_indent`: a block to be joined after others keeps its leading spaces (those of a code
     block's first line), which Telegram would strip only at the start of a message."""
-    text, raw = _convert(keep_literal(tex_math(markdown)))
+    text, raw = _convert(keep_literal(tex_math(flanking(markdown))))
     text, found = _tidy(text, [e.to_dict() for e in raw])
     entities = sanitize(text, found)
     if keep_indent:
@@ -296,6 +308,44 @@ def tex_math(markdown: str) -> str:
         last = pos = match.end()
     out.append(markdown[last:])
     return "".join(out)
+
+
+def flanking(markdown: str) -> str:
+    """Bold whose text starts or ends with punctuation, in text that runs on without a space:
+    the punctuation goes outside the stars, so that it is bold as meant.
+
+    CommonMark closes `**` after punctuation only before a space or more punctuation, and opens
+    it before punctuation only after one: `**注意：**这是…` (which Chinese text, with no spaces,
+    writes all the time), `**Note:**This` and `这是**「重要」**的` stay raw, stars and all.
+    `**注意**：这是…` shows bold. Lines with code or math in them are left alone."""
+    if "**" not in markdown or not _PUNCT_STARS.search(markdown):
+        return markdown
+    lines = markdown.splitlines(keepends=True)
+    fenced = False
+    for i, line in enumerate(lines):
+        if _FENCE_LINE.match(line):
+            fenced = not fenced
+        elif not fenced and "**" in line and not set("`$\\") & set(line):
+            lines[i] = _STRONG.sub(_punctuation_outside, line)
+    return "".join(lines)
+
+
+def _punctuation_outside(pair: re.Match[str]) -> str:
+    text, inner = pair.string, pair[1]
+    before = text[pair.start() - 1] if pair.start() else " "
+    after = text[pair.end()] if pair.end() < len(text) else " "
+    opens = inner[0] not in _PUNCTUATION or before.isspace() or before in _PUNCTUATION
+    closes = inner[-1] not in _PUNCTUATION or after.isspace() or after in _PUNCTUATION
+    if opens and closes:
+        return pair[0]
+    core = inner
+    lead = "" if opens else core[: len(core) - len(core.lstrip(_PUNCTUATION))]
+    core = core[len(lead) :]
+    trail = "" if closes else core[len(core.rstrip(_PUNCTUATION)) :]
+    core = core[: len(core) - len(trail)]
+    if not core or core != core.strip():
+        return pair[0]
+    return f"{lead}**{core}**{trail}"
 
 
 def escaped(text: str, index: int) -> bool:

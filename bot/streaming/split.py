@@ -33,6 +33,10 @@ _MIN_FILL = 0.25  # a preferred cut must fill at least this much of a part, else
 # a closing fence has nothing after it but spaces (```python inside a code block is code).
 _FENCE_RE = re.compile(r"^ {0,3}(`{3,}(?=[^`]*$)|~{3,})[ \t]*([^\s`]*)")
 _CLOSING_RE = re.compile(r"^ {0,3}(`{3,}|~{3,})\s*$")
+# The same in a list item or a quote (indented, or after `>`): while streaming, such a code block
+# must not be settled as a paragraph (a raw ``` after each line, `**kwargs` closed with `***`).
+_NESTED_FENCE_RE = re.compile(r"^(?:[ \t]*>)*[ \t]*(`{3,}(?=[^`]*$)|~{3,})[ \t]*([^\s`]*)")
+_NESTED_CLOSING_RE = re.compile(r"^(?:[ \t]*>)*[ \t]*(`{3,}|~{3,})\s*$")
 _DEFINITION = re.compile(r"^ {0,3}\[[^\]\n]+\]:", re.MULTILINE)
 _HEADING = re.compile(r" {0,3}#{1,6}(?:[ \t]|$)")
 _LIST_ITEM = re.compile(r" {0,3}(?:[-+*]|\d{1,9}[.)])(?:\s|$)")
@@ -96,7 +100,7 @@ class Segmenter:
         if not streaming:
             return self._render(open_source)
         fences = _fence_map(open_source)
-        in_code = bool(_open_fence_at(len(open_source), fences))
+        in_code = bool(_open_fence_at(len(open_source), _fence_map(open_source, nested=True)))
 
         def shown(markdown: str) -> str:
             return markdown if in_code else settle(markdown)
@@ -233,19 +237,23 @@ def _character_start(source: str, index: int, floor: int) -> int:
     return index
 
 
-def _fence_map(source: str) -> list[tuple[int, str]]:
-    """Positions where a code block opens or closes: [(index, "```lang" or "")]."""
+def _fence_map(source: str, *, nested: bool = False) -> list[tuple[int, str]]:
+    """Positions where a code block opens or closes: [(index, "```lang" or "")]; `nested`:
+    code blocks in list items and quotes too."""
     events: list[tuple[int, str]] = []
     opener: str | None = None
     pos = 0
+    fence, closing = (_NESTED_FENCE_RE, _NESTED_CLOSING_RE) if nested else (_FENCE_RE, _CLOSING_RE)
+    if "`" not in source and "~" not in source:
+        return events
     for line in source.splitlines(keepends=True):
         if opener is None:
-            match = _FENCE_RE.match(line)
+            match = fence.match(line)
             if match:
                 opener = match.group(1)
                 events.append((pos, match.group(1) + match.group(2)))
         else:
-            match = _CLOSING_RE.match(line)
+            match = closing.match(line)
             if match and match.group(1)[0] == opener[0] and len(match.group(1)) >= len(opener):
                 opener = None
                 events.append((pos + len(line), ""))

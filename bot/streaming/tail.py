@@ -34,6 +34,10 @@ _OWN_BLOCK = r"#{1,6}(?:[ \t]|$)|`{3,}|~{3,}|\||(?:[-*_][ \t]*){3,}$|=+[ \t]*$"
 _OWN_BLOCK_LINE = re.compile(rf" {{0,3}}(?:{_OWN_BLOCK})")
 # A line that opens a block: a list item, a quote, or one of those.
 _BLOCK_LINE = re.compile(rf" {{0,3}}(?:[-+*](?:[ \t]|$)|\d{{1,9}}[.)](?:[ \t]|$)|>|{_OWN_BLOCK})")
+# A last line of only a list marker, dashes or equals signs: a list item or a rule still to be
+# written, which under a line of text reads as a heading's underline (`Options:\n-` would flash
+# as a heading "Options:" until the item's text came).
+_BARE_MARKER = re.compile(r"(?:[ \t]*>)*[ \t]*(?:-+|=+|[*+]|\d{1,9}[.)]?)[ \t]*")
 _OPEN_AUTOLINK = re.compile(r"<[A-Za-z][A-Za-z0-9+.-]{1,31}:[^\s<>]*$")
 _BACKTICKS = re.compile(r"`+")
 _ESCAPE_OR_BACKTICKS = re.compile(r"\\.|`+")
@@ -48,6 +52,8 @@ def settle(markdown: str) -> str:
     ended = _BLANK_END.search(markdown)  # a blank line: the paragraph is over
     markdown = markdown.rstrip()  # shown without it anyway
     start = markdown.rfind("\n") + 1
+    if not ended and _BARE_MARKER.fullmatch(markdown, start):
+        return settle(markdown[:start])
     trailing = _TRAILING
     if TABLE_ROW.match(markdown, start):
         header = _table_header(markdown, start)
