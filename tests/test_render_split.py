@@ -9,7 +9,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bot.streaming.render import Part, render, sanitize, strip, utf16_len
-from bot.streaming.split import PART_LIMIT, Segmenter, _fence_map, _open_fence_at
+from bot.streaming.split import (
+    _PARTIAL_FENCE,
+    PART_LIMIT,
+    Segmenter,
+    _fence_map,
+    _open_fence_at,
+)
 from bot.streaming.tail import settle
 
 _NESTABLE = {"code", "pre"}
@@ -390,7 +396,7 @@ def test_streaming_shows_what_rendering_the_whole_snapshot_shows(
         cut = min(len(markdown), cut + step)
         prefix = markdown[:cut]
         in_code = _open_fence_at(len(prefix), _fence_map(prefix, nested=True))
-        expected = render(prefix if in_code else settle(prefix))
+        expected = render(_PARTIAL_FENCE.sub("", prefix) if in_code else settle(prefix))
         assert segmenter.parts(prefix, streaming=True) == ([expected] if expected.text else [])
         if cut == len(markdown):
             break
@@ -434,6 +440,15 @@ def test_no_part_ends_with_a_heading() -> None:
         for part in parts:
             assert part.text.startswith("✏ Section")
             assert not part.text.splitlines()[-1].startswith("✏")
+    # Nor when the heading's text is a code block, or its lines run on without a blank line.
+    code = "```python\n" + "\n".join(f"print({i})" for i in range(150)) + "\n```"
+    for doc in (
+        "\n\n".join(f"Paragraph {i} " + "word " * 60 for i in range(12)) + "\n\n## Code\n\n" + code,
+        "\n".join(f"Line {i} " + "word " * 60 for i in range(12)) + "\n## Code\n" + code,
+    ):
+        parts = Segmenter().parts(doc)
+        assert len(parts) == 2
+        assert parts[1].text.startswith("✏ Code")
 
 
 def test_a_table_longer_than_a_message_is_reopened_with_its_header() -> None:
@@ -476,7 +491,8 @@ def test_a_code_blocks_first_line_keeps_its_indentation_while_streaming() -> Non
     segmenter = Segmenter(limit=10**6)
     for cut in range(1, len(doc) + 1):
         prefix = doc[:cut]
-        expected = render(prefix if _open_fence_at(cut, _fence_map(prefix)) else settle(prefix))
+        in_code = _open_fence_at(cut, _fence_map(prefix))
+        expected = render(_PARTIAL_FENCE.sub("", prefix) if in_code else settle(prefix))
         assert segmenter.parts(prefix, streaming=True) == [expected], prefix
 
 
@@ -580,3 +596,36 @@ def test_bold_ending_in_punctuation_before_a_letter_is_bold(
     assert part.text == shown
     spans = [e for e in part.entities if e["type"] == "bold"]
     assert [part.text[e["offset"] : e["offset"] + e["length"]] for e in spans] == bold
+
+
+@pytest.mark.parametrize(
+    ("markdown", "shown"),
+    [
+        ("Claim[^1] here.\n\n[^1]: Source.", "Claim¹ here.\n\n¹ Source."),
+        (
+            "One[^1], two[^note].\n\n[^1]: Smith, 2020.\n[^note]: A note.",
+            "One¹, two[note].\n\n¹ Smith, 2020.\n[note] A note.",
+        ),
+        ("regex [^abc] in prose", "regex [^abc] in prose"),  # no such note
+        ("`[^1]` is code", "[^1] is code"),
+        ("Use the <br> tag", "Use the <br> tag"),  # outside a table: about HTML, maybe
+        ("| a | b |\n|---|---|\n| x<br>y<br/>z | w |", "a     | b\n------+--\nx y z | w"),
+        ("```html\nline<br>\n```", "line<br>"),
+    ],
+)
+def test_footnotes_and_line_breaks_show_as_meant(markdown: str, shown: str) -> None:
+    """telegramify-markdown showed `[^1]` as "^1" and dropped its note; `<br>` showed as the tag."""
+    assert render(markdown).text == shown
+
+
+def test_a_table_with_wide_characters_stays_in_line() -> None:
+    """A Chinese character or an emoji takes two columns of a monospaced font: padded by the
+    count of characters, the columns after it were out of line."""
+    from bot.streaming.render import _width
+
+    part = render("| 名前 | score |\n|---|---|\n| 太郎 | 10 |\n| Bob | 7 |\n| 🚀 x | 1 |")
+    lines = part.text.splitlines()
+    assert lines[0].startswith("名前 | ")
+    bars = {_width(line.split("|")[0]) for line in lines if "|" in line}
+    assert bars == {_width("名前 ")}
+    assert lines[1] == "-----+------"

@@ -82,6 +82,7 @@ from tests.test_render_split import CountingRenderer, assert_valid, inline, squa
         ("Intro\n\n-", "Intro"),
         ("Steps:\n2.", "Steps:"),
         ("- one\n- two", "- one\n- two"),
+        ("Intro\n\n##", "Intro"),  # a heading's text to come: no empty heading meanwhile
     ],
 )
 def test_settle(snapshot: str, settled: str) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import bisect
 import re
+import unicodedata
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -62,6 +63,10 @@ _PUNCT_STARS = re.compile(
 )
 _STRONG = re.compile(r"(?<![*\\])\*\*(?!\*)([^\n]+?)(?<![*\\])\*\*(?!\*)")
 _FENCE_LINE = re.compile(r"(?:[ \t]*>)*[ \t]*(?:`{3,}|~{3,})")
+_NOTE = re.compile(r"^( {0,3})\[\^([^\]\s]+)\]:[ \t]*", re.MULTILINE)  # a footnote's text
+_NOTE_REFERENCE = re.compile(r"\[\^([^\]\s]+)\](?!:)")
+_SUPERSCRIPT = str.maketrans("0123456789", "⁰¹²³⁴⁵⁶⁷⁸⁹")
+_BREAK = re.compile(r"<br\s*/?>", re.IGNORECASE)
 _BLANK_LINE = re.compile(r"\n[ \t]*\n")
 _AUTOLINKS = frozenset({"Autolink", "Email"})
 _LINE_OPENERS = " \t>-*+.)0123456789"  # what may come before an HTML block's `<` on its line
@@ -104,7 +109,7 @@ def render(markdown: str, *, keep_indent: bool = False) -> Part:
 
     `keep_indent`: a block to be joined after others keeps its leading spaces (those of a code
     block's first line), which Telegram would strip only at the start of a message."""
-    text, raw = _convert(keep_literal(tex_math(flanking(markdown))))
+    text, raw = _convert(keep_literal(tex_math(as_meant(markdown))))
     text, found = _tidy(text, [e.to_dict() for e in raw])
     entities = sanitize(text, found)
     if keep_indent:
@@ -146,6 +151,38 @@ class _Walker(EventWalker):
         length = self._buf.utf16_offset - start
         if length > 0:
             self._entities.append(MessageEntity(type=kind, offset=start, length=length))
+
+    def _format_table(self, rows: list[list[str]]) -> str:
+        """Columns padded to the width a cell takes on screen, not to its count of characters:
+        a Chinese character or an emoji takes two columns of a monospaced font, an accent
+        none, and a table with them was out of line."""
+        columns = max(len(row) for row in rows) if rows else 0
+        widths = [0] * columns
+        for row in rows:
+            for i, cell in enumerate(row):
+                widths[i] = max(widths[i], _width(cell))
+        lines: list[str] = []
+        for index, row in enumerate(rows):
+            cells = [*row, *[""] * (columns - len(row))]
+            padded = (c + " " * (w - _width(c)) for c, w in zip(cells, widths, strict=True))
+            lines.append(" | ".join(padded))
+            if index == 0 and len(rows) > 1:
+                lines.append("-+-".join("-" * w for w in widths))
+        return "\n".join(lines)
+
+
+def _width(text: str) -> int:
+    """Columns `text` takes in a monospaced font."""
+    if text.isascii():
+        return len(text)
+    return sum(
+        0
+        if unicodedata.combining(ch) or unicodedata.category(ch) in ("Mn", "Me", "Cf")
+        else 2
+        if unicodedata.east_asian_width(ch) in "WF"
+        else 1
+        for ch in text
+    )
 
 
 _LATEX = LatexToUnicodeHelper()
@@ -310,23 +347,52 @@ def tex_math(markdown: str) -> str:
     return "".join(out)
 
 
-def flanking(markdown: str) -> str:
-    """Bold whose text starts or ends with punctuation, in text that runs on without a space:
-    the punctuation goes outside the stars, so that it is bold as meant.
+def as_meant(markdown: str) -> str:
+    """What models write that Markdown reads otherwise than they mean, rewritten outside code
+    (lines with inline code in them are left alone):
 
-    CommonMark closes `**` after punctuation only before a space or more punctuation, and opens
-    it before punctuation only after one: `**注意：**这是…` (which Chinese text, with no spaces,
-    writes all the time), `**Note:**This` and `这是**「重要」**的` stay raw, stars and all.
-    `**注意**：这是…` shows bold. Lines with code or math in them are left alone."""
-    if "**" not in markdown or not _PUNCT_STARS.search(markdown):
+    - Bold whose text starts or ends with punctuation, in text that runs on without a space:
+      the punctuation goes outside the stars. CommonMark closes `**` after punctuation only
+      before a space or more punctuation, and opens it before punctuation only after one:
+      `**注意：**这是…` (which Chinese text, with no spaces, writes all the time), `**Note:**This`
+      and `这是**「重要」**的` stayed raw, stars and all; `**注意**：这是…` shows bold.
+    - Footnotes: telegramify-markdown showed `Claim[^1]` as "Claim^1" and dropped the note
+      `[^1]: Source.` whole (a note of several words stayed raw, both ends). They show as
+      "Claim¹" and "¹ Source.".
+    - `<br>` in a table's cell, where models put it for a line break: a space (a table is one
+      code block, its rows one line each). It showed as the tag. Elsewhere it stays text: a
+      model writing about HTML may mean the tag.
+    """
+    bold = "**" in markdown and _PUNCT_STARS.search(markdown) is not None
+    notes = "[^" in markdown
+    breaks = "<br" in markdown or "<BR" in markdown
+    if not (bold or notes or breaks):
         return markdown
+    defined = {match[2] for match in _NOTE.finditer(markdown)} if notes else set()
+
+    def mark(label: str) -> str:
+        return label.translate(_SUPERSCRIPT) if label.isdigit() else f"\\[{label}\\]"
+
+    def reference(match: re.Match[str]) -> str:
+        label = match[1]
+        return mark(label) if label.isdigit() or label in defined else match[0]
+
     lines = markdown.splitlines(keepends=True)
     fenced = False
     for i, line in enumerate(lines):
         if _FENCE_LINE.match(line):
             fenced = not fenced
-        elif not fenced and "**" in line and not set("`$\\") & set(line):
-            lines[i] = _STRONG.sub(_punctuation_outside, line)
+            continue
+        if fenced or "`" in line:
+            continue
+        if notes and "[^" in line:
+            line = _NOTE.sub(lambda m: f"{m[1]}{mark(m[2])} ", line, count=1)
+            line = _NOTE_REFERENCE.sub(reference, line)
+        if breaks and TABLE_ROW.match(line):
+            line = _BREAK.sub(" ", line)
+        if bold and "**" in line and not set("$\\") & set(line):
+            line = _STRONG.sub(_punctuation_outside, line)
+        lines[i] = line
     return "".join(lines)
 
 

@@ -36,6 +36,7 @@ _CLOSING_RE = re.compile(r"^ {0,3}(`{3,}|~{3,})\s*$")
 # The same in a list item or a quote (indented, or after `>`): while streaming, such a code block
 # must not be settled as a paragraph (a raw ``` after each line, `**kwargs` closed with `***`).
 _NESTED_FENCE_RE = re.compile(r"^(?:[ \t]*>)*[ \t]*(`{3,}(?=[^`]*$)|~{3,})[ \t]*([^\s`]*)")
+_PARTIAL_FENCE = re.compile(r"\n(?:[ \t]*>)*[ \t]*(?:`{1,}|~{1,})[ \t]*$")
 _NESTED_CLOSING_RE = re.compile(r"^(?:[ \t]*>)*[ \t]*(`{3,}|~{3,})\s*$")
 _DEFINITION = re.compile(r"^ {0,3}\[[^\]\n]+\]:", re.MULTILINE)
 _HEADING = re.compile(r" {0,3}#{1,6}(?:[ \t]|$)")
@@ -72,6 +73,11 @@ class Segmenter:
         self._head: tuple[int, Part] | None = None
         self._tried = 0
 
+    @property
+    def open_from(self) -> int:
+        """Where the open part begins in the source: what comes before is in frozen parts."""
+        return self._start
+
     def parts(self, source: str, *, streaming: bool = False) -> list[Part]:
         """All parts for this snapshot: the frozen ones, then the open one (if it has text).
 
@@ -103,7 +109,9 @@ class Segmenter:
         in_code = bool(_open_fence_at(len(open_source), _fence_map(open_source, nested=True)))
 
         def shown(markdown: str) -> str:
-            return markdown if in_code else settle(markdown)
+            if in_code:  # a closing fence being written would show in the code as a stray `
+                return _PARTIAL_FENCE.sub("", markdown)
+            return settle(markdown)
 
         # A link definition (`[1]: https://…`) changes how the blocks before it render.
         defined = "]:" in open_source and _DEFINITION.search(open_source)
@@ -322,8 +330,10 @@ def _candidates(source: str, floor: int) -> tuple[list[_Cut], list[_Cut], list[_
     for i, ch in enumerate(source):
         if i < floor:
             continue
-        if i in openers:
-            paragraphs.append(_Cut(i, "", ""))
+        if i in openers:  # a code block starts: before it, or before the heading above it
+            at = _heading_above(source, i)
+            if at is None or (at > floor and (not paragraphs or paragraphs[-1].at < at)):
+                paragraphs.append(_Cut(i if at is None else at, "", ""))
         if ch == "\n" and i + 1 < len(source):
             if i + 1 in tables:
                 header = tables[i + 1]
@@ -333,15 +343,27 @@ def _candidates(source: str, floor: int) -> tuple[list[_Cut], list[_Cut], list[_
             cut = _cut_at(i + 1, fences)
             if not cut.close and _indented_after(source, i + 1):
                 continue  # the next part would start with it: an indented code block
-            # A paragraph break, unless right under a heading (which would then end one
-            # message, its text opening the next).
-            heading = _HEADING.match(source, source.rfind("\n", 0, i) + 1)
-            if not cut.close and source[i + 1] == "\n" and not heading:
+            # Not right under a heading, which would then end one message, its text opening
+            # the next.
+            if not cut.close and _heading_above(source, i + 1) is not None:
+                continue
+            if not cut.close and source[i + 1] == "\n":
                 paragraphs.append(_Cut(i + 2, "", "") if i + 2 < len(source) else cut)
             lines.append(cut)
         elif ch == " ":
             words.append(_cut_at(i + 1, fences))
     return paragraphs, lines, words
+
+
+def _heading_above(source: str, index: int) -> int | None:
+    """Where the last line with text before `index` starts, if it is a heading."""
+    end = index
+    while end > 0:
+        start = source.rfind("\n", 0, end - 1) + 1
+        if source[start:end].strip():
+            return start if _HEADING.match(source, start) else None
+        end = start
+    return None
 
 
 def _indented_after(source: str, index: int) -> bool:

@@ -36,8 +36,8 @@ _OWN_BLOCK_LINE = re.compile(rf" {{0,3}}(?:{_OWN_BLOCK})")
 _BLOCK_LINE = re.compile(rf" {{0,3}}(?:[-+*](?:[ \t]|$)|\d{{1,9}}[.)](?:[ \t]|$)|>|{_OWN_BLOCK})")
 # A last line of only a list marker, dashes or equals signs: a list item or a rule still to be
 # written, which under a line of text reads as a heading's underline (`Options:\n-` would flash
-# as a heading "Options:" until the item's text came).
-_BARE_MARKER = re.compile(r"(?:[ \t]*>)*[ \t]*(?:-+|=+|[*+]|\d{1,9}[.)]?)[ \t]*")
+# as a heading "Options:" until the item's text came); or a heading's `#` before its text.
+_BARE_MARKER = re.compile(r"(?:[ \t]*>)*[ \t]*(?:-+|=+|[*+]|\d{1,9}[.)]?|#{1,6})[ \t]*")
 _OPEN_AUTOLINK = re.compile(r"<[A-Za-z][A-Za-z0-9+.-]{1,31}:[^\s<>]*$")
 _BACKTICKS = re.compile(r"`+")
 _ESCAPE_OR_BACKTICKS = re.compile(r"\\.|`+")
