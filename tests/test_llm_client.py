@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bot.llm import ChatMessage, FailureKind, LLMClient, LLMFailure
-from bot.llm.reasoning import ReasoningFilter
+from bot.llm.text import LineEnds, ReasoningFilter
 from tests.fakes.llm import FakeLLM, Reply
 from tests.helpers import started_client
 
@@ -222,3 +222,14 @@ def test_a_think_block_is_not_the_answer_however_it_is_chunked(sizes: list[int])
     assert through("Use <think> tags like this: <think>x</think>") == (
         "Use <think> tags like this: <think>x</think>"
     )
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.integers(min_value=1, max_value=5), min_size=1, max_size=30))
+def test_line_ends_are_newlines_however_they_are_chunked(sizes: list[int]) -> None:
+    text = "## Title\r\n\r\nA paragraph.\r\nMore.\rOld Mac.\r\n"
+    lines, out, at = LineEnds(), "", 0
+    for size in [*sizes, len(text)]:
+        out += lines.feed(text[at : at + size])
+        at += size
+    assert out + lines.end() == "## Title\n\nA paragraph.\nMore.\nOld Mac.\n"

@@ -31,7 +31,7 @@ from typing import Any, Literal, TypedDict
 import aiohttp
 
 from bot.llm.errors import FailureKind, LLMFailure, classify
-from bot.llm.reasoning import ReasoningFilter
+from bot.llm.text import LineEnds, ReasoningFilter
 from bot.llm.transport import catch_up, install_pool
 
 log = logging.getLogger(__name__)
@@ -214,6 +214,7 @@ class LLMClient:
         produced = False
         swallowed: Exception | None = None
         reasoning = ReasoningFilter()
+        lines = LineEnds()
         watchdog = _Watchdog(loop, self.idle_timeout, deadline)
         try:
             async with contextlib.aclosing(chunks) as iterator:
@@ -238,14 +239,14 @@ class LLMClient:
                     # plain text is the answer. Some yield an exception instead of raising it;
                     # g4f's client drops those, here one explains an answer that never came.
                     if isinstance(chunk, str):
-                        if text := reasoning.feed(chunk):
+                        if text := reasoning.feed(lines.feed(chunk)):
                             produced = True
                             yield text
                     elif isinstance(chunk, Exception):
                         swallowed = chunk
         finally:
             watchdog.stop()
-        if text := reasoning.end():
+        if text := reasoning.feed(lines.end()) + reasoning.end():
             produced = True
             yield text
         if not produced:

@@ -1,4 +1,5 @@
-"""A reasoning model's `<think>…</think>` block, kept out of the answer.
+"""What of a model's text is the answer: not a reasoning model's `<think>…</think>` block, and
+line breaks as `\n` only.
 
 Reasoning models (DeepSeek-R1, QwQ and others) served through many providers write their chain of
 thought into the text itself, inside `<think>` tags at the start, and g4f passes it through as
@@ -54,3 +55,25 @@ class ReasoningFilter:
     def _answer(self, text: str) -> str:
         self._state, self._held = "answer", ""
         return text
+
+
+class LineEnds:
+    """`\r\n` (and a lone `\r`) as `\n`: Markdown's blank lines, paragraph breaks and code
+    fences are looked for as `\n` when an answer is split into messages (with `\r\n` one was
+    cut under a heading, with none found between paragraphs). A `\r` that ends a piece waits for
+    the next one, which may begin with its `\n`."""
+
+    def __init__(self) -> None:
+        self._cr = False
+
+    def feed(self, text: str) -> str:
+        if self._cr:
+            text = "\r" + text
+        self._cr = text.endswith("\r")
+        if self._cr:
+            text = text[:-1]
+        return text.replace("\r\n", "\n").replace("\r", "\n") if "\r" in text else text
+
+    def end(self) -> str:
+        cr, self._cr = self._cr, False
+        return "\n" if cr else ""
