@@ -170,12 +170,14 @@ class Answerer:
         *,
         model: str | None = None,
         on_sent: Callable[[int, int], Awaitable[None]] | None = None,
+        on_shown: Callable[[str], None] | None = None,
     ) -> Outcome:
         """Stream the answer to `question` into its chat; returns when the final state is shown.
 
         `messages` is the whole context (the question last); `on_sent` learns each message (chat id
         and message id: a group that becomes a supergroup mid-answer has a new id) as soon as a
-        part of the answer is sent, so replies to a streaming answer can be placed.
+        part of the answer is sent, so replies to a streaming answer can be placed; `on_shown`
+        the text its messages show as it grows.
         """
         number = next(self._ids)
         answer_id = f"{self._salt}{number}"
@@ -198,6 +200,7 @@ class Answerer:
             thread_id=question.thread_id,
             stop_markup=InlineKeyboardMarkup(inline_keyboard=[[button]]),
             on_sent=on_sent,
+            on_shown=on_shown,
             draft_id=draft_id,
             drafts=self.drafts,
             catch_up=lambda: self.llm.catch_up(active.task),

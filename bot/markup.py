@@ -75,12 +75,18 @@ def without_mentions(message: Message, username: str) -> tuple[str, bool]:
         if not joined.strip():  # the message opens with the mention: "@bot: …", "@bot, …"
             piece = _ADDRESS_PUNCTUATION.sub("", piece, count=1)
         left, right = joined.rstrip(" \t"), piece.lstrip(" \t")
-        gap = " " if left[-1:] not in ("", "\n") and right[:1] not in ("", "\n") else ""
+        if left[-1:] in (",", ";", ":") and right[:1] == ",":  # "Hi, @bot, how…": one comma
+            right = right[1:].lstrip(" \t")
+        # No gap before punctuation: "is that true @bot?" asks "is that true?".
+        gap = " " if left[-1:] not in ("", "\n") and right[:1] not in _NO_GAP_BEFORE else ""
         joined = left + gap + right
     return joined.strip(), markdown.mentions > 0
 
 
 _ADDRESS_PUNCTUATION = re.compile(r"^[ \t]*[,:](?=[ \t]|$)")
+_NO_GAP_BEFORE = frozenset(
+    ("", "\n", "?", "!", ".", ",", ":", ";", ")", "…", "？", "！", "。", "，")
+)
 
 
 def _text_of(message: Message) -> tuple[str | None, list[MessageEntity] | None]:

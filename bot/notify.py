@@ -8,7 +8,8 @@ from aiogram import Bot
 from aiogram.exceptions import TelegramAPIError, TelegramRetryAfter
 from aiogram.types import InlineKeyboardMarkup, Message, ReplyParameters
 
-from bot.streaming import Pacer
+from bot.streaming import Pacer, calls
+from bot.streaming.render import Part
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +86,16 @@ class Notifier:
                     await self.bot.edit_message_text(
                         text=text, chat_id=chat_id, message_id=message_id, reply_markup=markup
                     )
+            except TelegramRetryAfter as e:
+                self.pacer.penalize(chat_id, float(e.retry_after))
+            except TelegramAPIError as e:
+                log.debug("chat %s: could not edit message %s: %s", chat_id, message_id, e)
+
+    async def edit_part(self, chat_id: int, message_id: int, part: Part) -> None:
+        """Show `part` (text and formatting) in a message, without buttons; errors are ignored."""
+        async with self.pacer.call(chat_id, final=True):
+            try:
+                await self.bot(calls.edit(chat_id, message_id, part, markup=None))
             except TelegramRetryAfter as e:
                 self.pacer.penalize(chat_id, float(e.retry_after))
             except TelegramAPIError as e:

@@ -68,9 +68,14 @@ async def test_new_starts_afresh(tg: FakeTelegram, llm: FakeLLM, bot_app: object
     await ask(tg, USER, "remember me")
     new = tg.send_user_message(USER, "/new")["message"]
     await tg.wait_for(lambda: bool(answer_messages(tg, USER, new["message_id"])))
-    assert "New conversation" in answer_messages(tg, USER, new["message_id"])[0].text
+    [told] = answer_messages(tg, USER, new["message_id"])
+    assert "New conversation" in told.text
     await ask(tg, USER, "fresh")
     assert dialog(llm) == [("user", "fresh")]
+    # A reply to the bot's own notice is not about it (it would reach the model as "You wrote
+    # earlier: > 🆕 New conversation…", as a lost answer does).
+    await ask(tg, USER, "hello there", reply_to_message_id=told.message_id)
+    assert dialog(llm)[-1] == ("user", "hello there")
 
 
 async def test_reply_to_an_older_answer_branches(
@@ -170,13 +175,13 @@ async def test_at_shutdown_a_queued_question_is_told_it_was_not_answered(
 ) -> None:
     first, second, waiting = await _queued(tg, llm, "second", words=200)
     await bot_app.conversations.drain(0.2)
-    [notice] = _notices(tg, USER, second["message_id"], "restarted")
-    assert notice.text.startswith("⚠️ The bot was restarted before it could answer this.")
+    [notice] = _notices(tg, USER, second["message_id"], "stopped before")
+    assert notice.text.startswith("⚠️ The bot stopped before it could answer this.")
     assert tg.message(USER, waiting.message_id).deleted
     assert len(llm.received) == 1
     assert await bot_app.store.orphaned_waiting() == []  # told once: not again at start-up
     shown = answer_messages(tg, USER, first["message_id"])
-    assert "restarted before this answer was finished" in shown[0].text
+    assert "stopped before this answer was finished" in shown[0].text
 
 
 async def test_failed_answer_is_stored_with_what_was_shown(

@@ -69,6 +69,22 @@ async def test_failure_keeps_partial_text_and_shows_notice(
     assert refused_calls(tg) == []
 
 
+async def test_try_again_after_a_failure_is_about_the_failed_question(
+    tg: FakeTelegram, llm: FakeLLM, bot_app: object
+) -> None:
+    """The notice says to try again; typed, that is about the question that got no answer."""
+    llm.script(Reply(fault="http500"))
+    question = tg.send_user_message(USER, "capital of France?")["message"]
+    await final_answer(tg, USER, after=question["message_id"])
+    llm.script(Reply("Paris."))
+    again = tg.send_user_message(USER, "please try again")["message"]
+    await final_answer(tg, USER, after=again["message_id"])
+    assert llm.received[-1].messages[-2:] == [
+        {"role": "user", "content": "capital of France?"},
+        {"role": "user", "content": "please try again"},
+    ]
+
+
 async def test_idle_timeout(
     tg: FakeTelegram, llm: FakeLLM, start_bot: StartBot, caplog: pytest.LogCaptureFixture
 ) -> None:

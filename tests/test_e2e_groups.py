@@ -47,7 +47,7 @@ async def test_a_mention_goes_and_the_questions_layout_stays(
     for text, content in [
         (f"{bot} fix this:\n```\ndef f():\n    return 1\n```\nthanks", None),
         (f"what {bot} is this\n\n    indented", "what is this\n\n    indented"),
-        (f"Привет, {bot}, как дела?", "Привет, , как дела?"),
+        (f"Привет, {bot}, как дела?", "Привет, как дела?"),
         (f"first line\n{bot}\nlast", "first line\n\nlast"),
     ]:
         question = tg.send_user_message(GROUP, text, user_id=ALICE, chat_type="supergroup")
@@ -119,6 +119,20 @@ async def test_a_question_in_reply_to_someones_message_is_about_that_message(
     assert asked is not None
     await _ask_replying(tg, f"@{tg.bot_username} and in Spanish?", asked, user_id=BOB)
     assert _user_turns(llm) == [quoted + "\n\nwhat language is it?", "and in Spanish?"]
+
+
+async def test_a_question_about_a_photo_tells_the_model_it_cannot_see_it(
+    tg: FakeTelegram, llm: FakeLLM, bot_app: object
+) -> None:
+    """Asked only "what is in this picture?", the model would make something up."""
+    for kind, sent in (("photo", "a photo"), ("sticker", "a sticker")):
+        said = tg.send_user_message(
+            GROUP, None, user_id=BOB, first_name="Bob", chat_type="supergroup", **{kind: True}
+        )["message"]
+        await _ask_replying(tg, f"@{tg.bot_username} what is in it?", said["message_id"])
+        assert llm.received[-1].messages[-1]["content"] == (
+            f"Bob sent {sent}, which you cannot see.\n\nwhat is in it?"
+        )
 
 
 async def test_a_selected_part_is_what_the_question_is_about(

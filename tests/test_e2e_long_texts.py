@@ -219,5 +219,5 @@ async def test_at_shutdown_a_waiting_message_is_told_it_was_not_answered(
     await start_bot.stop(app)
     [notice] = answer_messages(tg, USER, long["message_id"] - 1)
     assert notice.reply_to_message_id == long["message_id"]
-    assert notice.text.startswith("⚠️ The bot was restarted before it could answer this.")
+    assert notice.text.startswith("⚠️ The bot stopped before it could answer this.")
     assert not llm.received

@@ -13,7 +13,7 @@ from pathlib import Path
 from tests.conftest import TOKEN, BotRunner
 from tests.fakes.llm import FakeLLM, Reply
 from tests.fakes.telegram import FakeTelegram
-from tests.helpers import answer_messages, final_answer
+from tests.helpers import CURSOR, answer_messages, final_answer
 
 ROOT = Path(__file__).resolve().parent.parent
 USER = 6006
@@ -79,7 +79,7 @@ async def test_sigterm_interrupts_a_long_answer_and_exits_0(
     question_id = await sigterm_mid_answer(tg, llm, tmp_path, reply, grace="1")
     messages = answer_messages(tg, USER, question_id)
     text = messages[-1].text
-    assert text.startswith("word") and "restarted before this answer was finished" in text
+    assert text.startswith("word") and "stopped before this answer was finished" in text
     assert all(m.reply_markup is None for m in messages)
     await tg.wait_for(lambda: llm.received[-1].client_closed, timeout=5)
 
@@ -131,17 +131,23 @@ async def test_after_sigkill_the_unfinished_answer_is_marked_interrupted(
     start_bot.data_dir = data_dir
     await start_bot()
     await tg.wait_for(
-        lambda: any("перезапустился" in m.text for m in tg.bot_messages(USER)), timeout=20
+        lambda: any("остановился" in m.text for m in tg.bot_messages(USER)), timeout=20
     )
     await tg.wait_for(lambda: tg.message(USER, promise.message_id).deleted, timeout=20)
-    notices = [m for m in tg.bot_messages(USER) if "перезапустился" in m.text]
+    notices = [m for m in tg.bot_messages(USER) if "остановился" in m.text]
     assert [n.reply_to_message_id for n in notices] == [
         question["message_id"],
         waiting["message_id"],
     ]
     assert "не успев ответить" in notices[1].text  # not answered: ask again
-    assert tg.message(USER, shown.message_id).reply_markup is None
-    # The conversation goes on; the interrupted turn keeps no text.
+    # The last message shows what it showed, without its Stop button and cursor.
+    left = tg.message(USER, shown.message_id)
+    assert left.reply_markup is None
+    assert left.text.startswith("word word") and not left.text.endswith(CURSOR)
+    # The conversation goes on from what was shown.
     follow = tg.send_user_message(USER, "again")["message"]
     await final_answer(tg, USER, after=follow["message_id"])
-    assert llm.received[-1].messages == [{"role": "user", "content": "again"}]
+    sent = llm.received[-1].messages
+    assert [m["role"] for m in sent] == ["user", "assistant", "user"]
+    assert sent[0]["content"] == "a long answer please" and sent[2]["content"] == "again"
+    assert sent[1]["content"].strip() == left.text

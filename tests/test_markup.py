@@ -148,7 +148,9 @@ def test_the_comma_or_colon_after_an_opening_mention_goes() -> None:
         ("@MyBot: what is X?", "what is X?"),
         ("@MyBot, what is X?", "what is X?"),
         ("@MyBot :) hi", ":) hi"),
-        ("hey @MyBot, what?", "hey , what?"),
+        ("hey @MyBot, what?", "hey, what?"),
+        ("is that true @MyBot?", "is that true?"),
+        ("ask @MyBot (politely)", "ask (politely)"),
     ]:
         entities = [entity(text, "@MyBot", "mention")]
         assert without_mentions(_group_message(text, entities), "MyBot") == (prompt, True)

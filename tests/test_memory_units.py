@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
 
 from bot.conversations import SQLiteStore, Turn, TurnStatus
 from bot.conversations.context import build_context
+from bot.conversations.queues import LocalQueues
 from bot.conversations.sqlite import MIGRATIONS
 from bot.ratelimit import RateLimiter
 
@@ -36,10 +39,18 @@ def test_newest_question_is_always_kept_whole() -> None:
     assert messages == [{"role": "user", "content": long_question}]
 
 
-def test_turns_without_an_answer_are_left_out() -> None:
+def test_a_turn_without_an_answer_gives_its_question() -> None:
+    """It failed before any text; the next question ("try again") is often about it."""
     history = [turn(1, "q1", "a1"), turn(2, "q2", ""), turn(3, "q3", "partial")]
-    contents = [m["content"] for m in build_context("", history, "q4", 1000)]
-    assert contents == ["q1", "a1", "q3", "partial", "q4"]
+    messages = build_context("", history, "q4", 1000)
+    assert [(m["role"], m["content"]) for m in messages] == [
+        ("user", "q1"),
+        ("assistant", "a1"),
+        ("user", "q2"),
+        ("user", "q3"),
+        ("assistant", "partial"),
+        ("user", "q4"),
+    ]
 
 
 async def test_store_migrates_and_keeps_its_version(tmp_path: Path) -> None:
@@ -175,3 +186,28 @@ async def test_a_store_on_a_full_disk_is_not_healthy(
         assert not await store.ping()
     finally:
         await store.close()
+
+
+async def test_a_question_keeps_its_place_in_line_while_it_is_told_it_waits() -> None:
+    """The second question's "you are next" notice takes a round trip to Telegram; the answer
+    before it may end meanwhile, and a third question asked then must still come after it (it
+    got ahead, and the second was answered with the third's exchange as its context)."""
+    queues, order, done = LocalQueues(), [], asyncio.Event()
+
+    async def nothing() -> None:
+        pass
+
+    async def answer(number: int, on_queued: Callable[[], Awaitable[None]], wait: float) -> None:
+        await asyncio.sleep(wait)
+        async with queues.hold("chat", on_queued):
+            order.append(number)
+            if number == 1:
+                await done.wait()
+
+    async def told() -> None:
+        done.set()  # the first answer ends while the notice is on its way
+        await asyncio.sleep(0.05)
+
+    await asyncio.gather(answer(1, nothing, 0), answer(2, told, 0.001), answer(3, nothing, 0.02))
+    assert order == [1, 2, 3]
+    assert queues._lines == {}

@@ -300,7 +300,7 @@ async def test_an_answer_left_by_a_dead_replica_is_marked_interrupted(
     stored = await a.app.store.get_turn(turn.id)
     assert stored is not None and stored.status == "interrupted"
     [notice] = answer_messages(tg, USER, after=question_id)
-    assert "restarted before this answer was finished" in notice.text
+    assert "stopped before this answer was finished" in notice.text
 
 
 async def test_healthz_reports_redis_as_storage(

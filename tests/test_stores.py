@@ -82,6 +82,23 @@ async def test_turns_are_found_by_their_messages_and_survive_a_restart(reopen: R
     assert await store.get_turn(turn_id + 1000) is None
 
 
+async def test_the_progress_of_an_answer_is_kept_until_it_ends(reopen: Reopen) -> None:
+    """What a streaming answer shows is stored as it grows, for after a crash; a write that
+    comes after its end changes nothing."""
+    store = await reopen()
+    turn_id = await add(store, 5, 1)
+    await store.save_progress(turn_id, "Once upon")
+    store = await reopen()
+    [unfinished] = await store.unfinished()
+    assert unfinished.answer == "Once upon" and unfinished.status is TurnStatus.STREAMING
+    await store.finish_turn(
+        turn_id, answer="Once upon a time.", status=TurnStatus.DONE, message_ids=[]
+    )
+    await store.save_progress(turn_id, "Once upon a")
+    turn = await store.get_turn(turn_id)
+    assert turn is not None and turn.answer == "Once upon a time."
+
+
 async def test_chain_follows_parents_oldest_first(reopen: Reopen) -> None:
     store = await reopen()
     ids: list[int] = []

@@ -13,15 +13,13 @@ def build_context(
 ) -> list[ChatMessage]:
     """Trim whole turns from the oldest until everything fits in `max_chars`.
 
-    The new question is always kept whole, even when it alone is longer. A turn whose answer is
-    empty (it failed before any text) carries no exchange and is left out; a failed or stopped
-    turn contributes what was shown.
+    The new question is always kept whole, even when it alone is longer. A failed or stopped
+    turn contributes what was shown; one that failed before any text, its question alone: after
+    "the service is not answering", a user's "try again" or "and in French?" is about it.
     """
     budget = max_chars - len(system_prompt) - len(question)
     kept: list[Turn] = []
     for turn in reversed(history):
-        if not turn.answer.strip():
-            continue
         cost = len(turn.question) + len(turn.answer)
         if cost > budget:
             break
@@ -32,6 +30,7 @@ def build_context(
         messages.append({"role": "system", "content": system_prompt})
     for turn in reversed(kept):
         messages.append({"role": "user", "content": turn.question})
-        messages.append({"role": "assistant", "content": turn.answer})
+        if turn.answer.strip():
+            messages.append({"role": "assistant", "content": turn.answer})
     messages.append({"role": "user", "content": question})
     return messages

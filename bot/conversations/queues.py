@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 import secrets
+from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from functools import partial
@@ -36,33 +37,33 @@ class Queues(Protocol):
         ...
 
 
-class _Slot:
-    """A FIFO lock with a count of who holds or waits for it (so idle ones can be dropped)."""
-
-    __slots__ = ("lock", "users")
-
-    def __init__(self) -> None:
-        self.lock = asyncio.Lock()
-        self.users = 0
-
-
 class LocalQueues:
+    """Each conversation's line, in memory: a question takes its place in line before anything
+    else (the "you are next" notice included, which takes a round trip to Telegram), so a later
+    question can never get ahead of it."""
+
     def __init__(self) -> None:
-        self._slots: dict[str, _Slot] = {}
+        self._lines: dict[str, deque[asyncio.Future[None]]] = {}
 
     @asynccontextmanager
     async def hold(self, key: str, on_queued: OnQueued) -> AsyncIterator[None]:
-        slot = self._slots.setdefault(key, _Slot())
-        slot.users += 1
+        line = self._lines.setdefault(key, deque())
+        turn = asyncio.get_running_loop().create_future()
+        line.append(turn)
         try:
-            if slot.lock.locked():
+            if line[0] is turn:
+                turn.set_result(None)
+            else:
                 await on_queued()
-            async with slot.lock:
-                yield
+                await turn
+            yield
         finally:
-            slot.users -= 1
-            if slot.users == 0:
-                self._slots.pop(key, None)
+            first = line[0] is turn
+            line.remove(turn)
+            if not line:
+                self._lines.pop(key, None)
+            elif first and not line[0].done():
+                line[0].set_result(None)  # the next one's turn
 
 
 # Put a ticket in line (dropping dead tickets ahead of it); returns its place (0: first).

@@ -35,6 +35,14 @@ redis.call('SADD', KEYS[6], id)
 return id
 """
 
+# The text shown so far, while the turn is still being answered.
+_SAVE_PROGRESS = """
+if redis.call('HGET', KEYS[1], 'status') == 'streaming' then
+    redis.call('HSET', KEYS[1], 'answer', ARGV[1])
+end
+return 1
+"""
+
 # Every turn a message asked (the first and each /retry's) takes its edited question.
 _SET_QUESTION = """
 local ids = redis.call('SMEMBERS', KEYS[1])
@@ -123,6 +131,7 @@ class RedisStore:
         self._claim = self.redis.register_script(_CLAIM)
         self._take_waiting = self.redis.register_script(_TAKE_WAITING)
         self._set_question = self.redis.register_script(_SET_QUESTION)
+        self._save_progress = self.redis.register_script(_SAVE_PROGRESS)
 
     def _k(self, *parts: object) -> str:
         return self.cluster.key(*parts)
@@ -205,6 +214,9 @@ class RedisStore:
                 pipe.hset(self._k("msgs", chat), mapping={m: turn_id for m in message_ids})
                 pipe.sadd(self._k("turn", turn_id, "msgs"), *message_ids)
             await pipe.execute()
+
+    async def save_progress(self, turn_id: int, answer: str) -> None:
+        await self._save_progress(keys=[self._k("turn", turn_id)], args=[answer])
 
     async def set_question(self, chat_id: int, message_id: int, question: str) -> None:
         keys = [self._k("asked", chat_id, message_id), self._k("msgs", chat_id)]

@@ -30,6 +30,7 @@ from bot.conversations.store import Store
 from bot.notify import Notifier
 from bot.ratelimit import Limiter, NoticeGate, Throttle
 from bot.retrying import Retrying
+from bot.streaming.split import Segmenter
 from bot.texts import t
 
 log = logging.getLogger(__name__)
@@ -209,11 +210,11 @@ class Conversations:
         one. Returns how many answers there were."""
         turns = await self.store.unfinished()
         for turn in turns:
+            # `answer`: what its messages showed when last stored (`_Progress`).
             await self.store.finish_turn(
                 turn.id, answer=turn.answer, status=TurnStatus.INTERRUPTED, message_ids=[]
             )
-            for message_id in turn.message_ids[-1:]:
-                await self.notifier.remove_keyboard(turn.chat_id, message_id)
+            await self._settle_last_message(turn)
             await self.notifier.reply(
                 turn.chat_id,
                 t(turn.lang, "notice_interrupted"),
@@ -236,6 +237,18 @@ class Conversations:
         if waiting:
             log.info("told %d waiting question(s) they were not answered", len(waiting))
         return len(turns)
+
+    async def _settle_last_message(self, turn: Turn) -> None:
+        """The last message of an answer a crash left: without its Stop button, and without its
+        cursor when the text it showed is known."""
+        if not turn.message_ids:
+            return
+        last = max(turn.message_ids)
+        parts = Segmenter().parts(turn.answer, streaming=True) if turn.answer.strip() else []
+        if len(parts) >= len(turn.message_ids):
+            await self.notifier.edit_part(turn.chat_id, last, parts[len(turn.message_ids) - 1])
+        else:
+            await self.notifier.remove_keyboard(turn.chat_id, last)
 
     async def new(self, question: Question) -> None:
         """`/new`: the next plain message in this private chat starts a new conversation."""
@@ -404,15 +417,19 @@ class Conversations:
 
         status = TurnStatus.INTERRUPTED
         outcome: Outcome | None = None
+        progress = _Progress(partial(self.store.save_progress, turn.id))
         try:
             if question.is_private:
                 await self.store.set_head(question.chat_id, question.thread_id, turn.id)
             if on_stored is not None:
                 await on_stored(turn)
-            outcome = await self.answerer.answer(question, messages, model=model, on_sent=link)
+            outcome = await self.answerer.answer(
+                question, messages, model=model, on_sent=link, on_shown=progress
+            )
             status = TurnStatus(outcome.result)
             return outcome
         finally:
+            await progress.close()
             finish = partial(
                 self.store.finish_turn,
                 turn.id,
@@ -441,6 +458,35 @@ class Conversations:
             head = await self.store.get_head(question.chat_id, question.thread_id)
             return await self.store.get_turn(head) if head else None
         return await self.store.latest_turn(question.chat_id, question.thread_id, question.user_id)
+
+
+class _Progress:
+    """Writes what an answer's messages show as it grows (`Store.save_progress`): one write at
+    a time, the newest text next, none once the answer has ended. A failed write costs nothing
+    but a log line: the answer's end is stored anyway."""
+
+    def __init__(self, write: Callable[[str], Awaitable[None]]) -> None:
+        self._write = write
+        self._next: str | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    def __call__(self, text: str) -> None:
+        self._next = text
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._run(), name="answer-progress")
+
+    async def _run(self) -> None:
+        while self._next is not None:
+            text, self._next = self._next, None
+            try:
+                await self._write(text)
+            except Exception as error:
+                log.debug("progress of an answer not stored: %s", error)
+
+    async def close(self) -> None:
+        self._next = None
+        if self._task is not None:
+            await self._task
 
 
 def _framed(question: Question, replied: Turn | None, quote: Quote | None) -> Question:

@@ -272,6 +272,16 @@ class SQLiteStore:
 
         await self._run(update, write=True)
 
+    async def save_progress(self, turn_id: int, answer: str) -> None:
+        await self._run(
+            lambda conn: _write(
+                conn,
+                "UPDATE turns SET answer = ? WHERE id = ? AND status = ?",
+                (answer, turn_id, TurnStatus.STREAMING.value),
+            ),
+            write=True,
+        )
+
     async def set_question(self, chat_id: int, message_id: int, question: str) -> None:
         await self._run(
             lambda conn: _write(

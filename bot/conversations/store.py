@@ -31,6 +31,11 @@ class Store(Protocol):
         self, turn_id: int, *, answer: str, status: TurnStatus, message_ids: list[int]
     ) -> None: ...
 
+    async def save_progress(self, turn_id: int, answer: str) -> None:
+        """The text an answer being written shows so far, kept in case the process dies before
+        it ends (`recover` finds it). Nothing changes once the turn is finished."""
+        ...
+
     async def set_question(self, chat_id: int, message_id: int, question: str) -> None:
         """The question of every turn that message asked (the user edited it; each /retry
         stored it again)."""

@@ -6,6 +6,7 @@ from aiogram.types import Message
 
 from bot.answering import Question, Quote
 from bot.markup import blockquote, markdown_of, message_markdown
+from bot.texts import is_own_text
 
 
 def sender_id(message: Message) -> int:
@@ -62,17 +63,38 @@ def quote_of(message: Message, bot_id: int) -> Quote | None:
         if selected:
             return Quote("About this part of your answer:\n" + blockquote(selected), selected=True)
         earlier = message_markdown(replied)
-        return Quote("You wrote earlier:\n" + blockquote(earlier), own=True) if earlier else None
+        if not earlier or is_own_text(replied.text or ""):  # help, a notice: not a lost answer
+            return None
+        return Quote("You wrote earlier:\n" + blockquote(earlier), own=True)
     quoted = selected or message_markdown(replied)
-    if not quoted:
-        return None
     if replied.sender_chat is not None:  # `from` is then a placeholder ("Group", "Channel")
         author = replied.sender_chat.title or "A channel"
     elif replied.from_user is not None:
         author = replied.from_user.full_name
     else:
         author = "Someone"
+    if not quoted:
+        # "What is in this picture?": the model is told there is one it cannot see, or it would
+        # answer as if it knew.
+        kind = next((name for field, name in _UNSEEN if getattr(replied, field, None)), None)
+        return Quote(f"{author} sent {kind}, which you cannot see.") if kind else None
     return Quote(f"{author} wrote:\n{blockquote(quoted)}", selected=bool(selected))
+
+
+# What a message without text may hold, as the model is told of it.
+_UNSEEN = (
+    ("photo", "a photo"),
+    ("sticker", "a sticker"),
+    ("animation", "a GIF"),
+    ("video", "a video"),
+    ("video_note", "a video message"),
+    ("voice", "a voice message"),
+    ("audio", "an audio file"),
+    ("document", "a file"),
+    ("poll", "a poll"),
+    ("location", "a location"),
+    ("contact", "a contact"),
+)
 
 
 def lang_of(message: Message) -> str | None:

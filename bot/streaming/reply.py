@@ -147,6 +147,7 @@ class ReplyStream:
         thread_id: int | None = None,
         stop_markup: InlineKeyboardMarkup | None = None,
         on_sent: Callable[[int, int], Awaitable[None]] | None = None,
+        on_shown: Callable[[str], None] | None = None,
         draft_id: int | None = None,
         drafts: DraftSupport | None = None,
         catch_up: Callable[[], Awaitable[None]] | None = None,
@@ -158,6 +159,7 @@ class ReplyStream:
         self.draft_id = draft_id  # None: stream by editing messages
         self.drafts = drafts
         self.on_sent = on_sent  # (chat id, message id) of each message sent
+        self.on_shown = on_shown  # the answer's text that its messages (not drafts) now show
         self.pacer = pacer
         self.chat_id = chat_id
         self.reply_to = reply_to
@@ -395,6 +397,7 @@ class ReplyStream:
             await self.bot(calls.edit(self.chat_id, shown.message_id, op.part, markup=markup))
             self.stats.edits += 1
             self._shown[op.index] = _Shown(shown.message_id, op.part, op.button)
+            self._progress()
             return
         reply = None
         if self.reply_to is not None and (op.index == 0 or self._written_after()):
@@ -410,6 +413,7 @@ class ReplyStream:
         )
         self.stats.sends += 1
         self._shown.append(_Shown(message.message_id, op.part, op.button))
+        self._progress()
         if self.newest is not None:
             self.newest.saw(self.chat_id, message.message_id)
         await self._stop_typing()
@@ -420,6 +424,17 @@ class ReplyStream:
                 log.exception(
                     "chat %s: recording message %s failed", self.chat_id, message.message_id
                 )
+
+    def _progress(self) -> None:
+        """Tell `on_shown` what the messages show now, while the answer is being written (its
+        end is stored anyway): should the process die, that is what memory keeps and what the
+        last message is left showing, without its cursor."""
+        if self.on_shown is None or self._closing or self._rendered is None:
+            return
+        if self.draft_id is None:
+            self.on_shown(self._rendered)
+        else:  # the parts sent as messages; the draft of the open one vanishes by itself
+            self.on_shown(self._rendered[: self._segmenter.open_from])
 
     def _moved(self, chat_id: int) -> None:
         """The group became a supergroup, which has a new id. Telegram takes no more calls in

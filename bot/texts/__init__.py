@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from bot.texts.en import EN
 from bot.texts.ru import RU
 
@@ -25,4 +27,22 @@ def t(lang: str | None, key: str, **values: object) -> str:
     return template.format(**values) if values else template
 
 
-__all__ = ["CATALOGS", "DEFAULT_LANGUAGE", "language_of", "t"]
+def _pattern(template: str) -> str:
+    pieces = re.split(r"\{\w+\}", template)
+    return ".*?".join(re.escape(piece) for piece in pieces)
+
+
+# Every message text the bot sends of its own (not a model's), in any language.
+_OWN = re.compile(
+    "|".join(_pattern(text) for catalog in CATALOGS.values() for text in catalog.values()),
+    re.DOTALL,
+)
+
+
+def is_own_text(text: str) -> bool:
+    """Whether `text` is one of the bot's own messages (help, a notice) rather than an answer:
+    a reply to it is not about it."""
+    return _OWN.fullmatch(text) is not None
+
+
+__all__ = ["CATALOGS", "DEFAULT_LANGUAGE", "is_own_text", "language_of", "t"]

@@ -89,7 +89,6 @@ EN: dict[str, str] = {
     "notice_empty": "⚠️ The model returned an empty answer. Please try again.",
     "notice_unavailable": "⚠️ No model is available right now. Please try again later.",
     "notice_internal": "⚠️ Something went wrong on my side. Please try again.",
-    "notice_not_started": "⚠️ The bot was restarted before it could answer this. Please ask again.",
-    "notice_interrupted": "⚠️ The bot was restarted before this answer was finished. "
-    "Please ask again.",
+    "notice_not_started": "⚠️ The bot stopped before it could answer this. Please ask again.",
+    "notice_interrupted": "⚠️ The bot stopped before this answer was finished. Please ask again.",
 }
