@@ -629,3 +629,37 @@ def test_a_table_with_wide_characters_stays_in_line() -> None:
     bars = {_width(line.split("|")[0]) for line in lines if "|" in line}
     assert bars == {_width("名前 ")}
     assert lines[1] == "-----+------"
+
+
+def test_a_tables_links_are_listed_under_it() -> None:
+    """A table is one code block, which holds no links: the address of `[docs](…)` in a cell
+    was lost. Its words stay in the cell, and the link is listed under the table."""
+    doc = (
+        "| Site | Link |\n|---|---|\n| Google | [google](https://google.com) |\n"
+        "| Py | [docs](https://docs.python.org) and [bad](javascript:x) |\n\nAfter."
+    )
+    part = render(doc)
+    assert part.text == (
+        "Site   | Link\n-------+-------------\nGoogle | google\nPy     | docs and bad\n"
+        "🔗 google\n🔗 docs\n\nAfter."
+    )
+    units = part.text.encode("utf-16-le")
+    links = [
+        (units[2 * e["offset"] : 2 * (e["offset"] + e["length"])].decode("utf-16-le"), e.get("url"))
+        for e in part.entities
+    ]
+    assert links[1:] == [("google", "https://google.com"), ("docs", "https://docs.python.org")]
+    assert part.entities[0]["type"] == "pre"
+
+
+def test_a_link_is_never_cut_between_its_words() -> None:
+    """Cut there, both halves showed raw: `[the official` in one message, `docs](https://…)` in
+    the next."""
+    link = "[the official documentation page](https://docs.python.org/3/library/asyncio.html)"
+    for n in range(795, 820):  # the link ends near a message's end
+        doc = "word " * n + f"see {link} and " + "more " * 300
+        parts = Segmenter().parts(doc)
+        assert len(parts) == 2
+        assert not any("](" in p.text or "[the" in p.text for p in parts)
+        linked = [e for p in parts for e in p.entities if e["type"] == "text_link"]
+        assert [e["length"] for e in linked] == [len("the official documentation page")]

@@ -152,10 +152,45 @@ class _Walker(EventWalker):
         if length > 0:
             self._entities.append(MessageEntity(type=kind, offset=start, length=length))
 
+    # A table is one code block, where a link cannot be one: telegramify-markdown kept only its
+    # words (`[docs](https://…)` in a cell showed as "docs", the address lost). The table's links
+    # are listed under it, each on a line of its own with its words as the link.
+
+    def _on_start_table(self, source_start: int | None = None) -> None:
+        self._table_links: list[tuple[str, str]] = []
+        self._cell_link: list[tuple[str, int]] = []
+        super()._on_start_table(source_start)
+
+    def _on_start_link(self, link_data: dict[str, Any]) -> None:
+        super()._on_start_link(link_data)
+        url = link_data.get("dest_url", "")
+        if self._in_table_cell and _URL_RE.match(url):
+            self._cell_link.append((url, len("".join(self._cell_parts))))
+
+    def _pop_entity(self, entity_type: str) -> None:
+        if entity_type == "text_link" and self._in_table_cell and self._cell_link:
+            url, start = self._cell_link.pop()
+            words = "".join(self._cell_parts)[start:].strip()
+            if words and (words, url) not in self._table_links:
+                self._table_links.append((words, url))
+        super()._pop_entity(entity_type)
+
+    def _on_end_table(self) -> None:
+        super()._on_end_table()
+        for words, url in self._table_links:
+            self._buf.write("\n🔗 ")
+            start = self._buf.utf16_offset
+            self._buf.write(words)
+            length = self._buf.utf16_offset - start
+            self._entities.append(
+                MessageEntity(type="text_link", offset=start, length=length, url=url)
+            )
+        self._table_links = []
+
     def _format_table(self, rows: list[list[str]]) -> str:
         """Columns padded to the width a cell takes on screen, not to its count of characters:
         a Chinese character or an emoji takes two columns of a monospaced font, an accent
-        none, and a table with them was out of line."""
+        none, and a table with them was out of line. No spaces at the ends of rows."""
         columns = max(len(row) for row in rows) if rows else 0
         widths = [0] * columns
         for row in rows:
@@ -165,7 +200,7 @@ class _Walker(EventWalker):
         for index, row in enumerate(rows):
             cells = [*row, *[""] * (columns - len(row))]
             padded = (c + " " * (w - _width(c)) for c, w in zip(cells, widths, strict=True))
-            lines.append(" | ".join(padded))
+            lines.append(" | ".join(padded).rstrip())
             if index == 0 and len(rows) > 1:
                 lines.append("-+-".join("-" * w for w in widths))
         return "\n".join(lines)

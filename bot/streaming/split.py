@@ -16,6 +16,7 @@ code open at a cut inside a paragraph is closed and reopened the same way.
 from __future__ import annotations
 
 import bisect
+import math
 import re
 import unicodedata
 from dataclasses import dataclass
@@ -36,6 +37,7 @@ _CLOSING_RE = re.compile(r"^ {0,3}(`{3,}|~{3,})\s*$")
 # The same in a list item or a quote (indented, or after `>`): while streaming, such a code block
 # must not be settled as a paragraph (a raw ``` after each line, `**kwargs` closed with `***`).
 _NESTED_FENCE_RE = re.compile(r"^(?:[ \t]*>)*[ \t]*(`{3,}(?=[^`]*$)|~{3,})[ \t]*([^\s`]*)")
+_LINK = re.compile(r"!?\[[^\]\n]{1,500}\]\([^)\s]{1,2000}\)")
 _PARTIAL_FENCE = re.compile(r"\n(?:[ \t]*>)*[ \t]*(?:`{1,}|~{1,})[ \t]*$")
 _NESTED_CLOSING_RE = re.compile(r"^(?:[ \t]*>)*[ \t]*(`{3,}|~{3,})\s*$")
 _DEFINITION = re.compile(r"^ {0,3}\[[^\]\n]+\]:", re.MULTILINE)
@@ -324,6 +326,7 @@ def _candidates(source: str, floor: int) -> tuple[list[_Cut], list[_Cut], list[_
     fences = _fence_map(source)
     openers = {p for p, f in fences if f}
     tables = _tables(source, fences) if "|" in source else {}
+    links = _links(source)
     paragraphs: list[_Cut] = []
     lines: list[_Cut] = []
     words: list[_Cut] = []
@@ -350,9 +353,20 @@ def _candidates(source: str, floor: int) -> tuple[list[_Cut], list[_Cut], list[_
             if not cut.close and source[i + 1] == "\n":
                 paragraphs.append(_Cut(i + 2, "", "") if i + 2 < len(source) else cut)
             lines.append(cut)
-        elif ch == " ":
+        elif ch == " " and not _in_link(links, i):
             words.append(_cut_at(i + 1, fences))
     return paragraphs, lines, words
+
+
+def _links(source: str) -> list[tuple[int, int]]:
+    """Where links are (`[words](address)`): a cut between a link's words would leave both
+    halves raw, `[the` in one message and `docs](https://…)` in the next."""
+    return [m.span() for m in _LINK.finditer(source)] if "](" in source else []
+
+
+def _in_link(links: list[tuple[int, int]], index: int) -> bool:
+    i = bisect.bisect_right(links, (index, math.inf)) - 1
+    return i >= 0 and links[i][0] < index < links[i][1]
 
 
 def _heading_above(source: str, index: int) -> int | None:
