@@ -91,8 +91,9 @@ class Notifier:
             except TelegramAPIError as e:
                 log.debug("chat %s: could not edit message %s: %s", chat_id, message_id, e)
 
-    async def edit_part(self, chat_id: int, message_id: int, part: Part) -> None:
-        """Show `part` (text and formatting) in a message, without buttons; errors are ignored."""
+    async def edit_part(self, chat_id: int, message_id: int, part: Part) -> bool:
+        """Show `part` (text and formatting) in a message, without buttons; whether it did (or
+        the message showed that already)."""
         async with self.pacer.call(chat_id, final=True):
             try:
                 await self.bot(calls.edit(chat_id, message_id, part, markup=None))
@@ -100,6 +101,10 @@ class Notifier:
                 self.pacer.penalize(chat_id, float(e.retry_after))
             except TelegramAPIError as e:
                 log.debug("chat %s: could not edit message %s: %s", chat_id, message_id, e)
+                return "not modified" in str(e)
+            else:
+                return True
+        return False
 
     async def delete(self, chat_id: int, message_id: int) -> None:
         """Delete a notice that no longer holds; errors are ignored. Tidying up waits behind

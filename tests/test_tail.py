@@ -189,3 +189,10 @@ def test_a_table_never_shows_as_raw_pipes(blocks: list[str], data: st.DataObject
     if part.text:
         assert_valid(part, limit=10**9)
     assert not any(line.startswith("|") for line in part.text.splitlines())
+
+
+def test_only_the_last_bare_line_waits() -> None:
+    """A column of numbers shows as it is written (each number but the one being typed); it
+    once hid every line and, long enough, recursed until Python gave up."""
+    column = "Here:\n\n" + "\n".join(str(i) for i in range(1, 3000))
+    assert settle(column).endswith("\n2997\n2998")

@@ -214,7 +214,12 @@ class Conversations:
             await self.store.finish_turn(
                 turn.id, answer=turn.answer, status=TurnStatus.INTERRUPTED, message_ids=[]
             )
-            await self._settle_last_message(turn)
+            try:
+                await self._settle_last_message(turn)
+            except Exception:  # a start-up must not fail over one old message
+                log.exception(
+                    "chat %s: the last message of turn %s not settled", turn.chat_id, turn.id
+                )
             await self.notifier.reply(
                 turn.chat_id,
                 t(turn.lang, "notice_interrupted"),
@@ -245,9 +250,10 @@ class Conversations:
             return
         last = max(turn.message_ids)
         parts = Segmenter().parts(turn.answer, streaming=True) if turn.answer.strip() else []
-        if len(parts) >= len(turn.message_ids):
-            await self.notifier.edit_part(turn.chat_id, last, parts[len(turn.message_ids) - 1])
-        else:
+        shown = len(parts) >= len(turn.message_ids)
+        if not shown or not await self.notifier.edit_part(
+            turn.chat_id, last, parts[len(turn.message_ids) - 1]
+        ):
             await self.notifier.remove_keyboard(turn.chat_id, last)
 
     async def new(self, question: Question) -> None:
@@ -429,7 +435,7 @@ class Conversations:
             status = TurnStatus(outcome.result)
             return outcome
         finally:
-            await progress.close()
+            progress.close()  # no waiting here: the answer's end is stored in any case
             finish = partial(
                 self.store.finish_turn,
                 turn.id,
@@ -469,8 +475,11 @@ class _Progress:
         self._write = write
         self._next: str | None = None
         self._task: asyncio.Task[None] | None = None
+        self._closed = False
 
     def __call__(self, text: str) -> None:
+        if self._closed:
+            return
         self._next = text
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._run(), name="answer-progress")
@@ -483,10 +492,10 @@ class _Progress:
             except Exception as error:
                 log.debug("progress of an answer not stored: %s", error)
 
-    async def close(self) -> None:
+    def close(self) -> None:
+        """No more writes; one under way is harmless: a finished turn takes none."""
         self._next = None
-        if self._task is not None:
-            await self._task
+        self._closed = True
 
 
 def _framed(question: Question, replied: Turn | None, quote: Quote | None) -> Question:

@@ -37,7 +37,9 @@ class ReasoningFilter:
             else:
                 return self._answer(self._held)
         if self._state == "thinking":
-            end = self._held.find(CLOSE)
+            # Only where the new piece could have completed the tag: a long block held whole
+            # would be searched again at every piece.
+            end = self._held.find(CLOSE, max(0, len(self._held) - len(text) - len(CLOSE)))
             if end < 0:
                 return ""
             self._state, self._held = "after", self._held[end + len(CLOSE) :]

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from bot.streaming.render import TABLE_ROW, Part, render, strip
-from bot.streaming.tail import open_markers, reopening, settle
+from bot.streaming.tail import open_emphasis, reopening, settle
 
 TELEGRAM_LIMIT = 4096
 # Room kept free in every part for the streaming cursor.
@@ -95,7 +95,7 @@ class Segmenter:
                 parts = [*self.frozen, part] if part.text else list(self.frozen)
                 self._last = (source, streaming, parts)
                 return list(parts)
-            cut = _closing_inline(open_source, self._find_cut(open_source))
+            cut = self._closing_inline(open_source, self._find_cut(open_source))
             self.frozen.append(self._render(_before(open_source, cut)))
             self._start += cut.at - len(self._prefix)
             self._prefix = cut.reopen
@@ -150,6 +150,29 @@ class Segmenter:
         block = self._render(source[start:at].lstrip("\n"), keep_indent=True)
         self._head = (at, head.plus(block) if block.text else head)
 
+    def _closing_inline(self, source: str, cut: _Cut) -> _Cut:
+        """A cut between two words must not leave emphasis or strikethrough half open: both
+        halves would show raw `**`. The cut moves before where it opened, if the part then
+        still fills enough; else (a bold sentence longer than a message) the part closes it
+        and the next one opens it again, if the paragraph closes it later, as far as it is
+        written (a `*args` that nothing closes stays as it is, and while streaming the end of
+        a long sentence is often not written yet). Not in a code block of a list item or a
+        quote, and not if the closed part would not fit."""
+        if cut.close or cut.reopen or cut.at <= 0 or source[cut.at - 1] == "\n":
+            return cut  # in a code block, between a table's rows, or at a line's start
+        closers, opened = open_emphasis(source[: cut.at])
+        if not closers or _open_fence_at(cut.at, _fence_map(source[: cut.at], nested=True)):
+            return cut
+        if opened > len(self._prefix) and source[opened - 1] in " \t":
+            before = _Cut(opened, "", "")
+            if self._fits(source, before) >= self.limit * _MIN_FILL:
+                return before
+        end = source.find("\n\n", cut.at)
+        if open_emphasis(source[: len(source) if end < 0 else end])[0]:
+            return cut  # not closed by the paragraph's end as far as written: maybe never
+        closed = _Cut(cut.at, closers, reopening(closers))
+        return closed if self._fits(source, closed) >= 0 else cut
+
     # -- choosing where to cut -------------------------------------------------------------------
 
     def _fits(self, source: str, cut: _Cut) -> int:
@@ -193,16 +216,6 @@ class Segmenter:
             else:
                 hi = mid - 1
         return _cut_at(_character_start(source, best, floor), fences)
-
-
-def _closing_inline(source: str, cut: _Cut) -> _Cut:
-    """A cut inside a paragraph closes the emphasis, strikethrough or inline code open there
-    and reopens it in the next part. (Closing adds nothing to the part's size: the markers are
-    not shown, and an opener left unclosed would have been.)"""
-    if cut.close or cut.reopen:
-        return cut  # in a code block, or between a table's rows
-    closers = open_markers(source[: cut.at])
-    return _Cut(cut.at, closers, reopening(closers)) if closers else cut
 
 
 def _before(source: str, cut: _Cut) -> str:
@@ -272,11 +285,12 @@ def _fence_map(source: str, *, nested: bool = False) -> list[tuple[int, str]]:
 
 
 def _open_fence_at(index: int, fences: list[tuple[int, str]]) -> str:
-    """The fence opener that is open at `index` ("" when outside code)."""
-    i = bisect.bisect_right([p for p, _ in fences], index - 1) - 1
-    if i < 0:
-        return ""
-    return fences[i][1]
+    """The fence opener that is open at `index` ("" when outside code): a block opening at
+    `index` is not open yet there, one closing at `index` (its fence line ends there) is over."""
+    i = bisect.bisect_right([p for p, _ in fences], index) - 1
+    if i >= 0 and fences[i][0] == index and fences[i][1]:
+        i -= 1
+    return fences[i][1] if i >= 0 else ""
 
 
 def _cut_at(index: int, fences: list[tuple[int, str]]) -> _Cut:
@@ -330,11 +344,18 @@ def _candidates(source: str, floor: int) -> tuple[list[_Cut], list[_Cut], list[_
     paragraphs: list[_Cut] = []
     lines: list[_Cut] = []
     words: list[_Cut] = []
+    line = 0  # where the current line starts
+    heading: int | None = None  # where the last line with text starts, if it is a heading
+    text_at = (-1, False)  # the next line with text after a run of blank lines, and if indented
     for i, ch in enumerate(source):
+        if ch == "\n":
+            if source[line:i].strip():
+                heading = line if _HEADING.match(source, line) else None
+            line = i + 1
         if i < floor:
             continue
         if i in openers:  # a code block starts: before it, or before the heading above it
-            at = _heading_above(source, i)
+            at = heading
             if at is None or (at > floor and (not paragraphs or paragraphs[-1].at < at)):
                 paragraphs.append(_Cut(i if at is None else at, "", ""))
         if ch == "\n" and i + 1 < len(source):
@@ -344,11 +365,13 @@ def _candidates(source: str, floor: int) -> tuple[list[_Cut], list[_Cut], list[_
                     lines.append(_Cut(i + 1, "", header))
                 continue
             cut = _cut_at(i + 1, fences)
-            if not cut.close and _indented_after(source, i + 1):
+            if text_at[0] < i + 1:
+                text_at = _indented_after(source, i + 1)
+            if not cut.close and text_at[1]:
                 continue  # the next part would start with it: an indented code block
             # Not right under a heading, which would then end one message, its text opening
             # the next.
-            if not cut.close and _heading_above(source, i + 1) is not None:
+            if not cut.close and heading is not None:
                 continue
             if not cut.close and source[i + 1] == "\n":
                 paragraphs.append(_Cut(i + 2, "", "") if i + 2 < len(source) else cut)
@@ -369,20 +392,10 @@ def _in_link(links: list[tuple[int, int]], index: int) -> bool:
     return i >= 0 and links[i][0] < index < links[i][1]
 
 
-def _heading_above(source: str, index: int) -> int | None:
-    """Where the last line with text before `index` starts, if it is a heading."""
-    end = index
-    while end > 0:
-        start = source.rfind("\n", 0, end - 1) + 1
-        if source[start:end].strip():
-            return start if _HEADING.match(source, start) else None
-        end = start
-    return None
-
-
-def _indented_after(source: str, index: int) -> bool:
-    """Whether the first line with text from `index` on is indented by four columns or more
-    (a nested list's items): at the start of a part it would be an indented code block."""
+def _indented_after(source: str, index: int) -> tuple[int, bool]:
+    """Where the first line with text from `index` on starts, and whether it is indented by
+    four columns or more (a nested list's items): at the start of a part it would be an
+    indented code block."""
     while index < len(source) and source[index] == "\n":
         index += 1
-    return source.startswith(("    ", "\t", " \t", "  \t", "   \t"), index)
+    return index, source.startswith(("    ", "\t", " \t", "  \t", "   \t"), index)

@@ -23,12 +23,11 @@ import unicodedata
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from bot.streaming.render import TABLE_ROW, escaped, is_ascii_alnum
+from bot.streaming.render import TABLE_ROW, as_meant, escaped, is_ascii_alnum
 
 _TRAILING = "*_~` \t"
 _DELIMITER_ROW = re.compile(r" {0,3}\|?[\s:|-]*$")
 _LINK_START = re.compile(r"!?\[")
-_BLANK_END = re.compile(r"\n[ \t]*\n\s*$")
 # A line that is a block of its own: a heading, a fence, a table row, a rule or an underline.
 _OWN_BLOCK = r"#{1,6}(?:[ \t]|$)|`{3,}|~{3,}|\||(?:[-*_][ \t]*){3,}$|=+[ \t]*$"
 _OWN_BLOCK_LINE = re.compile(rf" {{0,3}}(?:{_OWN_BLOCK})")
@@ -49,11 +48,29 @@ _PUNCTUATION = frozenset("!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~")
 def settle(markdown: str) -> str:
     """`markdown` (a snapshot outside any code block) with the markers its last paragraph opened
     closed and a link still being written reduced to its text."""
-    ended = _BLANK_END.search(markdown)  # a blank line: the paragraph is over
+    if "**" in markdown:
+        markdown = as_meant(markdown)  # bold as it will show (`**注意：**这`), not a new opener
+    ended = _ends_paragraph(markdown)  # a blank line: the paragraph is over
+    if not ended:
+        last = markdown.rstrip()
+        start = last.rfind("\n") + 1
+        if _BARE_MARKER.fullmatch(last, start):  # only the last line: a column of numbers shows
+            markdown = last[:start]
+            ended = _ends_paragraph(markdown)
+    return _settle(markdown, ended)
+
+
+def _ends_paragraph(markdown: str) -> bool:
+    """Whether `markdown` ends in a blank line (and spaces): its last paragraph is over. (Not a
+    regular expression anchored at the end: over a long run of blank lines that took a time
+    growing with the square of its length.)"""
+    end = len(markdown.rstrip())
+    return markdown.count("\n", end) >= 2
+
+
+def _settle(markdown: str, ended: bool) -> str:
     markdown = markdown.rstrip()  # shown without it anyway
     start = markdown.rfind("\n") + 1
-    if not ended and _BARE_MARKER.fullmatch(markdown, start):
-        return settle(markdown[:start])
     trailing = _TRAILING
     if TABLE_ROW.match(markdown, start):
         header = _table_header(markdown, start)
@@ -73,22 +90,29 @@ def settle(markdown: str) -> str:
     return markdown[:start] + line + _closers(line)
 
 
-def open_markers(markdown: str) -> str:
-    """What closes the emphasis, strikethrough and inline code that the paragraph at the end of
-    `markdown` (outside code) leaves open: a message cut there closes them with this and the
-    next one opens them again (`reopening`), so a bold sentence longer than a message is bold
-    in both, not raw `**` at each end."""
-    if _BLANK_END.search(markdown):
-        return ""
-    markdown = markdown.rstrip()
-    start = markdown.rfind("\n") + 1
-    if TABLE_ROW.match(markdown, start):
-        return ""
-    return _closers(markdown[_paragraph_start(markdown, start) :])
+def open_emphasis(markdown: str) -> tuple[str, int]:
+    """The emphasis and strikethrough that the paragraph at the end of `markdown` (outside
+    code) leaves open, as what closes them, and where the outermost of them opened (-1 if none
+    is open, or code is): a message cut there closes them, and the next one opens them again
+    (`reopening`), or the cut moves before them."""
+    if _ends_paragraph(markdown):
+        return "", -1
+    end = len(markdown.rstrip())
+    line = markdown.rfind("\n", 0, end) + 1
+    if TABLE_ROW.match(markdown, line):
+        return "", -1
+    start = _paragraph_start(markdown[:end], line)
+    text = markdown[start:end]
+    spans = _code_spans(text)
+    if spans and spans[-1][1] == len(text) and not _closed(text, spans[-1]):
+        return "", -1
+    runs = _open_runs(text, spans)
+    closers = "".join(entry[0] * entry[1] for entry in reversed(runs))
+    return closers, (start + runs[0][4] if runs else -1)
 
 
 def reopening(closers: str) -> str:
-    """The openers that `closers` (from `open_markers`, innermost first) close, outermost
+    """The openers that `closers` (from `open_emphasis`, innermost first) close, outermost
     first: its runs of one character in reverse order."""
     runs = [run[0] for run in re.finditer(r"(.)\1*", closers)]
     return "".join(reversed(runs))
@@ -237,16 +261,22 @@ def _closers(line: str) -> str:
 
 
 def _emphasis_closers(text: str, spans: list[tuple[int, int]]) -> str:
-    """Delimiter runs (`*`, `_`, `~~`) opened and not closed in `text`, closed innermost first.
+    """Delimiter runs (`*`, `_`, `~~`) opened and not closed in `text`, closed innermost first."""
+    return "".join(entry[0] * entry[1] for entry in reversed(_open_runs(text, spans)))
+
+
+def _open_runs(text: str, spans: list[tuple[int, int]]) -> list[list[Any]]:
+    """Delimiter runs (`*`, `_`, `~~`) opened and not closed in `text`, outermost first:
+    [character, how many of it are still open, its run's length, whether it could close too,
+    where it is].
 
     CommonMark's flanking rules and its "rule of 3" (`**a*b` leaves the `*` literal), with two
     liberties: a run closes whenever the character before it is not a space, and `*` between
     two letters or digits (`a*b`, `2**10`) does not open: it is arithmetic far more often than
     emphasis."""
-    # [character, how many of it are still open, its run's length, whether it could close too]
     stack: list[list[Any]] = []
     if "*" not in text and "_" not in text and "~" not in text:
-        return ""
+        return stack
     if spans:  # code is all backticks to the scan below: no markers, same neighbours
         pieces, pos = [], 0
         for start, end in spans:
@@ -287,8 +317,8 @@ def _emphasis_closers(text: str, spans: list[tuple[int, int]]) -> str:
                     stack.pop()
             continue
         if can_open:
-            stack.append([ch, min(run, 3), run, both])
-    return "".join(entry[0] * entry[1] for entry in reversed(stack))
+            stack.append([ch, min(run, 3), run, both, i])
+    return stack
 
 
 def _opener(stack: list[list[Any]], ch: str, run: int, both: bool) -> int | None:
