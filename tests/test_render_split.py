@@ -620,12 +620,16 @@ def test_a_table_with_wide_characters_stays_in_line() -> None:
     count of characters, the columns after it were out of line."""
     from bot.streaming.render import _width
 
-    part = render("| 名前 | score |\n|---|---|\n| 太郎 | 10 |\n| Bob | 7 |\n| 🚀 x | 1 |")
+    part = render(
+        "| 名前 | score |\n|---|---|\n| 太郎 | 10 |\n| Bob | 7 |\n| 🚀 x | 1 |\n| ⚠️ | 2 |\n"
+        "| 👍🏽 | 3 |\n| 名^ | 4 |"
+    )
     lines = part.text.splitlines()
     assert lines[0].startswith("名前 | ")
     bars = {_width(line.split("|")[0]) for line in lines if "|" in line}
     assert bars == {_width("名前 ")}
     assert lines[1] == "-----+------"
+    assert "⚠️   | 2" in lines and "👍🏽   | 3" in lines and "名^  | 4" in lines
 
 
 def test_a_tables_links_are_listed_under_it() -> None:

@@ -207,17 +207,30 @@ class _Walker(EventWalker):
 
 
 def _width(text: str) -> int:
-    """Columns `text` takes in a monospaced font."""
+    """Columns `text` takes in a monospaced font: two for a wide character (Chinese, most
+    emoji, an emoji made so by U+FE0F: ⚠️, 1️⃣), none for what joins the character before it
+    (an accent, a skin tone, the rest of a 👨‍👩‍👧 sequence)."""
     if text.isascii():
         return len(text)
-    return sum(
-        0
-        if unicodedata.combining(ch) or unicodedata.category(ch) in ("Mn", "Me", "Cf")
-        else 2
-        if unicodedata.east_asian_width(ch) in "WF"
-        else 1
-        for ch in text
-    )
+    width = last = 0
+    joined = False
+    for ch in text:
+        if joined or ch == "\u200d":
+            joined = ch == "\u200d"
+            continue
+        if ch == "\ufe0f":
+            width += 2 - last  # the character before it is shown as an emoji
+            last = 2
+            continue
+        if (
+            unicodedata.combining(ch)
+            or unicodedata.category(ch) in ("Mn", "Me", "Cf")
+            or "\U0001f3fb" <= ch <= "\U0001f3ff"  # a skin tone
+        ):
+            continue
+        last = 2 if unicodedata.east_asian_width(ch) in "WF" else 1
+        width += last
+    return width
 
 
 _LATEX = LatexToUnicodeHelper()
