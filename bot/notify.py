@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from aiogram import Bot
 from aiogram.exceptions import TelegramAPIError, TelegramRetryAfter
+from aiogram.methods import EditMessageReplyMarkup, EditMessageText, TelegramMethod
 from aiogram.types import InlineKeyboardMarkup, Message, ReplyParameters
 
 from bot.streaming import Pacer, calls
@@ -76,27 +78,28 @@ class Notifier:
         markup: InlineKeyboardMarkup | None,
     ) -> None:
         """Edit a message's text (or, with `text` None, only its buttons) through the pacer."""
-        async with self.pacer.call(chat_id, final=True):
-            try:
-                if text is None:
-                    await self.bot.edit_message_reply_markup(
-                        chat_id=chat_id, message_id=message_id, reply_markup=markup
-                    )
-                else:
-                    await self.bot.edit_message_text(
-                        text=text, chat_id=chat_id, message_id=message_id, reply_markup=markup
-                    )
-            except TelegramRetryAfter as e:
-                self.pacer.penalize(chat_id, float(e.retry_after))
-            except TelegramAPIError as e:
-                log.debug("chat %s: could not edit message %s: %s", chat_id, message_id, e)
+        if text is None:
+            call: TelegramMethod[Any] = EditMessageReplyMarkup(
+                chat_id=chat_id, message_id=message_id, reply_markup=markup
+            )
+        else:
+            call = EditMessageText(
+                text=text, chat_id=chat_id, message_id=message_id, reply_markup=markup
+            )
+        await self._edit(chat_id, message_id, call)
 
     async def edit_part(self, chat_id: int, message_id: int, part: Part) -> bool:
         """Show `part` (text and formatting) in a message, without buttons; whether it did (or
         the message showed that already)."""
+        return await self._edit(
+            chat_id, message_id, calls.edit(chat_id, message_id, part, markup=None)
+        )
+
+    async def _edit(self, chat_id: int, message_id: int, call: TelegramMethod[Any]) -> bool:
+        """Make an edit through the pacer; whether it was made (or had been already)."""
         async with self.pacer.call(chat_id, final=True):
             try:
-                await self.bot(calls.edit(chat_id, message_id, part, markup=None))
+                await self.bot(call)
             except TelegramRetryAfter as e:
                 self.pacer.penalize(chat_id, float(e.retry_after))
             except TelegramAPIError as e:

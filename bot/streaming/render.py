@@ -146,11 +146,15 @@ class _Walker(EventWalker):
         if self._in_table_cell:  # a table is one code block: its cells hold text only
             self._cell_parts.append(converted)
             return
+        self._write_as(converted, kind)
+
+    def _write_as(self, text: str, kind: str, url: str | None = None) -> None:
+        """Write `text` as one entity of `kind` (none if it is empty)."""
         start = self._buf.utf16_offset
-        self._buf.write(converted)
+        self._buf.write(text)
         length = self._buf.utf16_offset - start
         if length > 0:
-            self._entities.append(MessageEntity(type=kind, offset=start, length=length))
+            self._entities.append(MessageEntity(type=kind, offset=start, length=length, url=url))
 
     # A table is one code block, where a link cannot be one: telegramify-markdown kept only its
     # words (`[docs](https://…)` in a cell showed as "docs", the address lost). The table's links
@@ -179,12 +183,7 @@ class _Walker(EventWalker):
         super()._on_end_table()
         for words, url in self._table_links:
             self._buf.write("\n🔗 ")
-            start = self._buf.utf16_offset
-            self._buf.write(words)
-            length = self._buf.utf16_offset - start
-            self._entities.append(
-                MessageEntity(type="text_link", offset=start, length=length, url=url)
-            )
+            self._write_as(words, "text_link", url)
         self._table_links = []
 
     def _format_table(self, rows: list[list[str]]) -> str:

@@ -107,8 +107,7 @@ def open_emphasis(markdown: str) -> tuple[str, int]:
     if spans and spans[-1][1] == len(text) and not _closed(text, spans[-1]):
         return "", -1
     runs = _open_runs(text, spans)
-    closers = "".join(entry[0] * entry[1] for entry in reversed(runs))
-    return closers, (start + runs[0][4] if runs else -1)
+    return _closing(runs), (start + runs[0][4] if runs else -1)
 
 
 def reopening(closers: str) -> str:
@@ -262,7 +261,12 @@ def _closers(line: str) -> str:
 
 def _emphasis_closers(text: str, spans: list[tuple[int, int]]) -> str:
     """Delimiter runs (`*`, `_`, `~~`) opened and not closed in `text`, closed innermost first."""
-    return "".join(entry[0] * entry[1] for entry in reversed(_open_runs(text, spans)))
+    return _closing(_open_runs(text, spans))
+
+
+def _closing(runs: list[list[Any]]) -> str:
+    """What closes the open runs (`_open_runs`), innermost first."""
+    return "".join(entry[0] * entry[1] for entry in reversed(runs))
 
 
 def _open_runs(text: str, spans: list[tuple[int, int]]) -> list[list[Any]]:
