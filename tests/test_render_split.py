@@ -571,6 +571,95 @@ def test_a_code_block_in_a_list_item_or_a_quote_is_code_while_streaming(doc: str
                 assert "```" not in code and "***" not in code and "**)" not in code
 
 
+def _code_lines(prefix: str) -> str:
+    return "\n".join(
+        f"{prefix}print('line {i} of the program')  # *not* **bold**" for i in range(160)
+    )
+
+
+@pytest.mark.parametrize(
+    ("doc", "after"),
+    [
+        (
+            "1. Create `main.py`:\n\n   ```python\n"
+            + _code_lines("   ")
+            + "\n   ```\n\n2. Run it.",
+            "2. Run it.",
+        ),
+        ("> Like this:\n> ```python\n" + _code_lines("> ") + "\n> ```\n\nAfter.", "After."),
+        (
+            "> 1. In a list in a quote:\n>    ```python\n"
+            + _code_lines(">    ")
+            + "\n>    ```\n\nEnd.",
+            "End.",
+        ),
+        (  # Gemini's list items: the code indented four columns, reopened at none
+            "*   **Step 1:** create it:\n    ```python\n"
+            + _code_lines("    ")
+            + "\n    ```\n*   **Step 2:** run it.",
+            "⦁ Step 2: run it.",
+        ),
+    ],
+)
+@pytest.mark.parametrize("streaming", [False, True])
+def test_a_long_code_block_in_a_list_item_or_a_quote_stays_code_after_a_cut(
+    doc: str, after: str, streaming: bool
+) -> None:
+    """Cut like a code block at the top level: closed in one part, reopened in the next, in
+    the same quote and at the same indentation. The next part showed its lines as plain text
+    (the quote's) or with a raw ``` at the end."""
+    segmenter = Segmenter()
+    if streaming:
+        for end in range(0, len(doc), 97):
+            for part in segmenter.parts(doc[:end], streaming=True):
+                assert_valid(part)
+    parts = segmenter.parts(doc)
+    assert len(parts) == 2
+    shown = []
+    for part in parts:
+        assert_valid(part)
+        assert "```" not in part.text
+        pres = [e for e in part.entities if e["type"] == "pre"]
+        assert len(pres) == 1 and pres[0].get("language") == "python"
+        code = part.text[pres[0]["offset"] : pres[0]["offset"] + pres[0]["length"]]
+        assert "**bold**" in code
+        shown += [line.strip() for line in code.splitlines()]
+    assert shown == [f"print('line {i} of the program')  # *not* **bold**" for i in range(160)]
+    assert parts[1].text.endswith("\n" + after)
+
+
+def test_a_code_block_reopened_less_deep_stays_so_over_several_parts() -> None:
+    code = "\n".join(f"        x{i} = compute({i})  # step {i}" for i in range(400))
+    doc = f"1.  Run:\n    ```python\n{code}\n    ```\n\n    Then:\n\n    ```sh\n    ls\n    ```"
+    parts = Segmenter().parts(doc)
+    assert len(parts) == 4
+    lines = []
+    for part in parts:
+        assert_valid(part)
+        assert "```" not in part.text
+        pre = next(e for e in part.entities if e["type"] == "pre")
+        lines += part.text[pre["offset"] : pre["offset"] + pre["length"]].splitlines()
+    # Each line once, in order, with its own indentation past the fence's (Telegram strips a
+    # message's first line).
+    assert [line.strip() for line in lines[:400]] == [
+        f"x{i} = compute({i})  # step {i}" for i in range(400)
+    ]
+    assert sum(line.startswith("    x") for line in lines) >= 400 - len(parts)
+    assert parts[-1].text.endswith("Then:\n\nls")
+    assert parts[-1].entities[-1]["language"] == "sh"
+
+
+def test_a_code_block_in_a_quote_ends_with_the_quote() -> None:
+    """CommonMark: a code block in a quote ends where the quote does, closing fence or not;
+    the prose after it is not code (while streaming, it was shown unsettled: a raw `**`)."""
+    doc = "> ```python\n> x = 1\n\nNow **this"
+    assert _fence_map(doc, nested=True) == [(0, "> ```python"), (20, "")]
+    assert Segmenter().parts(doc, streaming=True) == [
+        render("> ```python\n> x = 1\n\nNow **this**")
+    ]
+    assert _fence_map("  ```sh\nls\n  ```\n") == [(0, "  ```sh"), (17, "")]
+
+
 @pytest.mark.parametrize(
     ("markdown", "shown", "bold"),
     [

@@ -8,9 +8,11 @@ was 24).
 
 Cuts prefer a paragraph break (or the start of a code block, so a code block that fits a message
 is not split), then a line break, then a space. A code block longer than a message is cut at a
-line, closed at the end of one part and reopened with its language at the start of the next; a
-table is cut between rows, and the next part repeats its header. Emphasis, strikethrough or inline
-code open at a cut inside a paragraph is closed and reopened the same way.
+line, closed at the end of one part and reopened with its language at the start of the next (one
+in a quote, in the quote; one in a list item, at its indentation, or dedented if that is four
+columns or more, which at a part's start would make an indented code block); a table is cut
+between rows, and the next part repeats its header. Emphasis, strikethrough or inline code open
+at a cut inside a paragraph is closed and reopened the same way.
 """
 
 from __future__ import annotations
@@ -40,6 +42,8 @@ _NESTED_FENCE_RE = re.compile(r"^(?:[ \t]*>)*[ \t]*(`{3,}(?=[^`]*$)|~{3,})[ \t]*
 _LINK = re.compile(r"!?\[[^\]\n]{1,500}\]\([^)\s]{1,2000}\)")
 _PARTIAL_FENCE = re.compile(r"\n(?:[ \t]*>)*[ \t]*(?:`{1,}|~{1,})[ \t]*$")
 _NESTED_CLOSING_RE = re.compile(r"^(?:[ \t]*>)*[ \t]*(`{3,}|~{3,})\s*$")
+_OPENER = re.compile(r"((?:[ \t]*>)*[ \t]*)(`{3,}|~{3,})")  # a fence: what is before it, itself
+_QUOTE_MARKERS = re.compile(r"(?:[ \t]{0,3}>)+")
 _DEFINITION = re.compile(r"^ {0,3}\[[^\]\n]+\]:", re.MULTILINE)
 _HEADING = re.compile(r" {0,3}#{1,6}(?:[ \t]|$)")
 _LIST_ITEM = re.compile(r" {0,3}(?:[-+*]|\d{1,9}[.)])(?:\s|$)")
@@ -55,6 +59,7 @@ class _Cut:
     at: int  # index into the open source
     close: str  # appended to the part before the cut ("\n```" when inside a code block)
     reopen: str  # put before the rest ("```lang\n" when inside a code block)
+    dedent: int = 0  # columns taken off the rest's code lines (a code block reopened less deep)
 
 
 class Segmenter:
@@ -69,6 +74,7 @@ class Segmenter:
         self.frozen: list[Part] = []
         self._start = 0  # where the open part begins in the source
         self._prefix = ""  # reopened code fence that the open part starts with
+        self._dedent = 0  # columns taken off the open part's lines up to that block's end
         self._last: tuple[str, bool, list[Part]] | None = None
         # While streaming: the open part's blocks before a blank line, rendered once (where
         # they end in the open source, and how they render), and the last blank line looked at.
@@ -89,7 +95,11 @@ class Segmenter:
         if self._last is not None and self._last[:2] == (source, streaming):
             return list(self._last[2])
         while True:
-            open_source = self._prefix + source[self._start :]
+            at_line_start = self._start == 0 or source[self._start - 1] == "\n"
+            rest, removed, dedented_to = _dedented(
+                source[self._start :], self._dedent, at_line_start
+            )
+            open_source = self._prefix + rest
             part = self._open_part(open_source, streaming)
             if part.size <= self.limit:
                 parts = [*self.frozen, part] if part.text else list(self.frozen)
@@ -97,8 +107,12 @@ class Segmenter:
                 return list(parts)
             cut = self._closing_inline(open_source, self._find_cut(open_source))
             self.frozen.append(self._render(_before(open_source, cut)))
-            self._start += cut.at - len(self._prefix)
+            at = cut.at - len(self._prefix)
+            self._start += at + _removed_before(at, removed)
             self._prefix = cut.reopen
+            # Cut again inside the list item reopened less deep: the rest of it still needs it.
+            if cut.dedent or at >= dedented_to:
+                self._dedent = cut.dedent
             self._head, self._tried = None, 0
 
     def _open_part(self, open_source: str, streaming: bool) -> Part:
@@ -107,8 +121,9 @@ class Segmenter:
         what the last block costs, however long the part has grown."""
         if not streaming:
             return self._render(open_source)
-        fences = _fence_map(open_source)
-        in_code = bool(_open_fence_at(len(open_source), _fence_map(open_source, nested=True)))
+        # (Those of list items and quotes too: a blank line in one is in code as well.)
+        fences = _fence_map(open_source, nested=True)
+        in_code = bool(_open_fence_at(len(open_source), fences))
 
         def shown(markdown: str) -> str:
             if in_code:  # a closing fence being written would show in the code as a stray `
@@ -206,7 +221,7 @@ class Segmenter:
 
     def _hard_cut(self, source: str, floor: int) -> _Cut:
         """No boundary fits: cut inside a word, still closing an open code block."""
-        fences = _fence_map(source)
+        fences = _fence_map(source, nested=True)
         lo, hi, best = floor, len(source) - 1, floor
         while lo <= hi:
             mid = (lo + hi) // 2
@@ -261,27 +276,40 @@ def _character_start(source: str, index: int, floor: int) -> int:
 
 
 def _fence_map(source: str, *, nested: bool = False) -> list[tuple[int, str]]:
-    """Positions where a code block opens or closes: [(index, "```lang" or "")]; `nested`:
-    code blocks in list items and quotes too."""
+    """Positions where a code block opens or closes: [(index, opener or "")], the opener being
+    its fence line up to the language (`  ```python`, `> ```sh`); `nested`: code blocks in list
+    items and quotes too (one in a quote ends where the quote does, closed or not)."""
     events: list[tuple[int, str]] = []
-    opener: str | None = None
-    pos = 0
-    fence, closing = (_NESTED_FENCE_RE, _NESTED_CLOSING_RE) if nested else (_FENCE_RE, _CLOSING_RE)
     if "`" not in source and "~" not in source:
         return events
+    fence, closing = (_NESTED_FENCE_RE, _NESTED_CLOSING_RE) if nested else (_FENCE_RE, _CLOSING_RE)
+    marker: str | None = None  # the open block's fence
+    depth = 0  # how many quotes the open block is in
+    pos = 0
     for line in source.splitlines(keepends=True):
-        if opener is None:
+        if marker is not None:
+            match = closing.match(line)
+            if match and match.group(1)[0] == marker[0] and len(match.group(1)) >= len(marker):
+                marker = None
+                events.append((pos + len(line), ""))
+                pos += len(line)
+                continue
+            if depth and _quote_depth(line) < depth:
+                marker = None
+                events.append((pos, ""))
+        if marker is None:
             match = fence.match(line)
             if match:
-                opener = match.group(1)
-                events.append((pos, match.group(1) + match.group(2)))
-        else:
-            match = closing.match(line)
-            if match and match.group(1)[0] == opener[0] and len(match.group(1)) >= len(opener):
-                opener = None
-                events.append((pos + len(line), ""))
+                marker = match.group(1)
+                depth = _quote_depth(line) if nested else 0
+                events.append((pos, line[: match.start(1)] + marker + match.group(2)))
         pos += len(line)
     return events
+
+
+def _quote_depth(line: str) -> int:
+    match = _QUOTE_MARKERS.match(line)
+    return match.group().count(">") if match else 0
 
 
 def _open_fence_at(index: int, fences: list[tuple[int, str]]) -> str:
@@ -293,12 +321,68 @@ def _open_fence_at(index: int, fences: list[tuple[int, str]]) -> str:
     return fences[i][1] if i >= 0 else ""
 
 
+def _reopenable(opener: str) -> bool:
+    """Whether a code block can be reopened with its opener at the start of a part: not if
+    its fence is indented four columns or more (past its quotes' `>`), as in some list items,
+    which at a part's start would make it an indented code block with the fence in it."""
+    match = _OPENER.match(opener)
+    if match is None:
+        return False
+    _, marker, indent = match.group(1).rpartition(">")
+    if marker and indent.startswith(" "):
+        indent = indent[1:]  # the space after `>` belongs to it
+    return len(indent.expandtabs(4)) < 4
+
+
 def _cut_at(index: int, fences: list[tuple[int, str]]) -> _Cut:
-    fence = _open_fence_at(index, fences)
-    if not fence:
+    """A cut at `index`; inside a code block, the part closes it and the next one reopens it
+    with its language, in the same quotes and at the same indentation, or (a list item's code
+    indented four columns or more, as Gemini writes them) at none, the code lines dedented
+    up to its closing fence."""
+    opener = _open_fence_at(index, fences)
+    match = _OPENER.match(opener)
+    if match is None:
         return _Cut(index, "", "")
-    marker = fence[0] * (len(fence) - len(fence.lstrip(fence[0])))
-    return _Cut(index, "\n" + marker, fence + "\n")
+    before, marker = match.group(1), match.group(2)
+    close = "\n" + before + marker
+    if _reopenable(opener):
+        return _Cut(index, close, opener + "\n")
+    if ">" in before or "\t" in before:
+        return _Cut(index, "", "")  # not reopened: shown as the quote's text
+    return _Cut(index, close, opener[len(before) :] + "\n", dedent=len(before))
+
+
+def _dedented(text: str, width: int, at_line_start: bool) -> tuple[str, list[tuple[int, int]], int]:
+    """`text` with up to `width` leading spaces taken off each line, to the end of the list
+    item it begins in: its code block (the closing fence, so dedented, closes the one
+    reopened at the top level) and the lines after it indented as deep (at the top level,
+    `    Then:` would be an indented code block). Also where the dedented lines start, with
+    the spaces taken off so far, and where the dedented text ends."""
+    if not width:
+        return text, [], len(text)
+    out: list[str] = []
+    removed: list[tuple[int, int]] = []
+    taken = pos = 0
+    in_code = True
+    for i, line in enumerate(text.splitlines(keepends=True)):
+        if i or at_line_start:
+            spaces = min(width, len(line) - len(line.lstrip(" ")))
+            if not in_code and spaces < width and line.strip():
+                return "".join(out) + text[pos + taken :], removed, pos
+            line = line[spaces:]
+            taken += spaces
+            removed.append((pos, taken))
+            in_code = in_code and not _CLOSING_RE.match(line)
+        out.append(line)
+        pos += len(line)
+    return "".join(out), removed, pos
+
+
+def _removed_before(index: int, removed: list[tuple[int, int]]) -> int:
+    """How many spaces `_dedented` took off before `index` (a cut at a line's start keeps
+    that line's spaces with it)."""
+    i = bisect.bisect_left(removed, (index, -1)) - 1
+    return removed[i][1] if i >= 0 else 0
 
 
 def _tables(source: str, fences: list[tuple[int, str]]) -> dict[int, str | None]:
@@ -337,8 +421,8 @@ def _tables(source: str, fences: list[tuple[int, str]]) -> dict[int, str | None]
 def _candidates(source: str, floor: int) -> tuple[list[_Cut], list[_Cut], list[_Cut]]:
     """Cut points by preference: paragraph breaks and code-block starts; line breaks; spaces.
     A table longer than a part is cut between rows and reopened with its header."""
-    fences = _fence_map(source)
-    openers = {p for p, f in fences if f}
+    fences = _fence_map(source, nested=True)
+    openers = {p for p, f in fences if f and _reopenable(f)}
     tables = _tables(source, fences) if "|" in source else {}
     links = _links(source)
     paragraphs: list[_Cut] = []
