@@ -8,13 +8,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from bot.streaming.code import fence_map, open_fence_at
 from bot.streaming.render import Part, render, sanitize, strip, utf16_len
 from bot.streaming.split import (
     _PARTIAL_FENCE,
     PART_LIMIT,
     Segmenter,
-    _fence_map,
-    _open_fence_at,
 )
 from bot.streaming.tail import settle
 
@@ -395,7 +394,7 @@ def test_streaming_shows_what_rendering_the_whole_snapshot_shows(
     for step in steps:
         cut = min(len(markdown), cut + step)
         prefix = markdown[:cut]
-        in_code = _open_fence_at(len(prefix), _fence_map(prefix, nested=True))
+        in_code = open_fence_at(len(prefix), fence_map(prefix))
         expected = render(_PARTIAL_FENCE.sub("", prefix) if in_code else settle(prefix))
         assert segmenter.parts(prefix, streaming=True) == ([expected] if expected.text else [])
         if cut == len(markdown):
@@ -482,8 +481,8 @@ def test_only_real_fences_open_and_close_code_blocks() -> None:
         assert len(parts) == 2
         assert parts[1].text.startswith("Para")
         assert parts[1].entities[0]["type"] == "bold"
-    assert _fence_map("```md\n# T\n```python\nx = 1\n```\n") == [(0, "```md"), (30, "")]
-    assert _fence_map("```\r\ncode\r\n```\r\n") == [(0, "```"), (16, "")]
+    assert fence_map("```md\n# T\n```python\nx = 1\n```\n") == [(0, "```md"), (30, "")]
+    assert fence_map("```\r\ncode\r\n```\r\n") == [(0, "```"), (16, "")]
 
 
 def test_a_code_blocks_first_line_keeps_its_indentation_while_streaming() -> None:
@@ -491,7 +490,7 @@ def test_a_code_blocks_first_line_keeps_its_indentation_while_streaming() -> Non
     segmenter = Segmenter(limit=10**6)
     for cut in range(1, len(doc) + 1):
         prefix = doc[:cut]
-        in_code = _open_fence_at(cut, _fence_map(prefix))
+        in_code = open_fence_at(cut, fence_map(prefix))
         expected = render(_PARTIAL_FENCE.sub("", prefix) if in_code else settle(prefix))
         assert segmenter.parts(prefix, streaming=True) == [expected], prefix
 
@@ -653,11 +652,11 @@ def test_a_code_block_in_a_quote_ends_with_the_quote() -> None:
     """CommonMark: a code block in a quote ends where the quote does, closing fence or not;
     the prose after it is not code (while streaming, it was shown unsettled: a raw `**`)."""
     doc = "> ```python\n> x = 1\n\nNow **this"
-    assert _fence_map(doc, nested=True) == [(0, "> ```python"), (20, "")]
+    assert fence_map(doc) == [(0, "> ```python"), (20, "")]
     assert Segmenter().parts(doc, streaming=True) == [
         render("> ```python\n> x = 1\n\nNow **this**")
     ]
-    assert _fence_map("  ```sh\nls\n  ```\n") == [(0, "  ```sh"), (17, "")]
+    assert fence_map("  ```sh\nls\n  ```\n") == [(0, "  ```sh"), (17, "")]
 
 
 @pytest.mark.parametrize(
@@ -671,6 +670,8 @@ def test_a_code_block_in_a_quote_ends_with_the_quote() -> None:
         ("**Note**: fine, (**bold**)", "Note: fine, (bold)", ["Note", "bold"]),
         ("`**x:**y` stays code", "**x:**y stays code", []),
         ("x**2, y**2", "x**2, y**2", []),
+        ("Run `make`: **注意：**这是", "Run make: 注意：这是", ["注意"]),
+        ("~~~\n```\n~~~\n\n**注意：**这是", "```\n\n注意：这是", ["注意"]),
     ],
 )
 def test_bold_ending_in_punctuation_before_a_letter_is_bold(
@@ -697,6 +698,16 @@ def test_bold_ending_in_punctuation_before_a_letter_is_bold(
         ("Use the <br> tag", "Use the <br> tag"),  # outside a table: about HTML, maybe
         ("| a | b |\n|---|---|\n| x<br>y<br/>z | w |", "a     | b\n------+--\nx y z | w"),
         ("```html\nline<br>\n```", "line<br>"),
+        # Beside inline code too: a line with code in it was left as it was.
+        (
+            "Keep `requirements.txt` current[^1].\n\n[^1]: See `pip`.",
+            "Keep requirements.txt current¹.\n\n¹ See pip.",
+        ),
+        ("`[^1]` is code[^1]\n\n[^1]: Note.", "[^1] is code¹\n\n¹ Note."),
+        ("| a | b |\n|---|---|\n| `x` | y<br>z `<br>` |", "a | b\n--+---------\nx | y z <br>"),
+        # Only real code blocks: a ``` line in a ~~~ block neither opens nor closes one.
+        ("~~~\n```\n~~~\n\nNote[^1]\n\n[^1]: A.", "```\n\nNote¹\n\n¹ A."),
+        ("~~~md\nNote[^1]\n```\n[^1]: A.\n~~~", "Note[^1]\n```\n[^1]: A."),
     ],
 )
 def test_footnotes_and_line_breaks_show_as_meant(markdown: str, shown: str) -> None:

@@ -20,6 +20,8 @@ from telegramify_markdown.converter import STANDARD_OPTIONS, EventWalker, _parse
 from telegramify_markdown.entity import MessageEntity
 from telegramify_markdown.latex_escape.helper import LatexToUnicodeHelper
 
+from bot.streaming.code import code_spans, fence_map, open_fence_at
+
 Entity = dict[str, Any]
 
 _ALLOWED_TYPES = frozenset(
@@ -62,7 +64,6 @@ _PUNCT_STARS = re.compile(
     rf"|(?<=[^\s*{_PUNCTUATION}]\*\*)(?=[{_PUNCTUATION}]))"
 )
 _STRONG = re.compile(r"(?<![*\\])\*\*(?!\*)([^\n]+?)(?<![*\\])\*\*(?!\*)")
-_FENCE_LINE = re.compile(r"(?:[ \t]*>)*[ \t]*(?:`{3,}|~{3,})")
 _NOTE = re.compile(r"^( {0,3})\[\^([^\]\s]+)\]:[ \t]*", re.MULTILINE)  # a footnote's text
 _NOTE_REFERENCE = re.compile(r"\[\^([^\]\s]+)\](?!:)")
 _SUPERSCRIPT = str.maketrans("0123456789", "⁰¹²³⁴⁵⁶⁷⁸⁹")
@@ -396,7 +397,7 @@ def tex_math(markdown: str) -> str:
 
 def as_meant(markdown: str) -> str:
     """What models write that Markdown reads otherwise than they mean, rewritten outside code
-    (lines with inline code in them are left alone):
+    blocks and inline code:
 
     - Bold whose text starts or ends with punctuation, in text that runs on without a space:
       the punctuation goes outside the stars. CommonMark closes `**` after punctuation only
@@ -424,22 +425,34 @@ def as_meant(markdown: str) -> str:
         label = match[1]
         return mark(label) if label.isdigit() or label in defined else match[0]
 
+    def rewrite(text: str, first: bool, row: bool) -> str:
+        if notes and "[^" in text:
+            if first:  # (a note's text starts its line)
+                text = _NOTE.sub(lambda m: f"{m[1]}{mark(m[2])} ", text, count=1)
+            text = _NOTE_REFERENCE.sub(reference, text)
+        if breaks and row:
+            text = _BREAK.sub(" ", text)
+        if bold and "**" in text and not set("$\\") & set(text):
+            text = _STRONG.sub(_punctuation_outside, text)
+        return text
+
+    fences = fence_map(markdown)
     lines = markdown.splitlines(keepends=True)
-    fenced = False
+    pos = 0
     for i, line in enumerate(lines):
-        if _FENCE_LINE.match(line):
-            fenced = not fenced
+        start, pos = pos, pos + len(line)
+        if fences and (open_fence_at(start + 1, fences) or open_fence_at(pos - 1, fences)):
+            continue  # a code block's line or fence
+        row = bool(breaks and TABLE_ROW.match(line))
+        if "`" not in line:
+            lines[i] = rewrite(line, True, row)
             continue
-        if fenced or "`" in line:
-            continue
-        if notes and "[^" in line:
-            line = _NOTE.sub(lambda m: f"{m[1]}{mark(m[2])} ", line, count=1)
-            line = _NOTE_REFERENCE.sub(reference, line)
-        if breaks and TABLE_ROW.match(line):
-            line = _BREAK.sub(" ", line)
-        if bold and "**" in line and not set("$\\") & set(line):
-            line = _STRONG.sub(_punctuation_outside, line)
-        lines[i] = line
+        # Inline code stays as written; the text around it is rewritten.
+        pieces, at = [], 0
+        for begin, end in code_spans(line, unclosed=False):
+            pieces += [rewrite(line[at:begin], not at, row), line[begin:end]]
+            at = end
+        lines[i] = "".join([*pieces, rewrite(line[at:], not at, row)])
     return "".join(lines)
 
 

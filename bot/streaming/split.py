@@ -24,6 +24,7 @@ import unicodedata
 from dataclasses import dataclass
 from typing import Protocol
 
+from bot.streaming.code import CLOSING_FENCE, Fences, fence_map, open_fence_at
 from bot.streaming.render import TABLE_ROW, Part, render, strip
 from bot.streaming.tail import open_emphasis, reopening, settle
 
@@ -32,18 +33,9 @@ TELEGRAM_LIMIT = 4096
 PART_LIMIT = TELEGRAM_LIMIT - 6
 _MIN_FILL = 0.25  # a preferred cut must fill at least this much of a part, else a finer one is used
 
-# CommonMark: a backtick fence's info string has no backtick (```ls -la``` is inline code), and
-# a closing fence has nothing after it but spaces (```python inside a code block is code).
-_FENCE_RE = re.compile(r"^ {0,3}(`{3,}(?=[^`]*$)|~{3,})[ \t]*([^\s`]*)")
-_CLOSING_RE = re.compile(r"^ {0,3}(`{3,}|~{3,})\s*$")
-# The same in a list item or a quote (indented, or after `>`): while streaming, such a code block
-# must not be settled as a paragraph (a raw ``` after each line, `**kwargs` closed with `***`).
-_NESTED_FENCE_RE = re.compile(r"^(?:[ \t]*>)*[ \t]*(`{3,}(?=[^`]*$)|~{3,})[ \t]*([^\s`]*)")
 _LINK = re.compile(r"!?\[[^\]\n]{1,500}\]\([^)\s]{1,2000}\)")
 _PARTIAL_FENCE = re.compile(r"\n(?:[ \t]*>)*[ \t]*(?:`{1,}|~{1,})[ \t]*$")
-_NESTED_CLOSING_RE = re.compile(r"^(?:[ \t]*>)*[ \t]*(`{3,}|~{3,})\s*$")
 _OPENER = re.compile(r"((?:[ \t]*>)*[ \t]*)(`{3,}|~{3,})")  # a fence: what is before it, itself
-_QUOTE_MARKERS = re.compile(r"(?:[ \t]{0,3}>)+")
 _DEFINITION = re.compile(r"^ {0,3}\[[^\]\n]+\]:", re.MULTILINE)
 _HEADING = re.compile(r" {0,3}#{1,6}(?:[ \t]|$)")
 _LIST_ITEM = re.compile(r" {0,3}(?:[-+*]|\d{1,9}[.)])(?:\s|$)")
@@ -122,8 +114,8 @@ class Segmenter:
         if not streaming:
             return self._render(open_source)
         # (Those of list items and quotes too: a blank line in one is in code as well.)
-        fences = _fence_map(open_source, nested=True)
-        in_code = bool(_open_fence_at(len(open_source), fences))
+        fences = fence_map(open_source)
+        in_code = bool(open_fence_at(len(open_source), fences))
 
         def shown(markdown: str) -> str:
             if in_code:  # a closing fence being written would show in the code as a stray `
@@ -142,7 +134,7 @@ class Segmenter:
         part = head.plus(tail) if tail.text else head
         return strip(part.text, list(part.entities)) if part.text[:1].isspace() else part
 
-    def _extend_head(self, source: str, fences: list[tuple[int, str]]) -> None:
+    def _extend_head(self, source: str, fences: Fences) -> None:
         """Add the blocks up to the last blank line to the rendered head, once the block after
         it has begun (its first line tells what it is) and cannot change how they render: not
         inside a code block, not a list item or an indented line (a list's items, or an item
@@ -155,7 +147,7 @@ class Segmenter:
             return  # `1` may become `1.`: not known yet
         self._tried = at
         # (The blank line's own end, `at + 2`: a fence closing on the line before it counts.)
-        if rest[0].isspace() or _LIST_ITEM.match(rest) or _open_fence_at(at + 2, fences):
+        if rest[0].isspace() or _LIST_ITEM.match(rest) or open_fence_at(at + 2, fences):
             return
         if source[source.rfind("\n", 0, at) + 1 :].lstrip().startswith("|"):
             # A table's last row is padded when text follows it. Any indent, unlike TABLE_ROW:
@@ -176,7 +168,7 @@ class Segmenter:
         if cut.close or cut.reopen or cut.at <= 0 or source[cut.at - 1] == "\n":
             return cut  # in a code block, between a table's rows, or at a line's start
         closers, opened = open_emphasis(source[: cut.at])
-        if not closers or _open_fence_at(cut.at, _fence_map(source[: cut.at], nested=True)):
+        if not closers or open_fence_at(cut.at, fence_map(source[: cut.at])):
             return cut
         if opened > len(self._prefix) and source[opened - 1] in " \t":
             before = _Cut(opened, "", "")
@@ -221,7 +213,7 @@ class Segmenter:
 
     def _hard_cut(self, source: str, floor: int) -> _Cut:
         """No boundary fits: cut inside a word, still closing an open code block."""
-        fences = _fence_map(source, nested=True)
+        fences = fence_map(source)
         lo, hi, best = floor, len(source) - 1, floor
         while lo <= hi:
             mid = (lo + hi) // 2
@@ -275,52 +267,6 @@ def _character_start(source: str, index: int, floor: int) -> int:
     return index
 
 
-def _fence_map(source: str, *, nested: bool = False) -> list[tuple[int, str]]:
-    """Positions where a code block opens or closes: [(index, opener or "")], the opener being
-    its fence line up to the language (`  ```python`, `> ```sh`); `nested`: code blocks in list
-    items and quotes too (one in a quote ends where the quote does, closed or not)."""
-    events: list[tuple[int, str]] = []
-    if "`" not in source and "~" not in source:
-        return events
-    fence, closing = (_NESTED_FENCE_RE, _NESTED_CLOSING_RE) if nested else (_FENCE_RE, _CLOSING_RE)
-    marker: str | None = None  # the open block's fence
-    depth = 0  # how many quotes the open block is in
-    pos = 0
-    for line in source.splitlines(keepends=True):
-        if marker is not None:
-            match = closing.match(line)
-            if match and match.group(1)[0] == marker[0] and len(match.group(1)) >= len(marker):
-                marker = None
-                events.append((pos + len(line), ""))
-                pos += len(line)
-                continue
-            if depth and _quote_depth(line) < depth:
-                marker = None
-                events.append((pos, ""))
-        if marker is None:
-            match = fence.match(line)
-            if match:
-                marker = match.group(1)
-                depth = _quote_depth(line) if nested else 0
-                events.append((pos, line[: match.start(1)] + marker + match.group(2)))
-        pos += len(line)
-    return events
-
-
-def _quote_depth(line: str) -> int:
-    match = _QUOTE_MARKERS.match(line)
-    return match.group().count(">") if match else 0
-
-
-def _open_fence_at(index: int, fences: list[tuple[int, str]]) -> str:
-    """The fence opener that is open at `index` ("" when outside code): a block opening at
-    `index` is not open yet there, one closing at `index` (its fence line ends there) is over."""
-    i = bisect.bisect_right([p for p, _ in fences], index) - 1
-    if i >= 0 and fences[i][0] == index and fences[i][1]:
-        i -= 1
-    return fences[i][1] if i >= 0 else ""
-
-
 def _reopenable(opener: str) -> bool:
     """Whether a code block can be reopened with its opener at the start of a part: not if
     its fence is indented four columns or more (past its quotes' `>`), as in some list items,
@@ -334,12 +280,12 @@ def _reopenable(opener: str) -> bool:
     return len(indent.expandtabs(4)) < 4
 
 
-def _cut_at(index: int, fences: list[tuple[int, str]]) -> _Cut:
+def _cut_at(index: int, fences: Fences) -> _Cut:
     """A cut at `index`; inside a code block, the part closes it and the next one reopens it
     with its language, in the same quotes and at the same indentation, or (a list item's code
     indented four columns or more, as Gemini writes them) at none, the code lines dedented
     up to its closing fence."""
-    opener = _open_fence_at(index, fences)
+    opener = open_fence_at(index, fences)
     match = _OPENER.match(opener)
     if match is None:
         return _Cut(index, "", "")
@@ -372,7 +318,7 @@ def _dedented(text: str, width: int, at_line_start: bool) -> tuple[str, list[tup
             line = line[spaces:]
             taken += spaces
             removed.append((pos, taken))
-            in_code = in_code and not _CLOSING_RE.match(line)
+            in_code = in_code and not CLOSING_FENCE.match(line)
         out.append(line)
         pos += len(line)
     return "".join(out), removed, pos
@@ -385,7 +331,7 @@ def _removed_before(index: int, removed: list[tuple[int, int]]) -> int:
     return removed[i][1] if i >= 0 else 0
 
 
-def _tables(source: str, fences: list[tuple[int, str]]) -> dict[int, str | None]:
+def _tables(source: str, fences: Fences) -> dict[int, str | None]:
     """Line starts inside tables (outside code): the header and delimiter rows that reopen the
     table in the next part if it is cut there (a part starting with bare rows would show them as
     text, pipes and all), or None where no cut may go: between the header and the first row."""
@@ -398,7 +344,7 @@ def _tables(source: str, fences: list[tuple[int, str]]) -> dict[int, str | None]
             TABLE_ROW.match(line)
             and i + 1 < len(lines)
             and _DELIMITER_ROW.match(lines[i + 1])
-            and not _open_fence_at(pos, fences)
+            and not open_fence_at(pos, fences)
         ):
             header = line + lines[i + 1]
             found[pos + len(line)] = None
@@ -421,7 +367,7 @@ def _tables(source: str, fences: list[tuple[int, str]]) -> dict[int, str | None]
 def _candidates(source: str, floor: int) -> tuple[list[_Cut], list[_Cut], list[_Cut]]:
     """Cut points by preference: paragraph breaks and code-block starts; line breaks; spaces.
     A table longer than a part is cut between rows and reopened with its header."""
-    fences = _fence_map(source, nested=True)
+    fences = fence_map(source)
     openers = {p for p, f in fences if f and _reopenable(f)}
     tables = _tables(source, fences) if "|" in source else {}
     links = _links(source)

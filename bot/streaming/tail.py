@@ -23,6 +23,7 @@ import unicodedata
 from collections.abc import Iterable, Iterator
 from typing import Any
 
+from bot.streaming.code import code_spans
 from bot.streaming.render import TABLE_ROW, as_meant, escaped, is_ascii_alnum
 
 _TRAILING = "*_~` \t"
@@ -38,8 +39,6 @@ _BLOCK_LINE = re.compile(rf" {{0,3}}(?:[-+*](?:[ \t]|$)|\d{{1,9}}[.)](?:[ \t]|$)
 # as a heading "Options:" until the item's text came); or a heading's `#` before its text.
 _BARE_MARKER = re.compile(r"(?:[ \t]*>)*[ \t]*(?:-+|=+|[*+]|\d{1,9}[.)]?|#{1,6})[ \t]*")
 _OPEN_AUTOLINK = re.compile(r"<[A-Za-z][A-Za-z0-9+.-]{1,31}:[^\s<>]*$")
-_BACKTICKS = re.compile(r"`+")
-_ESCAPE_OR_BACKTICKS = re.compile(r"\\.|`+")
 _ESCAPE_OR_MARKERS = re.compile(r"\\.|\*+|_+|~+")
 _ESCAPE = re.compile(r"\\.", re.DOTALL)
 _PUNCTUATION = frozenset("!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~")
@@ -103,7 +102,7 @@ def open_emphasis(markdown: str) -> tuple[str, int]:
         return "", -1
     start = _paragraph_start(markdown[:end], line)
     text = markdown[start:end]
-    spans = _code_spans(text)
+    spans = code_spans(text)
     if spans and spans[-1][1] == len(text) and not _closed(text, spans[-1]):
         return "", -1
     runs = _open_runs(text, spans)
@@ -156,7 +155,7 @@ def _strip_tail(line: str, trailing: str) -> str:
         if escaped(line, len(line) - 1):
             break
         if line[-1] == "`":
-            spans = _code_spans(line)
+            spans = code_spans(line)
             if spans and spans[-1][1] == len(line) and _closed(line, spans[-1]):
                 break
         line = line[:-1]
@@ -168,23 +167,6 @@ def _closed(line: str, span: tuple[int, int]) -> bool:
     start, end = span
     run = _run_length(line, start)
     return end - start > run and line[end - run : end] == "`" * run
-
-
-def _code_spans(line: str) -> list[tuple[int, int]]:
-    """Inline code spans as (start, end) ranges; an unclosed one runs to the end of the line."""
-    spans: list[tuple[int, int]] = []
-    if "`" not in line:
-        return spans
-    pos = 0
-    while opener := _ESCAPE_OR_BACKTICKS.search(line, pos):
-        pos = opener.end()
-        if opener[0][0] == "\\":
-            continue
-        # Closed by the next run of as many backticks (backslashes do not escape inside).
-        closer = next((c for c in _BACKTICKS.finditer(line, pos) if c[0] == opener[0]), None)
-        pos = len(line) if closer is None else closer.end()
-        spans.append((opener.start(), pos))
-    return spans
 
 
 def _run_length(text: str, i: int) -> int:
@@ -212,13 +194,13 @@ def _link_text(line: str) -> str:
     autolink being written (complete, it shows without its brackets)."""
     if "<" in line:
         autolink = _OPEN_AUTOLINK.search(line)
-        kept = list(_outside_code([autolink], _code_spans(line))) if autolink else []
+        kept = list(_outside_code([autolink], code_spans(line))) if autolink else []
         at = kept[0].start() if kept else -1
         if at >= 0 and line[at - 1 : at] != "\\":  # not escaped, not in code
             line = line[:at] + line[at + 1 :]
     if "[" not in line:
         return line
-    for match in reversed(list(_outside_code(_LINK_START.finditer(line), _code_spans(line)))):
+    for match in reversed(list(_outside_code(_LINK_START.finditer(line), code_spans(line)))):
         at = match.start()
         if at > 0 and line[at - 1] == "\\":
             continue
@@ -242,7 +224,7 @@ def _before_open_math(line: str) -> str:
     if "\\(" not in line and "\\[" not in line:
         return line
     opened: re.Match[str] | None = None
-    for escape in _outside_code(_ESCAPE.finditer(line), _code_spans(line)):
+    for escape in _outside_code(_ESCAPE.finditer(line), code_spans(line)):
         if opened is None:
             if escape[0] in ("\\(", "\\["):
                 opened = escape
@@ -253,7 +235,7 @@ def _before_open_math(line: str) -> str:
 
 def _closers(line: str) -> str:
     """What closes the emphasis, strikethrough and inline code left open at the end of `line`."""
-    spans = _code_spans(line)
+    spans = code_spans(line)
     if spans and spans[-1][1] == len(line) and not _closed(line, spans[-1]):
         return "`" * _run_length(line, spans[-1][0]) + _emphasis_closers(line, spans)
     return _emphasis_closers(line, spans)
