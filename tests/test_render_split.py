@@ -671,6 +671,7 @@ def test_a_code_block_in_a_quote_ends_with_the_quote() -> None:
         ("`**x:**y` stays code", "**x:**y stays code", []),
         ("x**2, y**2", "x**2, y**2", []),
         ("Run `make`: **注意：**这是", "Run make: 注意：这是", ["注意"]),
+        ("**注意：**见[^a]。\n\n[^a]: 文档。", "注意：见[a]。\n\n[a] 文档。", ["注意"]),
         ("~~~\n```\n~~~\n\n**注意：**这是", "```\n\n注意：这是", ["注意"]),
     ],
 )

@@ -83,6 +83,10 @@ from tests.test_render_split import CountingRenderer, assert_valid, inline, squa
         ("Steps:\n2.", "Steps:"),
         ("- one\n- two", "- one\n- two"),
         ("Intro\n\n##", "Intro"),  # a heading's text to come: no empty heading meanwhile
+        # Bold that opens before punctuation in text without spaces, which `as_meant` shows
+        # bold once closed: closed while streaming too, not shown raw until then.
+        ("安装依赖**（可选", "安装依赖**（可选**"),
+        ("Note**(opt", "Note**(opt"),  # with spaces to write, CommonMark's rule holds
     ],
 )
 def test_settle(snapshot: str, settled: str) -> None:
@@ -93,6 +97,9 @@ def test_settled_snapshots_show_formatting_not_markers() -> None:
     part = render(settle("# Plan\n\n**Step 1.** Do the *thi"))
     assert part.text == "📌 Plan\n\nStep 1. Do the thi"
     assert {"type": "italic", "offset": 24, "length": 3} in part.entities  # 📌 is 2 units
+    part = render(settle("安装依赖**（可选"))
+    assert part.text == "安装依赖（可选"
+    assert part.entities == ({"type": "bold", "offset": 5, "length": 2},)
 
 
 # Paragraphs of words with inline formatting: what `settle` is about.

@@ -426,14 +426,15 @@ def as_meant(markdown: str) -> str:
         return mark(label) if label.isdigit() or label in defined else match[0]
 
     def rewrite(text: str, first: bool, row: bool) -> str:
+        # (Bold first: a named note's mark is escaped, `\\[note\\]`, and a backslash stops it.)
+        if bold and "**" in text and not set("$\\") & set(text):
+            text = _STRONG.sub(_punctuation_outside, text)
         if notes and "[^" in text:
             if first:  # (a note's text starts its line)
                 text = _NOTE.sub(lambda m: f"{m[1]}{mark(m[2])} ", text, count=1)
             text = _NOTE_REFERENCE.sub(reference, text)
         if breaks and row:
             text = _BREAK.sub(" ", text)
-        if bold and "**" in text and not set("$\\") & set(text):
-            text = _STRONG.sub(_punctuation_outside, text)
         return text
 
     fences = fence_map(markdown)

@@ -291,6 +291,8 @@ def _open_runs(text: str, spans: list[tuple[int, int]]) -> list[list[Any]]:
             both = can_open and can_close
         elif ch == "*" and is_ascii_alnum(before) and is_ascii_alnum(after):
             can_open = False
+        elif ch == "*" and run == 2 and _is_punctuation(after) and _is_cjk_letter(before):
+            can_open = True  # `依赖**（可选）**`: `as_meant` shows it bold once it is closed
         opener = _opener(stack, ch, run, both) if can_close else None
         if opener is not None:
             del stack[opener + 1 :]  # crossed markers: CommonMark leaves the inner ones literal
@@ -320,6 +322,11 @@ def _opener(stack: list[list[Any]], ch: str, run: int, both: bool) -> int | None
             continue
         return index
     return None
+
+
+def _is_cjk_letter(ch: str) -> bool:
+    """A letter of a script written without spaces (Chinese, Japanese)."""
+    return not ch.isascii() and unicodedata.category(ch) == "Lo"
 
 
 def _is_punctuation(ch: str) -> bool:
