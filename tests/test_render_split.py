@@ -716,6 +716,26 @@ def test_footnotes_and_line_breaks_show_as_meant(markdown: str, shown: str) -> N
     assert render(markdown).text == shown
 
 
+def test_lines_of_no_break_or_zero_width_spaces_are_blank_lines() -> None:
+    """A model in a loop wrote thousands of such lines: each was a line of text (an empty line
+    in the message, a part of its own at the edges), and splitting them blocked the event
+    loop for seconds, rendering all of them at each step of the cut search."""
+    rendered: list[int] = []
+
+    def counting(markdown: str, *, keep_indent: bool = False) -> Part:
+        rendered.append(len(markdown))
+        return render(markdown, keep_indent=keep_indent)
+
+    for blank in ("\u00a0", "\u200b", "\u2800 \u3000", "> \u00a0"):
+        rendered.clear()
+        doc = "Start\n" + f"{blank}\n" * 12000 + "end."
+        parts = Segmenter(renderer=counting).parts(doc)
+        assert [p.text for p in parts] == ["Start\n\nend."]
+        assert len(rendered) == 1  # no cut to look for
+    assert render("10\u00a0km,\n\u00a0\nnext").text == "10\u00a0km,\n\nnext"
+    assert render("```\nx\n\u00a0\ny\n```").text == "x\n\u00a0\ny"  # code as written
+
+
 def test_a_table_with_wide_characters_stays_in_line() -> None:
     """A Chinese character or an emoji takes two columns of a monospaced font: padded by the
     count of characters, the columns after it were out of line."""

@@ -76,6 +76,12 @@ _LINE_END_SPACE = re.compile(r"[ \t]+(?=\n)")
 # Telegram strips these from both ends of a text, as it does whitespace: a text of nothing else
 # is empty to it ("message text is empty").
 _INVISIBLE = frozenset("\u200b\u200c\u200d\u200e\u200f\u2060\u2800\u3164\ufeff")
+# What shows as nothing but is not a blank line to Markdown: a line of it is a line of text.
+_ODD_BLANK = re.compile(
+    "[\u00a0\u1680\u2000-\u200f\u2028-\u202f\u205f\u2060\u2800\u3000\u3164\ufeff]"
+)
+_ALL_BLANK = "".join(sorted(_INVISIBLE)) + "".join(filter(str.isspace, map(chr, range(0x3001))))
+_QUOTES = re.compile(r"(?:[ \t]*>)*")
 
 
 def utf16_len(text: str) -> int:
@@ -410,11 +416,15 @@ def as_meant(markdown: str) -> str:
     - `<br>` in a table's cell, where models put it for a line break: a space (a table is one
       code block, its rows one line each). It showed as the tag. Elsewhere it stays text: a
       model writing about HTML may mean the tag.
+    - A line of only no-break or zero-width spaces: a blank line, as it shows. A model caught
+      in a loop can write thousands; as text they made one message of empty lines each, and
+      splitting it rendered all of them again and again (seconds of a blocked event loop).
     """
     bold = "**" in markdown and _PUNCT_STARS.search(markdown) is not None
     notes = "[^" in markdown
     breaks = "<br" in markdown or "<BR" in markdown
-    if not (bold or notes or breaks):
+    blanks = _ODD_BLANK.search(markdown) is not None
+    if not (bold or notes or breaks or blanks):
         return markdown
     defined = {match[2] for match in _NOTE.finditer(markdown)} if notes else set()
 
@@ -444,6 +454,10 @@ def as_meant(markdown: str) -> str:
         start, pos = pos, pos + len(line)
         if fences and (open_fence_at(start + 1, fences) or open_fence_at(pos - 1, fences)):
             continue  # a code block's line or fence
+        if blanks and not line.strip(_ALL_BLANK + ">"):
+            quotes = _QUOTES.match(line)
+            lines[i] = (quotes[0] if quotes else "") + line[len(line.rstrip("\r\n")) :]
+            continue
         row = bool(breaks and TABLE_ROW.match(line))
         if "`" not in line:
             lines[i] = rewrite(line, True, row)
