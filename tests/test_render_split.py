@@ -311,6 +311,29 @@ def test_a_block_under_a_list_item_starts_on_its_own_line() -> None:
     assert render("Intro\n\n" + code).text == "Intro\n\n1. Install:\npip install x\n2. Run it"
 
 
+@pytest.mark.parametrize(
+    ("markdown", "shown"),
+    [
+        (
+            "1. Run:\n   ```bash\n   make\n   ```\n   Then check.\n2. Next",
+            "1. Run:\nmake\nThen check.\n2. Next",
+        ),
+        ("1. Run:\n   ```\n   make\n   ```\n\n   Then check.", "1. Run:\nmake\nThen check."),
+        (
+            "*   Run:\n    ```sh\n    make\n    ```\n    **Then** `check`.",
+            "⦁ Run:\nmake\nThen check.",
+        ),
+        ("1. a\n   ```\n   x\n   ```\n2. b\n\n   more", "1. a\nx\n2. b\nmore"),  # no more
+    ],
+)
+def test_text_after_a_code_block_in_a_list_item_is_on_its_own_line(
+    markdown: str, shown: str
+) -> None:
+    """telegramify-markdown glued it to the code (`makeThen check.`), in what a message shows,
+    is copied and forwarded."""
+    assert render(markdown).text == shown
+
+
 def test_an_open_task_does_not_look_done() -> None:
     assert render("- [ ] todo\n- [x] done").text == "☐ todo\n✅ done"
 

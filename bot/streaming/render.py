@@ -126,15 +126,30 @@ def render(markdown: str, *, keep_indent: bool = False) -> Part:
 
 
 class _Walker(EventWalker):
-    """telegramify-markdown's converter (1.4.1) with a line break it leaves out: in a list that
-    opens the text, a block right under an item's first line (a code block, a quote, a heading)
-    was glued to that line (`1. Install:pip install x`), as no block had ended yet to make it
-    write the break between blocks."""
+    """telegramify-markdown's converter (1.4.1) with line breaks it leaves out in lists: a block
+    right under an item's first line (a code block, a quote, a heading), in a list that opens
+    the text, was glued to that line (`1. Install:pip install x`), as no block had ended yet to
+    make it write the break between blocks; and an item's paragraph after its code block was
+    glued to the code (`makeThen check.`: a list's paragraphs write no break before them)."""
+
+    _after_code = False
 
     def _ensure_block_spacing(self, next_block_start: int | None = None) -> None:
         if self._list_stack and self._buf.py_offset and not self._buf.trailing_newline_count():
             self._buf.write("\n")
         super()._ensure_block_spacing(next_block_start)
+
+    def _on_end_code_block(self) -> None:
+        super()._on_end_code_block()
+        self._after_code = bool(self._list_stack)
+
+    def _handle_event(self, event: Any) -> None:
+        if self._after_code:  # the code block's list item goes on: on a line of its own
+            self._after_code = False
+            inner = event[0] if isinstance(event, tuple) else event
+            if _writes_text(inner) and not self._buf.trailing_newline_count():
+                self._buf.write("\n")
+        super()._handle_event(event)
 
     # Math is converted to Unicode whatever it holds. telegramify-markdown converts only math of
     # five characters or more with a LaTeX command in it: `$x^2$` showed as "x^2" beside
@@ -210,6 +225,25 @@ class _Walker(EventWalker):
             if index == 0 and len(rows) > 1:
                 lines.append("-+-".join("-" * w for w in widths))
         return "\n".join(lines)
+
+
+_INLINE_STARTS = frozenset({"Paragraph", "Strong", "Emphasis", "Strikethrough"})
+_INLINE_EVENTS = frozenset({"Text", "Code", "InlineMath", "InlineHtml", "FootnoteReference"})
+
+
+def _writes_text(event: Any) -> bool:
+    """Whether a parser event begins text: a paragraph, or inline content (a tight list's
+    items hold it with no paragraph around it)."""
+    if isinstance(event, str):
+        return event in ("SoftBreak", "HardBreak")
+    if not isinstance(event, dict):
+        return False
+    start = event.get("Start")
+    if start is not None:
+        return start in _INLINE_STARTS or (
+            isinstance(start, dict) and ("Link" in start or "Image" in start)
+        )
+    return not _INLINE_EVENTS.isdisjoint(event)
 
 
 def _width(text: str) -> int:
