@@ -65,6 +65,14 @@ from tests.test_render_split import CountingRenderer, assert_valid, inline, squa
         ("Solve:\n\n\\[\nx = \\frac{a}", "Solve:\n\n"),
         ("Solve:\n\n\\[\nx = 1\n\\]", "Solve:\n\n\\[\nx = 1\n\\]"),
         (r"run `re.compile(r'\(\d", r"run `re.compile(r'\(\d`"),  # code
+        # The same with dollars; a `$` before a digit or a space is a price, not held back.
+        (r"The area is $\pi r^", "The area is"),
+        (r"with $r$ the radius and $x_", "with $r$ the radius and"),
+        ("Solve:\n\n$$\nx = \\frac{a}", "Solve:\n\n"),
+        ("Solve:\n\n$$x = 1$$ and $", "Solve:\n\n$$x = 1$$ and"),
+        ("It costs $5 or $1", "It costs $5 or $1"),
+        ("pay $ 5 and `$x", "pay $ 5 and `$x`"),
+        (r"an escaped \$x", r"an escaped \$x"),
         (r"an escaped backslash \\(x", r"an escaped backslash \\(x"),
         ("a lone backslash \\", "a lone backslash"),  # an escape being written
         # A table appears once its header is complete.
@@ -158,6 +166,16 @@ def test_latex_never_shows_raw_while_streaming() -> None:
         "x = (-b ± √b̅²̅ ̅-̅ ̅4̅a̅c̅)/2a\n\n"
         "So x₁ = 2 and x₂ = 3."
     )
+    # Written with dollars, as Gemini and DeepSeek write it: the same.
+    dollars = (
+        answer.replace("\\(", "$").replace("\\)", "$").replace("\\[", "$$").replace("\\]", "$$")
+    )
+    segmenter = Segmenter()
+    for end in range(1, len(dollars) + 1):
+        shown = segmenter.parts(dollars[:end], streaming=True)
+        text = "\n\n".join(part.text for part in shown)
+        assert not set("\\^_$") & set(text), dollars[:end]
+    assert render(dollars).text == render(answer).text
 
 
 def test_the_final_state_is_not_settled() -> None:

@@ -41,6 +41,8 @@ _BARE_MARKER = re.compile(r"(?:[ \t]*>)*[ \t]*(?:-+|=+|[*+]|\d{1,9}[.)]?|#{1,6})
 _OPEN_AUTOLINK = re.compile(r"<[A-Za-z][A-Za-z0-9+.-]{1,31}:[^\s<>]*$")
 _ESCAPE_OR_MARKERS = re.compile(r"\\.|\*+|_+|~+")
 _ESCAPE = re.compile(r"\\.", re.DOTALL)
+_MATH_MARK = re.compile(r"\\.|\$\$?", re.DOTALL)  # an escape (`\(`, `\$`) or a math delimiter
+_MATH_CLOSER = {"\\(": "\\)", "\\[": "\\]", "$$": "$$", "$": "$"}
 _PUNCTUATION = frozenset("!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~")
 
 
@@ -218,17 +220,24 @@ def _link_text(line: str) -> str:
 
 
 def _before_open_math(line: str) -> str:
-    r"""`line` up to LaTeX math it leaves open (`\(x^2` before its `\)`, or a `\[` block before
-    its `\]`), outside inline code. Shown, it would be raw LaTeX that turns into its Unicode
-    form once closed (`bot.streaming.render.tex_math`); left out, it appears converted."""
-    if "\\(" not in line and "\\[" not in line:
+    r"""`line` up to LaTeX math it leaves open (`\(x^2` before its `\)`, a `\[` block before its
+    `\]`, `$\pi r^2` before its `$`, a `$$` block before its `$$`), outside inline code. Shown,
+    it would be raw LaTeX that turns into its Unicode form once closed
+    (`bot.streaming.render.tex_math`); left out, it appears converted. A `$` before a digit or
+    a space is not held back: `$5` is a price far more often than math."""
+    if "\\(" not in line and "\\[" not in line and "$" not in line:
         return line
     opened: re.Match[str] | None = None
-    for escape in _outside_code(_ESCAPE.finditer(line), code_spans(line)):
+    for mark in _outside_code(_MATH_MARK.finditer(line), code_spans(line)):
+        token, after = mark[0], line[mark.end() : mark.end() + 1]
         if opened is None:
-            if escape[0] in ("\\(", "\\["):
-                opened = escape
-        elif escape[0] == ("\\)" if opened[0] == "\\(" else "\\]"):
+            if token in ("\\(", "\\[", "$$") or (
+                token == "$" and not after.isspace() and not after.isdigit()
+            ):
+                opened = mark
+        elif token == _MATH_CLOSER.get(opened[0]) and (
+            token != "$" or not line[mark.start() - 1].isspace()
+        ):
             opened = None
     return line if opened is None else line[: opened.start()]
 
