@@ -650,6 +650,22 @@ def test_a_long_code_block_in_a_list_item_or_a_quote_stays_code_after_a_cut(
     assert parts[1].text.endswith("\n" + after)
 
 
+@pytest.mark.parametrize(
+    "sentence", ["这是一个很长的段落，用来测试分割。", "这是一个很长的段落用来测试分割"]
+)
+def test_a_heading_stays_with_a_long_chinese_paragraph(sentence: str) -> None:
+    """With no space to cut at, the cut went between a heading's `##` and its text (a message
+    of "✏", one of "总结"); Chinese is cut after its punctuation, as others are at a space."""
+    doc = "## 总结\n\n" + sentence * 300
+    parts = Segmenter().parts(doc)
+    assert len(parts) == 2
+    assert parts[0].text.startswith("✏ 总结\n\n这是")
+    assert squash("".join(p.text for p in parts)) == squash(render(doc).text)
+    if "。" in sentence:
+        assert parts[0].text.endswith(("。", "，"))
+        assert parts[1].text.startswith(("这是", "用来"))
+
+
 def test_a_code_block_reopened_less_deep_stays_so_over_several_parts() -> None:
     code = "\n".join(f"        x{i} = compute({i})  # step {i}" for i in range(400))
     doc = f"1.  Run:\n    ```python\n{code}\n    ```\n\n    Then:\n\n    ```sh\n    ls\n    ```"

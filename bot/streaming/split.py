@@ -36,6 +36,8 @@ _MIN_FILL = 0.25  # a preferred cut must fill at least this much of a part, else
 _LINK = re.compile(r"!?\[[^\]\n]{1,500}\]\([^)\s]{1,2000}\)")
 _PARTIAL_FENCE = re.compile(r"\n(?:[ \t]*>)*[ \t]*(?:`{1,}|~{1,})[ \t]*$")
 _OPENER = re.compile(r"((?:[ \t]*>)*[ \t]*)(`{3,}|~{3,})")  # a fence: what is before it, itself
+# Chinese and Japanese write no spaces: a cut between words goes after their punctuation.
+_CJK_BREAKS = frozenset("。！？；，、：）」』】》")
 _DEFINITION = re.compile(r"^ {0,3}\[[^\]\n]+\]:", re.MULTILINE)
 _HEADING = re.compile(r" {0,3}#{1,6}(?:[ \t]|$)")
 _LIST_ITEM = re.compile(r" {0,3}(?:[-+*]|\d{1,9}[.)])(?:\s|$)")
@@ -376,12 +378,14 @@ def _candidates(source: str, floor: int) -> tuple[list[_Cut], list[_Cut], list[_
     words: list[_Cut] = []
     line = 0  # where the current line starts
     heading: int | None = None  # where the last line with text starts, if it is a heading
+    in_heading = bool(_HEADING.match(source))  # the current line is one: never cut in it
     text_at = (-1, False)  # the next line with text after a run of blank lines, and if indented
     for i, ch in enumerate(source):
         if ch == "\n":
             if source[line:i].strip():
-                heading = line if _HEADING.match(source, line) else None
+                heading = line if in_heading else None
             line = i + 1
+            in_heading = bool(_HEADING.match(source, line))
         if i < floor:
             continue
         if i in openers:  # a code block starts: before it, or before the heading above it
@@ -406,7 +410,7 @@ def _candidates(source: str, floor: int) -> tuple[list[_Cut], list[_Cut], list[_
             if not cut.close and source[i + 1] == "\n":
                 paragraphs.append(_Cut(i + 2, "", "") if i + 2 < len(source) else cut)
             lines.append(cut)
-        elif ch == " " and not _in_link(links, i):
+        elif (ch == " " or ch in _CJK_BREAKS) and not in_heading and not _in_link(links, i):
             words.append(_cut_at(i + 1, fences))
     return paragraphs, lines, words
 
