@@ -26,6 +26,14 @@ from tests.test_render_split import CountingRenderer, assert_valid, inline, squa
         ("see [the docs](https://exa", "see the docs"),
         ("see [the do", "see the do"),
         ("**[docs](https://ex", "**docs**"),
+        # An address with parentheses in it is complete when they balance (Wikipedia's are).
+        ("[Python](https://w.org/wiki/Python_(language)", "Python"),
+        (
+            "[Python](https://w.org/wiki/Python_(language)) is",
+            "[Python](https://w.org/wiki/Python_(language)) is",
+        ),
+        ('[x](https://a.io "Tit', "x"),
+        ("[a](https://x.io/(a) b", "[a](https://x.io/(a) b"),  # no link: shown as written
         ("[a](https://a.io) and [b", "[a](https://a.io) and b"),
         # An autolink being written shows without its bracket, as it will once complete.
         ("see <https://exa", "see https://exa"),

@@ -211,12 +211,35 @@ def _link_text(line: str) -> str:
         if close == -1:
             return line[:at] + rest  # `[text`
         after = rest[close + 1 :]
-        if not after or (after.startswith("(") and ")" not in after):
+        if not after or (after.startswith("(") and _address_open(after)):
             # `[text](https://exa`, or `[text]` that may be about to get its address (if not,
             # as in a citation `[1]`, the brackets come back with the next piece of text).
             return line[:at] + rest[:close]
         return line  # a complete link, or brackets followed by text
     return line
+
+
+def _address_open(after: str) -> bool:
+    """Whether a link's `(address` is still being written: its parentheses are not balanced
+    yet (`(https://en.wikipedia.org/wiki/Python_(language)` is one `)` short), or its title
+    is (`(https://a.io "Title`). Words after a space: no link, as written."""
+    depth = 0
+    escape = False
+    for i, ch in enumerate(after):
+        if escape:
+            escape = False
+        elif ch == "\\":
+            escape = True
+        elif ch.isspace():  # an address ends here: a title may follow, or it is no link
+            title = after[i:].lstrip()
+            return not title or (title[0] in "\"'" and ")" not in title[1:])
+        elif ch == "(":
+            depth += 1
+        elif ch == ")":
+            depth -= 1
+            if not depth:
+                return False
+    return True
 
 
 def _before_open_math(line: str) -> str:
