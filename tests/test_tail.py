@@ -34,6 +34,16 @@ from tests.test_render_split import CountingRenderer, assert_valid, inline, squa
         ),
         ('[x](https://a.io "Tit', "x"),
         ("[a](https://x.io/(a) b", "[a](https://x.io/(a) b"),  # no link: shown as written
+        # A footnote's mark or a task's box being written: no `^1` or bullet flashing by first.
+        ("Claim[^", "Claim"),
+        ("Claim[^1", "Claim"),
+        ("Claim[^1]", "Claim[^1]"),  # `¹` as rendered
+        ("Text.\n\n[^1", "Text.\n\n"),
+        ("- done\n- [x", "- done\n"),
+        ("- [ ]", ""),
+        ("1. [X] ", ""),
+        ("- [x] do", "- [x] do"),
+        ("- [link te", "- link te"),
         ("[a](https://a.io) and [b", "[a](https://a.io) and b"),
         # An autolink being written shows without its bracket, as it will once complete.
         ("see <https://exa", "see https://exa"),

@@ -29,6 +29,7 @@ from bot.streaming.render import TABLE_ROW, as_meant, escaped, is_ascii_alnum
 _TRAILING = "*_~` \t"
 _DELIMITER_ROW = re.compile(r" {0,3}\|?[\s:|-]*$")
 _LINK_START = re.compile(r"!?\[")
+_ITEM_START = re.compile(r"(?:[ \t]*>)*[ \t]*(?:[-+*]|\d{1,9}[.)])[ \t]+")
 # A line that is a block of its own: a heading, a fence, a table row, a rule or an underline.
 _OWN_BLOCK = r"#{1,6}(?:[ \t]|$)|`{3,}|~{3,}|\||(?:[-*_][ \t]*){3,}$|=+[ \t]*$"
 _OWN_BLOCK_LINE = re.compile(rf" {{0,3}}(?:{_OWN_BLOCK})")
@@ -208,9 +209,15 @@ def _link_text(line: str) -> str:
             continue
         rest = line[match.end() :]
         close = rest.find("]")
+        if rest.startswith("^"):  # a footnote: `¹` once its `]` comes, nothing before
+            return line if close != -1 else line[:at]
+        start = line.rfind("\n", 0, at) + 1
+        box, after = (rest, "") if close == -1 else (rest[:close], rest[close + 1 :])
+        task = box in ("", " ", "x", "X") and not after.strip()
+        if task and _ITEM_START.fullmatch(line, start, at):
+            return line[:start]  # a task's `- [x]`: ☐ or ✅ to come with its text, not a bullet
         if close == -1:
             return line[:at] + rest  # `[text`
-        after = rest[close + 1 :]
         if not after or (after.startswith("(") and _address_open(after)):
             # `[text](https://exa`, or `[text]` that may be about to get its address (if not,
             # as in a citation `[1]`, the brackets come back with the next piece of text).
