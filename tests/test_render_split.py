@@ -324,6 +324,7 @@ def test_a_block_under_a_list_item_starts_on_its_own_line() -> None:
             "⦁ Run:\nmake\nThen check.",
         ),
         ("1. a\n   ```\n   x\n   ```\n2. b\n\n   more", "1. a\nx\n2. b\nmore"),  # no more
+        ("- A\n  ```\n  a\n  ```\n  - B\n  > q\n  # H", "⦁ A\na\n  ⦁ B\nq\n📌 H"),  # blocks: theirs
     ],
 )
 def test_text_after_a_code_block_in_a_list_item_is_on_its_own_line(
@@ -685,6 +686,63 @@ def test_a_code_block_reopened_less_deep_stays_so_over_several_parts() -> None:
     assert sum(line.startswith("    x") for line in lines) >= 400 - len(parts)
     assert parts[-1].text.endswith("Then:\n\nls")
     assert parts[-1].entities[-1]["language"] == "sh"
+
+
+def _pres(parts: list[Part]) -> list[str]:
+    """The lines of the parts' code blocks, as shown."""
+    return [
+        line
+        for p in parts
+        for e in p.entities
+        if e["type"] == "pre"
+        for line in p.text[e["offset"] : e["offset"] + e["length"]].splitlines()
+    ]
+
+
+def test_a_list_item_reopened_less_deep_ends_where_the_item_does() -> None:
+    """Cut after the item's code block, the next part went on taking four columns off every
+    line up to the next closing fence: a later top-level script lost its indentation."""
+    code = "\n".join(f"    x{i} = compute({i})" for i in range(20))
+    doc = (
+        f"*   Install:\n    ```python\n{code}\n    ```\n\n    Then run it. "
+        + "More words here. " * 20
+        + "\n\nFull script:\n\n```python\ndef main():\n    if ready:\n        run()\n```\n"
+    )
+    parts = Segmenter(limit=300).parts(doc)
+    assert parts[-1].text.endswith("def main():\n    if ready:\n        run()")
+    assert squash("".join(p.text for p in parts)) == squash(render(doc).text)
+
+
+def test_a_list_item_in_a_list_item_reopened_less_deep_takes_off_both_widths() -> None:
+    def code(indent: str, tag: str) -> str:
+        return "\n".join(f"{indent}{tag}{i} = compute({i})" for i in range(30))
+
+    doc = (
+        f"*   A:\n    ```python\n{code('    ', 'a')}\n    ```\n"
+        f"    *   B:\n        ```python\n{code('        ', 'b')}\n        ```\n\nEnd."
+    )
+    parts = Segmenter(limit=300).parts(doc)
+    assert [line.strip() for line in _pres(parts)] == [
+        f"a{i} = compute({i})" for i in range(30)
+    ] + [f"b{i} = compute({i})" for i in range(30)]
+    assert parts[-1].text.endswith("\n\nEnd.") and "```" not in "".join(p.text for p in parts)
+
+
+def test_a_quoted_code_line_cut_in_the_middle_goes_on_in_the_quote() -> None:
+    line = " ".join(f"item_{i}*2" for i in range(60))
+    doc = f"> Output:\n> ```text\n> {line}\n> ```\n\nAfter."
+    parts = Segmenter(limit=300).parts(doc)
+    assert " ".join(_pres(parts)).split() == line.split()
+    assert parts[-1].text.endswith("After.")
+
+
+def test_an_indented_fence_in_a_code_block_is_a_line_of_it() -> None:
+    """A README's list item with its own code block, shown as Markdown in a code block: its
+    indented ``` closed the outer block, whose real end then opened one to the end."""
+    readme = "```markdown\n- Install:\n    ```bash\n    pip install foo\n    ```\n> ```\n```\n"
+    assert fence_map(readme) == [(0, "```markdown"), (len(readme), "")]
+    doc = readme + "\n**注意：**这是重要的。See[^1].\n\n[^1]: Note."
+    assert render(doc).text.endswith("\n\n注意：这是重要的。See¹.\n\n¹ Note.")
 
 
 def test_a_code_block_in_a_quote_ends_with_the_quote() -> None:

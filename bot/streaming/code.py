@@ -24,18 +24,27 @@ Fences = list[tuple[int, str]]
 
 def fence_map(source: str) -> Fences:
     """Positions where a code block opens or closes: [(index, opener or "")], the opener being
-    its fence line up to the language (`  ```python`, `> ```sh`). A block in a quote ends
+    its fence line up to the language (`  ```python`, `> ```sh`). A block is closed by a fence
+    in as many quotes and indented at most three columns more than its own (an indented
+    ``` in a code block is a line of it: a README's list item's code); one in a quote ends
     where the quote does, closed or not."""
     events: Fences = []
     if "`" not in source and "~" not in source:
         return events
     marker: str | None = None  # the open block's fence
-    depth = 0  # how many quotes the open block is in
+    depth = indent = 0  # how many quotes the open block is in, and its fence's indentation
     pos = 0
     for line in source.splitlines(keepends=True):
         if marker is not None:
             match = _CLOSING.match(line)
-            if match and match.group(1)[0] == marker[0] and len(match.group(1)) >= len(marker):
+            quotes, columns = container(line[: match.start(1)]) if match else (-1, 0)
+            if (
+                match
+                and match.group(1)[0] == marker[0]
+                and len(match.group(1)) >= len(marker)
+                and quotes == depth
+                and columns <= indent + 3
+            ):
                 marker = None
                 events.append((pos + len(line), ""))
                 pos += len(line)
@@ -47,7 +56,7 @@ def fence_map(source: str) -> Fences:
             match = _FENCE.match(line)
             if match:
                 marker = match.group(1)
-                depth = _quote_depth(line)
+                depth, indent = container(line[: match.start(1)])
                 events.append((pos, line[: match.start(1)] + marker + match.group(2)))
         pos += len(line)
     return events
@@ -56,6 +65,23 @@ def fence_map(source: str) -> Fences:
 def _quote_depth(line: str) -> int:
     match = _QUOTE_MARKERS.match(line)
     return match.group().count(">") if match else 0
+
+
+def container(before: str) -> tuple[int, int]:
+    """What a fence line has before its fence: how many quotes, and how many columns of
+    indentation after them (the space after a `>` is the quote's)."""
+    _, marker, indent = before.rpartition(">")
+    if marker and indent.startswith(" "):
+        indent = indent[1:]
+    return before.count(">"), len(indent.expandtabs(4))
+
+
+def code_blocks(source: str) -> list[tuple[int, int]]:
+    """Where the code blocks are, fences included: [(start, end)], in order."""
+    fences = fence_map(source)
+    opens = [at for at, opener in fences if opener]
+    closes = [at for at, opener in fences if not opener] + [len(source)]
+    return list(zip(opens, closes[: len(opens)], strict=True))
 
 
 def open_fence_at(index: int, fences: Fences) -> str:

@@ -20,7 +20,7 @@ from telegramify_markdown.converter import STANDARD_OPTIONS, EventWalker, _parse
 from telegramify_markdown.entity import MessageEntity
 from telegramify_markdown.latex_escape.helper import LatexToUnicodeHelper
 
-from bot.streaming.code import code_spans, fence_map, open_fence_at
+from bot.streaming.code import code_blocks, code_spans
 
 Entity = dict[str, Any]
 
@@ -240,7 +240,7 @@ def _writes_text(event: Any) -> bool:
         return False
     start = event.get("Start")
     if start is not None:
-        return start in _INLINE_STARTS or (
+        return (isinstance(start, str) and start in _INLINE_STARTS) or (
             isinstance(start, dict) and ("Link" in start or "Image" in start)
         )
     return not _INLINE_EVENTS.isdisjoint(event)
@@ -481,12 +481,14 @@ def as_meant(markdown: str) -> str:
             text = _BREAK.sub(" ", text)
         return text
 
-    fences = fence_map(markdown)
+    blocks = code_blocks(markdown)
     lines = markdown.splitlines(keepends=True)
-    pos = 0
+    pos = b = 0
     for i, line in enumerate(lines):
         start, pos = pos, pos + len(line)
-        if fences and (open_fence_at(start + 1, fences) or open_fence_at(pos - 1, fences)):
+        while b < len(blocks) and blocks[b][1] <= start:
+            b += 1
+        if b < len(blocks) and blocks[b][0] < pos:
             continue  # a code block's line or fence
         if blanks and not line.strip(_ALL_BLANK + ">"):
             quotes = _QUOTES.match(line)

@@ -24,7 +24,7 @@ import unicodedata
 from dataclasses import dataclass
 from typing import Protocol
 
-from bot.streaming.code import CLOSING_FENCE, Fences, fence_map, open_fence_at
+from bot.streaming.code import CLOSING_FENCE, Fences, container, fence_map, open_fence_at
 from bot.streaming.render import TABLE_ROW, Part, render, strip
 from bot.streaming.tail import open_emphasis, reopening, settle
 
@@ -68,7 +68,9 @@ class Segmenter:
         self.frozen: list[Part] = []
         self._start = 0  # where the open part begins in the source
         self._prefix = ""  # reopened code fence that the open part starts with
-        self._dedent = 0  # columns taken off the open part's lines up to that block's end
+        # Columns taken off the open part's lines, to the end of the list items whose code
+        # blocks were reopened less deep (one width per item, the innermost last).
+        self._dedent: tuple[int, ...] = ()
         self._last: tuple[str, bool, list[Part]] | None = None
         # While streaming: the open part's blocks before a blank line, rendered once (where
         # they end in the open source, and how they render), and the last blank line looked at.
@@ -91,7 +93,7 @@ class Segmenter:
         while True:
             at_line_start = self._start == 0 or source[self._start - 1] == "\n"
             rest, removed, dedented_to = _dedented(
-                source[self._start :], self._dedent, at_line_start
+                source[self._start :], self._dedent, at_line_start, in_code=bool(self._prefix)
             )
             open_source = self._prefix + rest
             part = self._open_part(open_source, streaming)
@@ -104,9 +106,13 @@ class Segmenter:
             at = cut.at - len(self._prefix)
             self._start += at + _removed_before(at, removed)
             self._prefix = cut.reopen
-            # Cut again inside the list item reopened less deep: the rest of it still needs it.
-            if cut.dedent or at >= dedented_to:
-                self._dedent = cut.dedent
+            # Cut again inside a list item reopened less deep: the rest of it still needs it.
+            items = self._dedent[: _depth_at(at, removed, len(self._dedent))]
+            if at >= dedented_to:
+                items = ()
+            if cut.dedent:  # (measured on the text as dedented)
+                items = (*items, (items[-1] if items else 0) + cut.dedent)
+            self._dedent = items
             self._head, self._tried = None, 0
 
     def _open_part(self, open_source: str, streaming: bool) -> Part:
@@ -219,12 +225,13 @@ class Segmenter:
         lo, hi, best = floor, len(source) - 1, floor
         while lo <= hi:
             mid = (lo + hi) // 2
-            cut = _cut_at(mid, fences)
+            cut = _cut_at(mid, fences, mid_line=source[mid - 1] != "\n")
             if self._fits(source, cut) >= 0:
                 best, lo = mid, mid + 1
             else:
                 hi = mid - 1
-        return _cut_at(_character_start(source, best, floor), fences)
+        at = _character_start(source, best, floor)
+        return _cut_at(at, fences, mid_line=source[at - 1] != "\n")
 
 
 def _before(source: str, cut: _Cut) -> str:
@@ -274,19 +281,14 @@ def _reopenable(opener: str) -> bool:
     its fence is indented four columns or more (past its quotes' `>`), as in some list items,
     which at a part's start would make it an indented code block with the fence in it."""
     match = _OPENER.match(opener)
-    if match is None:
-        return False
-    _, marker, indent = match.group(1).rpartition(">")
-    if marker and indent.startswith(" "):
-        indent = indent[1:]  # the space after `>` belongs to it
-    return len(indent.expandtabs(4)) < 4
+    return match is not None and container(match.group(1))[1] < 4
 
 
-def _cut_at(index: int, fences: Fences) -> _Cut:
+def _cut_at(index: int, fences: Fences, *, mid_line: bool = False) -> _Cut:
     """A cut at `index`; inside a code block, the part closes it and the next one reopens it
     with its language, in the same quotes and at the same indentation, or (a list item's code
     indented four columns or more, as Gemini writes them) at none, the code lines dedented
-    up to its closing fence."""
+    up to its closing fence. `mid_line`: the rest of the line goes on in the quotes too."""
     opener = open_fence_at(index, fences)
     match = _OPENER.match(opener)
     if match is None:
@@ -294,43 +296,57 @@ def _cut_at(index: int, fences: Fences) -> _Cut:
     before, marker = match.group(1), match.group(2)
     close = "\n" + before + marker
     if _reopenable(opener):
-        return _Cut(index, close, opener + "\n")
+        quotes = before if mid_line and ">" in before else ""
+        return _Cut(index, close, opener + "\n" + quotes)
     if ">" in before or "\t" in before:
         return _Cut(index, "", "")  # not reopened: shown as the quote's text
     return _Cut(index, close, opener[len(before) :] + "\n", dedent=len(before))
 
 
-def _dedented(text: str, width: int, at_line_start: bool) -> tuple[str, list[tuple[int, int]], int]:
-    """`text` with up to `width` leading spaces taken off each line, to the end of the list
-    item it begins in: its code block (the closing fence, so dedented, closes the one
-    reopened at the top level) and the lines after it indented as deep (at the top level,
-    `    Then:` would be an indented code block). Also where the dedented lines start, with
-    the spaces taken off so far, and where the dedented text ends."""
-    if not width:
+def _dedented(
+    text: str, widths: tuple[int, ...], at_line_start: bool, *, in_code: bool
+) -> tuple[str, list[tuple[int, int, int]], int]:
+    """`text` with leading spaces taken off each line, as many as its list item's width (the
+    innermost in `widths`), to the end of the items: a line with text indented less ends the
+    innermost (at the top level, `    Then:` would be an indented code block), except in the
+    code block reopened at the start (`in_code`), which its closing fence, so dedented,
+    closes. Also, for each line dedented: where it starts, the spaces taken off so far, and
+    how many items it is in; and where the dedented text ends."""
+    if not widths:
         return text, [], len(text)
+    items = list(widths)
     out: list[str] = []
-    removed: list[tuple[int, int]] = []
+    removed: list[tuple[int, int, int]] = []
     taken = pos = 0
-    in_code = True
     for i, line in enumerate(text.splitlines(keepends=True)):
         if i or at_line_start:
-            spaces = min(width, len(line) - len(line.lstrip(" ")))
-            if not in_code and spaces < width and line.strip():
-                return "".join(out) + text[pos + taken :], removed, pos
+            spaces = len(line) - len(line.lstrip(" "))
+            if not in_code and line.strip():
+                while items and spaces < items[-1]:
+                    items.pop()
+                if not items:
+                    return "".join(out) + text[pos + taken :], removed, pos
+            spaces = min(spaces, items[-1])
             line = line[spaces:]
             taken += spaces
-            removed.append((pos, taken))
+            removed.append((pos, taken, len(items)))
             in_code = in_code and not CLOSING_FENCE.match(line)
         out.append(line)
         pos += len(line)
     return "".join(out), removed, pos
 
 
-def _removed_before(index: int, removed: list[tuple[int, int]]) -> int:
+def _removed_before(index: int, removed: list[tuple[int, int, int]]) -> int:
     """How many spaces `_dedented` took off before `index` (a cut at a line's start keeps
     that line's spaces with it)."""
-    i = bisect.bisect_left(removed, (index, -1)) - 1
+    i = bisect.bisect_left(removed, (index, -1, -1)) - 1
     return removed[i][1] if i >= 0 else 0
+
+
+def _depth_at(index: int, removed: list[tuple[int, int, int]], depth: int) -> int:
+    """How many of the dedented list items the line at `index` is in (`depth` before any)."""
+    i = bisect.bisect_right(removed, (index, math.inf, math.inf)) - 1
+    return removed[i][2] if i >= 0 else depth
 
 
 def _tables(source: str, fences: Fences) -> dict[int, str | None]:
@@ -411,7 +427,7 @@ def _candidates(source: str, floor: int) -> tuple[list[_Cut], list[_Cut], list[_
                 paragraphs.append(_Cut(i + 2, "", "") if i + 2 < len(source) else cut)
             lines.append(cut)
         elif (ch == " " or ch in _CJK_BREAKS) and not in_heading and not _in_link(links, i):
-            words.append(_cut_at(i + 1, fences))
+            words.append(_cut_at(i + 1, fences, mid_line=True))
     return paragraphs, lines, words
 
 
