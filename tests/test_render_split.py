@@ -314,6 +314,21 @@ def test_a_block_under_a_list_item_starts_on_its_own_line() -> None:
 @pytest.mark.parametrize(
     ("markdown", "shown"),
     [
+        ("$\\sqrt{b^2 - 4ac}$", "√(b² - 4ac)"),
+        ("$\\sqrt{x}$ and $\\sqrt{64}$", "√x and √64"),
+        ("$$x = \\frac{-b \\pm \\sqrt{b^2-4ac}}{2a}$$", "x = (-b ± √(b²-4ac))/2a"),
+        ("\\(\\sqrt[3]{x}\\)", "∛x"),
+    ],
+)
+def test_a_root_shows_with_parentheses_not_an_overline(markdown: str, shown: str) -> None:
+    """telegramify-markdown overlined the radicand character by character (U+0305), which
+    most fonts draw as a broken line of dashes: `√b̅²̅ ̅-̅ ̅4̅a̅c̅`."""
+    assert render(markdown).text == shown
+
+
+@pytest.mark.parametrize(
+    ("markdown", "shown"),
+    [
         (
             "1. Run:\n   ```bash\n   make\n   ```\n   Then check.\n2. Next",
             "1. Run:\nmake\nThen check.\n2. Next",

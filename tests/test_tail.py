@@ -181,7 +181,7 @@ def test_latex_never_shows_raw_while_streaming() -> None:
         assert "\\" not in text and "^" not in text and "_" not in text, answer[:end]
     assert render(answer).text == (
         "The area is A = π r², where r is the radius.\n\n"
-        "x = (-b ± √b̅²̅ ̅-̅ ̅4̅a̅c̅)/2a\n\n"
+        "x = (-b ± √(b² - 4ac))/2a\n\n"
         "So x₁ = 2 and x₂ = 3."
     )
     # Written with dollars, as Gemini and DeepSeek write it: the same.

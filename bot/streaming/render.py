@@ -164,7 +164,7 @@ class _Walker(EventWalker):
         self._mark_block_end()
 
     def _math(self, math: str, kind: str) -> None:
-        converted = _LATEX.convert(math).strip()  # type: ignore[no-untyped-call]
+        converted = latex_text(math)
         if self._in_table_cell:  # a table is one code block: its cells hold text only
             self._cell_parts.append(converted)
             return
@@ -274,6 +274,25 @@ def _width(text: str) -> int:
 
 
 _LATEX = LatexToUnicodeHelper()
+# A root as telegramify-markdown writes it: the sign, then its radicand overlined character by
+# character (U+0305), which most fonts draw as a broken line of dashes.
+_OVERLINED_ROOT = re.compile("([√∛∜])((?:[^\u0305]\u0305)+)")
+
+
+def latex_text(math: str) -> str:
+    """LaTeX math in Unicode (`\\pi r^2` as "π r²"), a root as `√(b² - 4ac)` (`√x`, `√64`)."""
+    converted: str = _LATEX.convert(math).strip()  # type: ignore[no-untyped-call]
+    if "\u0305" not in converted:
+        return converted
+
+    def root(match: re.Match[str]) -> str:
+        radicand = match[2].replace("\u0305", "")
+        plain = len(radicand) == 1 or radicand.isdigit()
+        return f"{match[1]}{radicand}" if plain else f"{match[1]}({radicand})"
+
+    return _OVERLINED_ROOT.sub(root, converted)
+
+
 _CONFIG = RenderConfig.isolated()
 # An open task (`- [ ] todo`) showed as ☑, a box with a tick: as if it were done (✅).
 _CONFIG.markdown_symbol.task_uncompleted = "\N{BALLOT BOX}"  # ☐
@@ -427,7 +446,7 @@ def tex_math(markdown: str) -> str:
             out.append(f"$${math}$$")
         elif markdown[match.end() : match.end() + 1].isdigit():
             # `$x$2` would read as two prices: the math goes as the code span it shows as.
-            out.append(code_span(_LATEX.convert(math).strip()))  # type: ignore[no-untyped-call]
+            out.append(code_span(latex_text(math)))
         else:
             out.append(f"${math}$")
         last = pos = match.end()
