@@ -311,6 +311,20 @@ def test_a_block_under_a_list_item_starts_on_its_own_line() -> None:
     assert render("Intro\n\n" + code).text == "Intro\n\n1. Install:\npip install x\n2. Run it"
 
 
+def test_github_alerts_show_as_a_bold_label() -> None:
+    """`> [!NOTE]` opening a quote showed raw, and `!NOTE` flashed by while it was written."""
+    part = render("> [!WARNING]\n> Back it up first.")
+    assert part.text == "⚠️ Warning\nBack it up first."
+    assert {"type": "bold", "offset": 0, "length": 10} in part.entities
+    assert render("> [!tip]\n> x").text == "💡 Tip\nx"
+    assert render("Not one: [!NOTE]").text == "Not one: [!NOTE]"
+    doc = "Intro.\n\n> [!NOTE]\n> Use **venv** always."
+    segmenter = Segmenter()
+    for end in range(1, len(doc) + 1):
+        shown = "".join(p.text for p in segmenter.parts(doc[:end], streaming=True))
+        assert "!" not in shown and "[" not in shown, doc[:end]
+
+
 @pytest.mark.parametrize(
     ("markdown", "shown"),
     [

@@ -82,6 +82,10 @@ _ODD_BLANK = re.compile(
 )
 _ALL_BLANK = "".join(sorted(_INVISIBLE)) + "".join(filter(str.isspace, map(chr, range(0x3001))))
 _QUOTES = re.compile(r"(?:[ \t]*>)*")
+_ALERTS = {"NOTE": "ℹ️", "TIP": "💡", "IMPORTANT": "❗", "WARNING": "⚠️", "CAUTION": "🛑"}
+_ALERT = re.compile(
+    rf"((?:[ \t]*>)+[ \t]*)\[!({'|'.join(_ALERTS)})\][ \t]*(\r?\n?)$", re.IGNORECASE
+)
 
 
 def utf16_len(text: str) -> int:
@@ -469,6 +473,7 @@ def as_meant(markdown: str) -> str:
     - `<br>` in a table's cell, where models put it for a line break: a space (a table is one
       code block, its rows one line each). It showed as the tag. Elsewhere it stays text: a
       model writing about HTML may mean the tag.
+    - GitHub's alerts, `> [!NOTE]` opening a quote: "ℹ️ Note" in bold. They showed raw.
     - A line of only no-break or zero-width spaces: a blank line, as it shows. A model caught
       in a loop can write thousands; as text they made one message of empty lines each, and
       splitting it rendered all of them again and again (seconds of a blocked event loop).
@@ -477,7 +482,8 @@ def as_meant(markdown: str) -> str:
     notes = "[^" in markdown
     breaks = "<br" in markdown or "<BR" in markdown
     blanks = _ODD_BLANK.search(markdown) is not None
-    if not (bold or notes or breaks or blanks):
+    alerts = "[!" in markdown
+    if not (bold or notes or breaks or blanks or alerts):
         return markdown
     defined = {match[2] for match in _NOTE.finditer(markdown)} if notes else set()
 
@@ -512,6 +518,11 @@ def as_meant(markdown: str) -> str:
         if blanks and not line.strip(_ALL_BLANK + ">"):
             quotes = _QUOTES.match(line)
             lines[i] = (quotes[0] if quotes else "") + line[len(line.rstrip("\r\n")) :]
+            continue
+        alert = _ALERT.match(line) if alerts else None
+        if alert:
+            kind = alert[2].upper()
+            lines[i] = f"{alert[1]}**{_ALERTS[kind]} {kind.capitalize()}**{alert[3]}"
             continue
         row = bool(breaks and TABLE_ROW.match(line))
         if "`" not in line:

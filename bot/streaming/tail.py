@@ -29,6 +29,7 @@ from bot.streaming.render import TABLE_ROW, as_meant, escaped, is_ascii_alnum
 _TRAILING = "*_~` \t"
 _DELIMITER_ROW = re.compile(r" {0,3}\|?[\s:|-]*$")
 _LINK_START = re.compile(r"!?\[")
+_QUOTE_START = re.compile(r"(?:[ \t]*>)+[ \t]*")
 _ITEM_START = re.compile(r"(?:[ \t]*>)*[ \t]*(?:[-+*]|\d{1,9}[.)])[ \t]+")
 # A line that is a block of its own: a heading, a fence, a table row, a rule or an underline.
 _OWN_BLOCK = r"#{1,6}(?:[ \t]|$)|`{3,}|~{3,}|\||(?:[-*_][ \t]*){3,}$|=+[ \t]*$"
@@ -212,6 +213,12 @@ def _link_text(line: str) -> str:
         if rest.startswith("^"):  # a footnote: `¹` once its `]` comes, nothing before
             return line if close != -1 else line[:at]
         start = line.rfind("\n", 0, at) + 1
+        if (
+            rest.startswith("!")
+            and _QUOTE_START.fullmatch(line, start, at)
+            and close in (-1, len(rest) - 1)
+        ):
+            return line[:at]  # GitHub's alert being written, `> [!NOTE]`: "ℹ️ Note" to come
         box, after = (rest, "") if close == -1 else (rest[:close], rest[close + 1 :])
         task = box in ("", " ", "x", "X") and not after.strip()
         if task and _ITEM_START.fullmatch(line, start, at):
