@@ -340,19 +340,30 @@ def test_a_root_shows_with_parentheses_not_an_overline(markdown: str, shown: str
     assert render(markdown).text == shown
 
 
+def test_a_list_items_later_paragraphs_are_indented_under_its_text() -> None:
+    """Flush with the next item's number, they ran the items together (Gemini's lists)."""
+    gemini = "1.  **First Step**\n\n    Do something.\n\n2.  **Second Step**\n\n    More here."
+    assert render(gemini).text == "1. First Step\n   Do something.\n2. Second Step\n   More here."
+    nested = "- A\n\n  para\n\n  - B\n\n    bpara\n\n  back in A"
+    assert render(nested).text == "⦁ A\n  para\n  ⦁ B\n    bpara\n  back in A"
+    table = "- a\n\n  | x | y |\n  |---|---|\n  | 1 | 2 |\n\n  after"
+    assert render(table).text == "⦁ a\nx | y\n--+--\n1 | 2\n  after"  # was `1 | 2after`
+    assert render("1. Tight\n2. A line\n   goes on").text == "1. Tight\n2. A line\n   goes on"
+
+
 @pytest.mark.parametrize(
     ("markdown", "shown"),
     [
         (
             "1. Run:\n   ```bash\n   make\n   ```\n   Then check.\n2. Next",
-            "1. Run:\nmake\nThen check.\n2. Next",
+            "1. Run:\nmake\n   Then check.\n2. Next",
         ),
-        ("1. Run:\n   ```\n   make\n   ```\n\n   Then check.", "1. Run:\nmake\nThen check."),
+        ("1. Run:\n   ```\n   make\n   ```\n\n   Then check.", "1. Run:\nmake\n   Then check."),
         (
             "*   Run:\n    ```sh\n    make\n    ```\n    **Then** `check`.",
-            "⦁ Run:\nmake\nThen check.",
+            "⦁ Run:\nmake\n  Then check.",
         ),
-        ("1. a\n   ```\n   x\n   ```\n2. b\n\n   more", "1. a\nx\n2. b\nmore"),  # no more
+        ("1. a\n   ```\n   x\n   ```\n2. b\n\n   more", "1. a\nx\n2. b\n   more"),  # no more
         ("- A\n  ```\n  a\n  ```\n  - B\n  > q\n  # H", "⦁ A\na\n  ⦁ B\nq\n📌 H"),  # blocks: theirs
     ],
 )

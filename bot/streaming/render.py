@@ -138,21 +138,48 @@ class _Walker(EventWalker):
 
     _after_code = False
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # For each list item being written: the indentation of its text, whether a line of its
+        # text has been written (the next one is a continuation, indented as deep), and how
+        # many quotes it is in (a quote in it shows as a quote, not indented).
+        self._items: list[list[Any]] = []
+
     def _ensure_block_spacing(self, next_block_start: int | None = None) -> None:
         if self._list_stack and self._buf.py_offset and not self._buf.trailing_newline_count():
             self._buf.write("\n")
         super()._ensure_block_spacing(next_block_start)
+
+    def _on_start_item(self) -> None:
+        start = self._buf.py_offset
+        super()._on_start_item()
+        marker = self._buf.get_text()[start:].lstrip("\n")
+        self._items.append([" " * len(marker), False, len(self._blockquote_scopes)])
+
+    def _on_end_item(self) -> None:
+        super()._on_end_item()
+        if self._items:
+            self._items.pop()
 
     def _on_end_code_block(self) -> None:
         super()._on_end_code_block()
         self._after_code = bool(self._list_stack)
 
     def _handle_event(self, event: Any) -> None:
+        inner = event[0] if isinstance(event, tuple) else event
+        writes = _writes_text(inner) and not (self._in_code_block or self._in_table_cell)
         if self._after_code:  # the code block's list item goes on: on a line of its own
             self._after_code = False
-            inner = event[0] if isinstance(event, tuple) else event
-            if _writes_text(inner) and not self._buf.trailing_newline_count():
+            if writes and not self._buf.trailing_newline_count():
                 self._buf.write("\n")
+        if self._items and writes and self._items[-1][2] == len(self._blockquote_scopes):
+            # An item's text after its first line (`1.  **Step**\n\n    Do it.`, or after its
+            # code block) is indented under it, not flush with the next item's number, which
+            # ran the items together.
+            item = self._items[-1]
+            if item[1] and self._buf.trailing_newline_count():
+                self._buf.write(item[0])
+            item[1] = True
         super()._handle_event(event)
 
     # Math is converted to Unicode whatever it holds. telegramify-markdown converts only math of
@@ -211,6 +238,7 @@ class _Walker(EventWalker):
             self._buf.write("\n🔗 ")
             self._write_as(words, "text_link", url)
         self._table_links = []
+        self._after_code = bool(self._list_stack)  # a table is a code block too
 
     def _format_table(self, rows: list[list[str]]) -> str:
         """Columns padded to the width a cell takes on screen, not to its count of characters:
