@@ -332,6 +332,7 @@ def test_github_alerts_show_as_a_bold_label() -> None:
         ("$\\sqrt{x}$ and $\\sqrt{64}$", "√x and √64"),
         ("$$x = \\frac{-b \\pm \\sqrt{b^2-4ac}}{2a}$$", "x = (-b ± √(b²-4ac))/2a"),
         ("\\(\\sqrt[3]{x}\\)", "∛x"),
+        ("$\\dfrac{x}{2} + \\tfrac{1}{2}$", "x/2 + ½"),  # showed as `\dfracx2 + \tfrac12`
     ],
 )
 def test_a_root_shows_with_parentheses_not_an_overline(markdown: str, shown: str) -> None:

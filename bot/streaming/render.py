@@ -308,11 +308,13 @@ def _width(text: str) -> int:
 _LATEX = LatexToUnicodeHelper()
 # A root as telegramify-markdown writes it: the sign, then its radicand overlined character by
 # character (U+0305), which most fonts draw as a broken line of dashes.
+_FRACTION_STYLES = re.compile(r"\\[dtc]frac(?![A-Za-z])")  # ChatGPT's `\dfrac`: a `\frac` to us
 _OVERLINED_ROOT = re.compile("([√∛∜])((?:[^\u0305]\u0305)+)")
 
 
 def latex_text(math: str) -> str:
     """LaTeX math in Unicode (`\\pi r^2` as "π r²"), a root as `√(b² - 4ac)` (`√x`, `√64`)."""
+    math = _FRACTION_STYLES.sub(r"\\frac", math)  # `\\dfrac{x}{2}` showed as "\\dfracx2"
     converted: str = _LATEX.convert(math).strip()  # type: ignore[no-untyped-call]
     if "\u0305" not in converted:
         return converted
