@@ -166,21 +166,24 @@ class _Walker(EventWalker):
         self._after_code = bool(self._list_stack)
 
     def _handle_event(self, event: Any) -> None:
-        inner = event[0] if isinstance(event, tuple) else event
-        writes = _writes_text(inner) and not (self._in_code_block or self._in_table_cell)
+        if self._items and not (self._in_code_block or self._in_table_cell):
+            self._in_item(event[0] if isinstance(event, tuple) else event)
+        super()._handle_event(event)
+
+    def _in_item(self, event: Any) -> None:
+        writes = _writes_text(event)
         if self._after_code:  # the code block's list item goes on: on a line of its own
             self._after_code = False
             if writes and not self._buf.trailing_newline_count():
                 self._buf.write("\n")
-        if self._items and writes and self._items[-1][2] == len(self._blockquote_scopes):
+        item = self._items[-1]
+        if writes and item[2] == len(self._blockquote_scopes):
             # An item's text after its first line (`1.  **Step**\n\n    Do it.`, or after its
             # code block) is indented under it, not flush with the next item's number, which
             # ran the items together.
-            item = self._items[-1]
             if item[1] and self._buf.trailing_newline_count():
                 self._buf.write(item[0])
             item[1] = True
-        super()._handle_event(event)
 
     # Math is converted to Unicode whatever it holds. telegramify-markdown converts only math of
     # five characters or more with a LaTeX command in it: `$x^2$` showed as "x^2" beside
