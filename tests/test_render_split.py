@@ -837,6 +837,8 @@ def test_bold_ending_in_punctuation_before_a_letter_is_bold(
         ("Use the <br> tag", "Use the <br> tag"),  # outside a table: about HTML, maybe
         ("| a | b |\n|---|---|\n| x<br>y<br/>z | w |", "a     | b\n------+--\nx y z | w"),
         ("```html\nline<br>\n```", "line<br>"),
+        ("Press <kbd>Ctrl</kbd>+<kbd>C</kbd>.", "Press Ctrl+C."),  # showed its tags
+        ("`<kbd>x</kbd>` in code", "<kbd>x</kbd> in code"),
         # Beside inline code too: a line with code in it was left as it was.
         (
             "Keep `requirements.txt` current[^1].\n\n[^1]: See `pip`.",

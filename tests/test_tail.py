@@ -44,6 +44,10 @@ from tests.test_render_split import CountingRenderer, assert_valid, inline, squa
         ("1. [X] ", ""),
         ("- [x] do", "- [x] do"),
         ("- [link te", "- link te"),
+        # A key being written shows once complete, as code, not with its tags first.
+        ("Press <kbd>Ct", "Press"),
+        ("Press <kbd>Ctrl</kbd>+<kb", "Press <kbd>Ctrl</kbd>+"),
+        ("the `<kbd>` tag is", "the `<kbd>` tag is"),
         ("[a](https://a.io) and [b", "[a](https://a.io) and b"),
         # An autolink being written shows without its bracket, as it will once complete.
         ("see <https://exa", "see https://exa"),

@@ -67,6 +67,7 @@ _STRONG = re.compile(r"(?<![*\\])\*\*(?!\*)([^\n]+?)(?<![*\\])\*\*(?!\*)")
 _NOTE = re.compile(r"^( {0,3})\[\^([^\]\s]+)\]:[ \t]*", re.MULTILINE)  # a footnote's text
 _NOTE_REFERENCE = re.compile(r"\[\^([^\]\s]+)\](?!:)")
 _SUPERSCRIPT = str.maketrans("0123456789", "⁰¹²³⁴⁵⁶⁷⁸⁹")
+_KEY = re.compile(r"<kbd>([^<>\n]+)</kbd>")
 _BREAK = re.compile(r"<br\s*/?>", re.IGNORECASE)
 _BLANK_LINE = re.compile(r"\n[ \t]*\n")
 _AUTOLINKS = frozenset({"Autolink", "Email"})
@@ -506,6 +507,7 @@ def as_meant(markdown: str) -> str:
     - `<br>` in a table's cell, where models put it for a line break: a space (a table is one
       code block, its rows one line each). It showed as the tag. Elsewhere it stays text: a
       model writing about HTML may mean the tag.
+    - A key, `<kbd>Ctrl</kbd>`: inline code, `Ctrl`. It showed with its tags.
     - GitHub's alerts, `> [!NOTE]` opening a quote: "ℹ️ Note" in bold. They showed raw.
     - A line of only no-break or zero-width spaces: a blank line, as it shows. A model caught
       in a loop can write thousands; as text they made one message of empty lines each, and
@@ -516,7 +518,8 @@ def as_meant(markdown: str) -> str:
     breaks = "<br" in markdown or "<BR" in markdown
     blanks = _ODD_BLANK.search(markdown) is not None
     alerts = "[!" in markdown
-    if not (bold or notes or breaks or blanks or alerts):
+    keys = "<kbd>" in markdown
+    if not (bold or notes or breaks or blanks or alerts or keys):
         return markdown
     defined = {match[2] for match in _NOTE.finditer(markdown)} if notes else set()
 
@@ -537,6 +540,8 @@ def as_meant(markdown: str) -> str:
             text = _NOTE_REFERENCE.sub(reference, text)
         if breaks and row:
             text = _BREAK.sub(" ", text)
+        if keys and "<kbd>" in text:
+            text = _KEY.sub(lambda m: code_span(m[1]), text)
         return text
 
     blocks = code_blocks(markdown)

@@ -30,6 +30,7 @@ _TRAILING = "*_~` \t"
 _DELIMITER_ROW = re.compile(r" {0,3}\|?[\s:|-]*$")
 _LINK_START = re.compile(r"!?\[")
 _QUOTE_START = re.compile(r"(?:[ \t]*>)+[ \t]*")
+_HALF_KEY_TAG = re.compile(r"<(?:k(?:bd?)?)?$")
 _ITEM_START = re.compile(r"(?:[ \t]*>)*[ \t]*(?:[-+*]|\d{1,9}[.)])[ \t]+")
 # A line that is a block of its own: a heading, a fence, a table row, a rule or an underline.
 _OWN_BLOCK = r"#{1,6}(?:[ \t]|$)|`{3,}|~{3,}|\||(?:[-*_][ \t]*){3,}$|=+[ \t]*$"
@@ -86,7 +87,7 @@ def _settle(markdown: str, ended: bool) -> str:
     # closes nothing: the paragraph may go on).
     start = _paragraph_start(markdown, start)
     # Half a marker (`**bold*`) goes, also when it is left at the end by a link's `[` going.
-    line = _before_open_math(markdown[start:])
+    line = _before_open_key(_before_open_math(markdown[start:]))
     if escaped(line, len(line)):
         line = line[:-1]  # an escape being written (`\(` to come): a lone `\` would flash by
     line = _strip_tail(_link_text(_strip_tail(line, trailing)), trailing)
@@ -231,6 +232,18 @@ def _link_text(line: str) -> str:
             return line[:at] + rest[:close]
         return line  # a complete link, or brackets followed by text
     return line
+
+
+def _before_open_key(line: str) -> str:
+    """`line` up to a `<kbd>` key still being written (`Press <kbd>Ct`): it shows as code once
+    its `</kbd>` comes (`bot.streaming.render.as_meant`), not with its tags first."""
+    if "<" not in line:
+        return line
+    opened = line.rfind("<kbd>")
+    in_code = any(start <= opened < end for start, end in code_spans(line))
+    if opened >= 0 and "</kbd>" not in line[opened:] and not in_code:
+        line = line[:opened]
+    return _HALF_KEY_TAG.sub("", line)
 
 
 def _address_open(after: str) -> bool:
