@@ -82,6 +82,7 @@ _ODD_BLANK = re.compile(
     "[\u00a0\u1680\u2000-\u200f\u2028-\u202f\u205f\u2060\u2800\u3000\u3164\ufeff]"
 )
 _ALL_BLANK = "".join(sorted(_INVISIBLE)) + "".join(filter(str.isspace, map(chr, range(0x3001))))
+_BLANK_OR_QUOTE = _ALL_BLANK + ">"
 _QUOTES = re.compile(r"(?:[ \t]*>)*")
 _ALERTS = {"NOTE": "ℹ️", "TIP": "💡", "IMPORTANT": "❗", "WARNING": "⚠️", "CAUTION": "🛑"}
 _ALERT = re.compile(
@@ -152,10 +153,13 @@ class _Walker(EventWalker):
         super()._ensure_block_spacing(next_block_start)
 
     def _on_start_item(self) -> None:
-        start = self._buf.py_offset
+        # The marker's width, from what the item's start writes (a line break first if needed).
+        start = self._buf.py_offset + (
+            self._buf.py_offset > 0 and not self._buf.trailing_newline_count()
+        )
         super()._on_start_item()
-        marker = self._buf.get_text()[start:].lstrip("\n")
-        self._items.append([" " * len(marker), False, len(self._blockquote_scopes)])
+        width = self._buf.py_offset - start
+        self._items.append([" " * width, False, len(self._blockquote_scopes)])
 
     def _on_end_item(self) -> None:
         super()._on_end_item()
@@ -310,9 +314,9 @@ def _width(text: str) -> int:
 
 
 _LATEX = LatexToUnicodeHelper()
+_FRACTION_STYLES = re.compile(r"\\[dtc]frac(?![A-Za-z])")  # ChatGPT's `\dfrac`: a `\frac` to us
 # A root as telegramify-markdown writes it: the sign, then its radicand overlined character by
 # character (U+0305), which most fonts draw as a broken line of dashes.
-_FRACTION_STYLES = re.compile(r"\\[dtc]frac(?![A-Za-z])")  # ChatGPT's `\dfrac`: a `\frac` to us
 _OVERLINED_ROOT = re.compile("([√∛∜])((?:[^\u0305]\u0305)+)")
 
 
@@ -553,7 +557,7 @@ def as_meant(markdown: str) -> str:
             b += 1
         if b < len(blocks) and blocks[b][0] < pos:
             continue  # a code block's line or fence
-        if blanks and not line.strip(_ALL_BLANK + ">"):
+        if blanks and not line.strip(_BLANK_OR_QUOTE):
             quotes = _QUOTES.match(line)
             lines[i] = (quotes[0] if quotes else "") + line[len(line.rstrip("\r\n")) :]
             continue

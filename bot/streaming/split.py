@@ -295,7 +295,7 @@ def _cut_at(index: int, fences: Fences, *, mid_line: bool = False) -> _Cut:
         return _Cut(index, "", "")
     before, marker = match.group(1), match.group(2)
     close = "\n" + before + marker
-    if _reopenable(opener):
+    if container(before)[1] < 4:  # reopenable
         quotes = before if mid_line and ">" in before else ""
         return _Cut(index, close, opener + "\n" + quotes)
     if ">" in before or "\t" in before:

@@ -240,8 +240,11 @@ def _before_open_key(line: str) -> str:
     if "<" not in line:
         return line
     opened = line.rfind("<kbd>")
-    in_code = any(start <= opened < end for start, end in code_spans(line))
-    if opened >= 0 and "</kbd>" not in line[opened:] and not in_code:
+    if (
+        opened >= 0
+        and "</kbd>" not in line[opened:]
+        and not any(start <= opened < end for start, end in code_spans(line))
+    ):
         line = line[:opened]
     return _HALF_KEY_TAG.sub("", line)
 
