@@ -330,14 +330,19 @@ def test_github_alerts_show_as_a_bold_label() -> None:
     [
         ("$\\sqrt{b^2 - 4ac}$", "√(b² - 4ac)"),
         ("$\\sqrt{x}$ and $\\sqrt{64}$", "√x and √64"),
-        ("$$x = \\frac{-b \\pm \\sqrt{b^2-4ac}}{2a}$$", "x = (-b ± √(b²-4ac))/2a"),
+        ("$$x = \\frac{-b \\pm \\sqrt{b^2-4ac}}{2a}$$", "x = (-b ± √(b²-4ac))/(2a)"),
         ("\\(\\sqrt[3]{x}\\)", "∛x"),
+        ("$\\sqrt{\\sqrt{x+1}}$", "√(√(x+1))"),  # kept stray overlines
         ("$\\dfrac{x}{2} + \\tfrac{1}{2}$", "x/2 + ½"),  # showed as `\dfracx2 + \tfrac12`
+        ("$\\frac{1}{\\sigma\\sqrt{2\\pi}}$", "1/(σ√(2π))"),
+        ("$\\frac{1}{2\\pi} = \\frac{x}{y_1}$", "1/(2π) = x/y₁"),
+        ("$\\frac{dy}{dx} = \\frac{a+b}{c}$", "dy/dx = (a+b)/c"),
     ],
 )
-def test_a_root_shows_with_parentheses_not_an_overline(markdown: str, shown: str) -> None:
-    """telegramify-markdown overlined the radicand character by character (U+0305), which
-    most fonts draw as a broken line of dashes: `√b̅²̅ ̅-̅ ̅4̅a̅c̅`."""
+def test_roots_and_fractions_read_as_meant(markdown: str, shown: str) -> None:
+    """telegramify-markdown overlined a root's radicand character by character (U+0305), which
+    most fonts draw as a broken line of dashes (`√b̅²̅ ̅-̅ ̅4̅a̅c̅`), and wrote a denominator of
+    several symbols bare: `(-b ± √…)/2a` reads as "divided by 2, times a"."""
     assert render(markdown).text == shown
 
 
@@ -856,6 +861,23 @@ def test_footnotes_and_line_breaks_show_as_meant(markdown: str, shown: str) -> N
     assert render(markdown).text == shown
 
 
+def test_a_named_footnote_shows_as_its_mark_while_its_note_is_to_come() -> None:
+    """Notes come at an answer's end: a named mark (`[^pop]`) showed raw all through the
+    stream, then turned into "[pop]". A character class in prose (`[^a-z]`) stays as it is."""
+    doc = (
+        "Python is popular[^pop] and fast[^speed-2].\n\nIt has libraries[^libs], and [^a-z] "
+        "matches no letter.\n\nMore.\n\n[^pop]: TIOBE.\n[^speed-2]: Mostly.\n[^libs]: PyPI."
+    )
+    final = render(doc).text
+    assert final.startswith("Python is popular[pop] and fast[speed-2].\n\nIt has libraries[libs]")
+    assert "[^a-z] matches" in final
+    segmenter = Segmenter()
+    for end in range(1, len(doc) + 1):
+        shown = "".join(p.text for p in segmenter.parts(doc[:end], streaming=True))
+        assert "^" not in shown.replace("[^a-z]", ""), doc[:end]
+        assert final.startswith(shown[: len(shown) - 3]), doc[:end]  # (less a settled end)
+
+
 def test_lines_of_no_break_or_zero_width_spaces_are_blank_lines() -> None:
     """A model in a loop wrote thousands of such lines: each was a line of text (an empty line
     in the message, a part of its own at the edges), and splitting them blocked the event
@@ -893,6 +915,15 @@ def test_a_table_with_wide_characters_stays_in_line() -> None:
     assert "⚠️   | 2" in lines and "👍🏽   | 3" in lines and "名^  | 4" in lines
 
 
+def _shown_with_urls(part: Part) -> list[tuple[str, str | None]]:
+    """Each entity's text (offsets are in UTF-16 units) and its address."""
+    units = part.text.encode("utf-16-le")
+    return [
+        (units[2 * e["offset"] : 2 * (e["offset"] + e["length"])].decode("utf-16-le"), e.get("url"))
+        for e in part.entities
+    ]
+
+
 def test_a_tables_links_are_listed_under_it() -> None:
     """A table is one code block, which holds no links: the address of `[docs](…)` in a cell
     was lost. Its words stay in the cell, and the link is listed under the table."""
@@ -905,13 +936,31 @@ def test_a_tables_links_are_listed_under_it() -> None:
         "Site   | Link\n-------+-------------\nGoogle | google\nPy     | docs and bad\n"
         "🔗 google\n🔗 docs\n\nAfter."
     )
-    units = part.text.encode("utf-16-le")
-    links = [
-        (units[2 * e["offset"] : 2 * (e["offset"] + e["length"])].decode("utf-16-le"), e.get("url"))
-        for e in part.entities
-    ]
+    links = _shown_with_urls(part)
     assert links[1:] == [("google", "https://google.com"), ("docs", "https://docs.python.org")]
     assert part.entities[0]["type"] == "pre"
+
+
+def test_a_tables_links_with_the_same_words_are_told_apart_by_their_row() -> None:
+    """A "docs" link in every row was listed as "🔗 docs" again and again."""
+    doc = (
+        "| Library | Docs |\n|---|---|\n| requests | [docs](https://a.io) |\n"
+        "| httpx | [docs](https://b.io) |\n| [aiohttp](https://c.io) | [docs](https://d.io) |"
+    )
+    part = render(doc)
+    assert part.text.split("\n")[5:] == [
+        "🔗 requests: docs",
+        "🔗 httpx: docs",
+        "🔗 aiohttp",
+        "🔗 aiohttp: docs",
+    ]
+    links = _shown_with_urls(part)
+    assert links[1:] == [
+        ("docs", "https://a.io"),
+        ("docs", "https://b.io"),
+        ("aiohttp", "https://c.io"),
+        ("docs", "https://d.io"),
+    ]
 
 
 def test_a_link_is_never_cut_between_its_words() -> None:

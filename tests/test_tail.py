@@ -37,7 +37,8 @@ from tests.test_render_split import CountingRenderer, assert_valid, inline, squa
         # A footnote's mark or a task's box being written: no `^1` or bullet flashing by first.
         ("Claim[^", "Claim"),
         ("Claim[^1", "Claim"),
-        ("Claim[^1]", "Claim[^1]"),  # `¹` as rendered
+        ("Claim[^1]", "Claim¹"),  # as rendered
+        ("Claim[^src]", "Claim\\[src\\]"),  # its note is to come: `[src]`, as rendered then
         ("Text.\n\n[^1", "Text.\n\n"),
         ("- done\n- [x", "- done\n"),
         ("- [ ]", ""),
@@ -185,7 +186,7 @@ def test_latex_never_shows_raw_while_streaming() -> None:
         assert "\\" not in text and "^" not in text and "_" not in text, answer[:end]
     assert render(answer).text == (
         "The area is A = π r², where r is the radius.\n\n"
-        "x = (-b ± √(b² - 4ac))/2a\n\n"
+        "x = (-b ± √(b² - 4ac))/(2a)\n\n"
         "So x₁ = 2 and x₂ = 3."
     )
     # Written with dollars, as Gemini and DeepSeek write it: the same.

@@ -11,6 +11,7 @@ from __future__ import annotations
 import bisect
 import re
 import unicodedata
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -66,6 +67,10 @@ _PUNCT_STARS = re.compile(
 _STRONG = re.compile(r"(?<![*\\])\*\*(?!\*)([^\n]+?)(?<![*\\])\*\*(?!\*)")
 _NOTE = re.compile(r"^( {0,3})\[\^([^\]\s]+)\]:[ \t]*", re.MULTILINE)  # a footnote's text
 _NOTE_REFERENCE = re.compile(r"\[\^([^\]\s]+)\](?!:)")
+# A footnote's name as models write them (`[^note]`, `[^source-2]`), not a negated character
+# class written outside code (`[^a-z]`, `[^\s]`): letters, digits, `-` and `_`, and no range.
+_NOTE_NAME = re.compile(r"[^\W_][\w-]*")
+_RANGE = re.compile(r"(?<![^\W_])(?:[a-z]-[a-z]|[A-Z]-[A-Z]|[0-9]-[0-9])")
 _SUPERSCRIPT = str.maketrans("0123456789", "⁰¹²³⁴⁵⁶⁷⁸⁹")
 _KEY = re.compile(r"<kbd>([^<>\n]+)</kbd>")
 _BREAK = re.compile(r"<br\s*/?>", re.IGNORECASE)
@@ -219,10 +224,12 @@ class _Walker(EventWalker):
 
     # A table is one code block, where a link cannot be one: telegramify-markdown kept only its
     # words (`[docs](https://…)` in a cell showed as "docs", the address lost). The table's links
-    # are listed under it, each on a line of its own with its words as the link.
+    # are listed under it, each on a line of its own with its words as the link. Words that
+    # several links share ("docs" in every row) go after their row's first cell: "requests:
+    # docs", "httpx: docs", not "docs" twice, which could not be told apart.
 
     def _on_start_table(self, source_start: int | None = None) -> None:
-        self._table_links: list[tuple[str, str]] = []
+        self._table_links: list[tuple[str, str, str]] = []  # words, address, row
         self._cell_link: list[tuple[str, int]] = []
         super()._on_start_table(source_start)
 
@@ -236,14 +243,17 @@ class _Walker(EventWalker):
         if entity_type == "text_link" and self._in_table_cell and self._cell_link:
             url, start = self._cell_link.pop()
             words = "".join(self._cell_parts)[start:].strip()
-            if words and (words, url) not in self._table_links:
-                self._table_links.append((words, url))
+            row = self._current_row[0].strip() if self._current_row else ""
+            if words and all(link[:2] != (words, url) for link in self._table_links):
+                self._table_links.append((words, url, row))
         super()._pop_entity(entity_type)
 
     def _on_end_table(self) -> None:
         super()._on_end_table()
-        for words, url in self._table_links:
-            self._buf.write("\n🔗 ")
+        shared = Counter(words for words, _, _ in self._table_links)
+        for words, url, row in self._table_links:
+            named = shared[words] > 1 and row and row != words
+            self._buf.write(f"\n🔗 {row}: " if named else "\n🔗 ")
             self._write_as(words, "text_link", url)
         self._table_links = []
         self._after_code = bool(self._list_stack)  # a table is a code block too
@@ -313,26 +323,60 @@ def _width(text: str) -> int:
     return width
 
 
-_LATEX = LatexToUnicodeHelper()
 _FRACTION_STYLES = re.compile(r"\\[dtc]frac(?![A-Za-z])")  # ChatGPT's `\dfrac`: a `\frac` to us
-# A root as telegramify-markdown writes it: the sign, then its radicand overlined character by
-# character (U+0305), which most fonts draw as a broken line of dashes.
-_OVERLINED_ROOT = re.compile("([√∛∜])((?:[^\u0305]\u0305)+)")
+_ROOT_SIGNS = {"": "√", "2": "√", "3": "∛", "4": "∜"}
+_DIFFERENTIAL = re.compile(r"d\w")  # `dy/dx`, written so
+
+
+class _Latex(LatexToUnicodeHelper):
+    """telegramify-markdown's LaTeX converter, with roots and fractions that read as meant.
+
+    - A root's radicand was overlined character by character (U+0305), which most fonts draw
+      as a broken line of dashes (`√b̅²̅ ̅-̅ ̅4̅a̅c̅`), and a root in a root kept stray overlines.
+      It goes in parentheses: `√(b² - 4ac)` (`√x`, `√64` alone).
+    - A denominator of more than one symbol went without parentheses: `(-b ± √…)/2a`, which
+      reads as "divided by 2, times a". It gets them: `/(2a)`, `1/(2π)` (not `dy/dx`).
+    """
+
+    @staticmethod
+    def translate_sqrt(command: str, option: str, param: str) -> str:
+        index, radicand = option.strip(), param.strip()
+        sign = _ROOT_SIGNS.get(index) or (
+            (LatexToUnicodeHelper.try_make_superscript(index) or f"({index})")  # type: ignore[no-untyped-call]
+            + "√"
+        )
+        plain = len(radicand) == 1 or radicand.isdigit()
+        return f"{sign}{radicand}" if plain else f"{sign}({radicand})"
+
+    @staticmethod
+    def make_fraction(numerator: str, denominator: str) -> str:
+        shown: str = LatexToUnicodeHelper.make_fraction(numerator, denominator)  # type: ignore[no-untyped-call]
+        below = denominator.strip()
+        if not shown.endswith(f"/{below}") or _DIFFERENTIAL.fullmatch(below):
+            return shown  # a fraction character (½), parenthesized already, or `dx`
+        if below.isdigit() or _symbols(below) < 2:
+            return shown
+        return f"{shown[: -len(below)]}({below})"
+
+
+def _symbols(text: str) -> int:
+    """How many symbols `text` has, not counting sub- and superscripts or combining marks:
+    `x₁` and `x²` are one, `2a` two."""
+    return sum(
+        not unicodedata.combining(ch)
+        and not unicodedata.decomposition(ch).startswith(("<sub>", "<super>"))
+        for ch in text
+    )
+
+
+_LATEX = _Latex()
 
 
 def latex_text(math: str) -> str:
-    """LaTeX math in Unicode (`\\pi r^2` as "π r²"), a root as `√(b² - 4ac)` (`√x`, `√64`)."""
+    """LaTeX math in Unicode: `\\pi r^2` as "π r²", a root as `√(b² - 4ac)`."""
     math = _FRACTION_STYLES.sub(r"\\frac", math)  # `\\dfrac{x}{2}` showed as "\\dfracx2"
     converted: str = _LATEX.convert(math).strip()  # type: ignore[no-untyped-call]
-    if "\u0305" not in converted:
-        return converted
-
-    def root(match: re.Match[str]) -> str:
-        radicand = match[2].replace("\u0305", "")
-        plain = len(radicand) == 1 or radicand.isdigit()
-        return f"{match[1]}{radicand}" if plain else f"{match[1]}({radicand})"
-
-    return _OVERLINED_ROOT.sub(root, converted)
+    return converted
 
 
 _CONFIG = RenderConfig.isolated()
@@ -496,7 +540,7 @@ def tex_math(markdown: str) -> str:
     return "".join(out)
 
 
-def as_meant(markdown: str) -> str:
+def as_meant(markdown: str, *, notes_to_come: bool = False) -> str:
     """What models write that Markdown reads otherwise than they mean, rewritten outside code
     blocks and inline code:
 
@@ -507,7 +551,9 @@ def as_meant(markdown: str) -> str:
       and `这是**「重要」**的` stayed raw, stars and all; `**注意**：这是…` shows bold.
     - Footnotes: telegramify-markdown showed `Claim[^1]` as "Claim^1" and dropped the note
       `[^1]: Source.` whole (a note of several words stayed raw, both ends). They show as
-      "Claim¹" and "¹ Source.".
+      "Claim¹" and "¹ Source.". A named one (`[^note]`) is a mark once its note is in the
+      text, or, with `notes_to_come` (while streaming, before the notes are written), if its
+      name looks like one: it showed raw until the answer's end.
     - `<br>` in a table's cell, where models put it for a line break: a space (a table is one
       code block, its rows one line each). It showed as the tag. Elsewhere it stays text: a
       model writing about HTML may mean the tag.
@@ -532,7 +578,9 @@ def as_meant(markdown: str) -> str:
 
     def reference(match: re.Match[str]) -> str:
         label = match[1]
-        return mark(label) if label.isdigit() or label in defined else match[0]
+        if label.isdigit() or label in defined or (notes_to_come and _is_note_name(label)):
+            return mark(label)
+        return match[0]
 
     def rewrite(text: str, first: bool, row: bool) -> str:
         # (Bold first: a named note's mark is escaped, `\\[note\\]`, and a backslash stops it.)
@@ -577,6 +625,12 @@ def as_meant(markdown: str) -> str:
             at = end
         lines[i] = "".join([*pieces, rewrite(line[at:], not at, row)])
     return "".join(lines)
+
+
+def _is_note_name(label: str) -> bool:
+    """Whether `[^label]` reads as a footnote's mark before its note is written (`[^a-z]`, a
+    character class, does not)."""
+    return _NOTE_NAME.fullmatch(label) is not None and _RANGE.search(label) is None
 
 
 def _punctuation_outside(pair: re.Match[str]) -> str:

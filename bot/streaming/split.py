@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from bot.streaming.code import CLOSING_FENCE, Fences, container, fence_map, open_fence_at
-from bot.streaming.render import TABLE_ROW, Part, render, strip
+from bot.streaming.render import TABLE_ROW, Part, as_meant, render, strip
 from bot.streaming.tail import open_emphasis, reopening, settle
 
 TELEGRAM_LIMIT = 4096
@@ -162,7 +162,10 @@ class Segmenter:
             # a table in a list item is indented as deep as the item's text.
             return
         start, head = self._head or (0, Part(""))
-        block = self._render(source[start:at].lstrip("\n"), keep_indent=True)
+        done = source[start:at].lstrip("\n")
+        if "[^" in done:  # a named footnote's mark, as `settle` shows it (its note is to come)
+            done = as_meant(done, notes_to_come=True)
+        block = self._render(done, keep_indent=True)
         self._head = (at, head.plus(block) if block.text else head)
 
     def _closing_inline(self, source: str, cut: _Cut) -> _Cut:

@@ -52,8 +52,10 @@ _PUNCTUATION = frozenset("!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~")
 def settle(markdown: str) -> str:
     """`markdown` (a snapshot outside any code block) with the markers its last paragraph opened
     closed and a link still being written reduced to its text."""
-    if "**" in markdown:
-        markdown = as_meant(markdown)  # bold as it will show (`**注意：**这`), not a new opener
+    if "**" in markdown or "[^" in markdown:
+        # Bold as it will show (`**注意：**这`), not a new opener; a named footnote's mark as it
+        # will show once its note comes at the end, not raw until then.
+        markdown = as_meant(markdown, notes_to_come=True)
     ended = _ends_paragraph(markdown)  # a blank line: the paragraph is over
     if not ended:
         last = markdown.rstrip()
