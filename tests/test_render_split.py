@@ -410,6 +410,32 @@ def test_sanitize_drops_what_telegram_refuses() -> None:
     assert [e["type"] for e in kept] == ["pre", "blockquote"]
 
 
+def test_html_formatting_tags_show_as_formatting() -> None:
+    part = render("a<b>x</b>y, <strong>Note:</strong>This, <i>it</i>, <s>old</s>, <code>ls</code>")
+    shown = [(part.text[e["offset"] : e["offset"] + e["length"]], e["type"]) for e in part.entities]
+    assert shown == [
+        ("x", "bold"),
+        ("Note:", "bold"),
+        ("it", "italic"),
+        ("old", "strikethrough"),
+        ("ls", "code"),
+    ]
+    assert render("<b><i>both</i></b>").entities == (
+        {"type": "bold", "offset": 0, "length": 4},
+        {"type": "italic", "offset": 0, "length": 4},
+    )
+
+
+def test_formatting_over_code_alone_is_kept() -> None:
+    """Over the same span as code, a quote or bold was taken for being inside the code and
+    dropped: a quote holding only a code block lost its quote, `**`x`**` its bold."""
+    part = render("> ```python\n> x = 1\n> ```\n\nAfter.")
+    assert part.text == "x = 1\n\nAfter."
+    assert [e["type"] for e in part.entities] == ["blockquote", "pre"]
+    part = render("**`x`** and ~~`y`~~")
+    assert [e["type"] for e in part.entities] == ["bold", "code", "strikethrough", "code"]
+
+
 def test_strip_moves_entities() -> None:
     part = strip("  \n😀 bold  ", [{"type": "bold", "offset": 3, "length": 7}])
     assert part.text == "😀 bold"
@@ -805,17 +831,24 @@ def test_a_code_block_in_a_quote_ends_with_the_quote() -> None:
 @pytest.mark.parametrize(
     ("markdown", "shown", "bold"),
     [
-        ("**注意：**这是重要的内容。", "注意：这是重要的内容。", ["注意"]),
-        ("**Note:**This matters.", "Note:This matters.", ["Note"]),
-        ("**Важно:**текст", "Важно:текст", ["Важно"]),
-        ("这是**「重要」**的", "这是「重要」的", ["重要"]),
-        ("**注意：**这 and **提示：**那", "注意：这 and 提示：那", ["注意", "提示"]),
+        ("**注意：**这是重要的内容。", "注意：这是重要的内容。", ["注意："]),
+        ("**Note:**This matters.", "Note:This matters.", ["Note:"]),
+        ("**Важно:**текст", "Важно:текст", ["Важно:"]),
+        ("这是**「重要」**的", "这是「重要」的", ["「重要」"]),
+        ("**注意：**这 and **提示：**那", "注意：这 and 提示：那", ["注意：", "提示："]),
+        # Bold to its closing bracket, not `快速排序（Quick Sort` and a plain `）`.
+        (
+            "**快速排序（Quick Sort）**的核心",
+            "快速排序（Quick Sort）的核心",
+            ["快速排序（Quick Sort）"],
+        ),
+        ("依赖**（可选）**", "依赖（可选）", ["（可选）"]),
         ("**Note**: fine, (**bold**)", "Note: fine, (bold)", ["Note", "bold"]),
         ("`**x:**y` stays code", "**x:**y stays code", []),
         ("x**2, y**2", "x**2, y**2", []),
-        ("Run `make`: **注意：**这是", "Run make: 注意：这是", ["注意"]),
-        ("**注意：**见[^a]。\n\n[^a]: 文档。", "注意：见[a]。\n\n[a] 文档。", ["注意"]),
-        ("~~~\n```\n~~~\n\n**注意：**这是", "```\n\n注意：这是", ["注意"]),
+        ("Run `make`: **注意：**这是", "Run make: 注意：这是", ["注意："]),
+        ("**注意：**见[^a]。\n\n[^a]: 文档。", "注意：见[a]。\n\n[a] 文档。", ["注意："]),
+        ("~~~\n```\n~~~\n\n**注意：**这是", "```\n\n注意：这是", ["注意："]),
     ],
 )
 def test_bold_ending_in_punctuation_before_a_letter_is_bold(
@@ -844,6 +877,12 @@ def test_bold_ending_in_punctuation_before_a_letter_is_bold(
         ("```html\nline<br>\n```", "line<br>"),
         ("Press <kbd>Ctrl</kbd>+<kbd>C</kbd>.", "Press Ctrl+C."),  # showed its tags
         ("`<kbd>x</kbd>` in code", "<kbd>x</kbd> in code"),
+        # Other HTML that models write: shown as meant, not with its tags.
+        ("H<sub>2</sub>O, mc<sup>2</sup>, x<sup>n+1</sup>", "H₂O, mc², xⁿ⁺¹"),
+        ("ref<sup>[1]</sup>, log<sub>10</sub>", "ref[1], log₁₀"),  # no `[` superscript
+        ("Run <code>ls -la</code>, a<b>x</b>y", "Run ls -la, axy"),
+        ("<b>Note:</b>This, <i>it</i>, <del>gone</del>", "Note:This, it, gone"),
+        ("Use the <b> tag", "Use the <b> tag"),  # not closed: about HTML, maybe
         # Beside inline code too: a line with code in it was left as it was.
         (
             "Keep `requirements.txt` current[^1].\n\n[^1]: See `pip`.",

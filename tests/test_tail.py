@@ -49,6 +49,11 @@ from tests.test_render_split import CountingRenderer, assert_valid, inline, squa
         ("Press <kbd>Ct", "Press"),
         ("Press <kbd>Ctrl</kbd>+<kb", "Press <kbd>Ctrl</kbd>+"),
         ("the `<kbd>` tag is", "the `<kbd>` tag is"),
+        ("Water, H<sub>2", "Water, H"),
+        ("Water, H<su", "Water, H"),
+        ("Water, H<sub>2</sub>O and <b>bo", "Water, H<sub>2</sub>O and"),
+        ("if a <", "if a"),  # (a tag, maybe: shown with what comes next)
+        ("if a < b", "if a < b"),
         ("[a](https://a.io) and [b", "[a](https://a.io) and b"),
         # An autolink being written shows without its bracket, as it will once complete.
         ("see <https://exa", "see https://exa"),
@@ -130,7 +135,7 @@ def test_settled_snapshots_show_formatting_not_markers() -> None:
     assert {"type": "italic", "offset": 24, "length": 3} in part.entities  # 📌 is 2 units
     part = render(settle("安装依赖**（可选"))
     assert part.text == "安装依赖（可选"
-    assert part.entities == ({"type": "bold", "offset": 5, "length": 2},)
+    assert part.entities == ({"type": "bold", "offset": 4, "length": 3},)  # with its `（`
 
 
 # Paragraphs of words with inline formatting: what `settle` is about.

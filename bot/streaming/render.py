@@ -64,6 +64,10 @@ _PUNCT_STARS = re.compile(
     rf"\*\*(?:(?<=[{_PUNCTUATION}]\*\*)(?=[^\s*{_PUNCTUATION}])"
     rf"|(?<=[^\s*{_PUNCTUATION}]\*\*)(?=[{_PUNCTUATION}]))"
 )
+# Put beside such a pair's stars, on the side CommonMark refuses: whitespace to it (a star run
+# after punctuation closes before whitespace), dropped from the rendered text (`_tidy`).
+_SPACER = "\u2008"  # PUNCTUATION SPACE, which no model writes
+_SPACERS = re.compile(_SPACER)
 _STRONG = re.compile(r"(?<![*\\])\*\*(?!\*)([^\n]+?)(?<![*\\])\*\*(?!\*)")
 _NOTE = re.compile(r"^( {0,3})\[\^([^\]\s]+)\]:[ \t]*", re.MULTILINE)  # a footnote's text
 _NOTE_REFERENCE = re.compile(r"\[\^([^\]\s]+)\](?!:)")
@@ -72,7 +76,10 @@ _NOTE_REFERENCE = re.compile(r"\[\^([^\]\s]+)\](?!:)")
 _NOTE_NAME = re.compile(r"[^\W_][\w-]*")
 _RANGE = re.compile(r"(?<![^\W_])(?:[a-z]-[a-z]|[A-Z]-[A-Z]|[0-9]-[0-9])")
 _SUPERSCRIPT = str.maketrans("0123456789", "⁰¹²³⁴⁵⁶⁷⁸⁹")
-_KEY = re.compile(r"<kbd>([^<>\n]+)</kbd>")
+# HTML that models write for what Markdown has no syntax for (a key, a sub- or superscript), or
+# out of habit: closed on the same line.
+_TAG = re.compile(r"<(kbd|code|sub|sup|b|strong|i|em|s|del)>([^<>\n]+)</\1>", re.IGNORECASE)
+_TAG_MARKERS = {"b": "**", "strong": "**", "i": "*", "em": "*", "s": "~~", "del": "~~"}
 _BREAK = re.compile(r"<br\s*/?>", re.IGNORECASE)
 _BLANK_LINE = re.compile(r"\n[ \t]*\n")
 _AUTOLINKS = frozenset({"Autolink", "Email"})
@@ -401,7 +408,9 @@ def _tidy(text: str, entities: list[Entity]) -> tuple[str, list[Entity]]:
     joined, as a streamed answer is, would differ from the same text rendered whole, and each
     such difference would cost an edit that changes nothing a user can see."""
     if " \n" in text or "\t\n" in text:
-        text, entities = _drop_line_end_spaces(text, entities)
+        text, entities = _drop(text, entities, _LINE_END_SPACE)
+    if _SPACER in text:
+        text, entities = _drop(text, entities, _SPACERS)
     if "\n" not in text:
         return text, entities
     units = text if text.isascii() else text.encode("utf-16-le", "surrogatepass")
@@ -421,7 +430,9 @@ def _tidy(text: str, entities: list[Entity]) -> tuple[str, list[Entity]]:
     return text, out
 
 
-def _drop_line_end_spaces(text: str, entities: list[Entity]) -> tuple[str, list[Entity]]:
+def _drop(text: str, entities: list[Entity], spaces: re.Pattern[str]) -> tuple[str, list[Entity]]:
+    """`text` without the runs of spaces (one UTF-16 unit each) that `spaces` finds outside
+    code, its entities moved to match."""
     code = [(e["offset"], e["offset"] + e["length"]) for e in entities if e["type"] in _LEAF_TYPES]
     ascii_only = text.isascii()
     kept: list[str] = []
@@ -429,14 +440,14 @@ def _drop_line_end_spaces(text: str, entities: list[Entity]) -> tuple[str, list[
     ends: list[int] = []
     before: list[int] = []  # units removed before each run
     last = counted = units = gone = 0
-    for match in _LINE_END_SPACE.finditer(text):
+    for match in spaces.finditer(text):
         if ascii_only:
             begin = match.start()
         else:
             units += utf16_len(text[counted : match.start()])
             counted = match.start()
             begin = units
-        end = begin + len(match[0])  # spaces and tabs: one unit each
+        end = begin + len(match[0])
         if any(start < end and begin < stop for start, stop in code):
             continue
         kept.append(text[last : match.start()])
@@ -544,11 +555,12 @@ def as_meant(markdown: str, *, notes_to_come: bool = False) -> str:
     """What models write that Markdown reads otherwise than they mean, rewritten outside code
     blocks and inline code:
 
-    - Bold whose text starts or ends with punctuation, in text that runs on without a space:
-      the punctuation goes outside the stars. CommonMark closes `**` after punctuation only
-      before a space or more punctuation, and opens it before punctuation only after one:
-      `**注意：**这是…` (which Chinese text, with no spaces, writes all the time), `**Note:**This`
-      and `这是**「重要」**的` stayed raw, stars and all; `**注意**：这是…` shows bold.
+    - Bold whose text starts or ends with punctuation, in text that runs on without a space.
+      CommonMark closes `**` after punctuation only before a space or more punctuation, and
+      opens it before punctuation only after one: `**注意：**这是…` (which Chinese text, with no
+      spaces, writes all the time), `**Note:**This` and `这是**「重要」**的` stayed raw, stars and
+      all. A space that the rendered text drops goes beside the stars: they show bold, with
+      their punctuation (`**快速排序（Quick Sort）**的`, bold to its `）`).
     - Footnotes: telegramify-markdown showed `Claim[^1]` as "Claim^1" and dropped the note
       `[^1]: Source.` whole (a note of several words stayed raw, both ends). They show as
       "Claim¹" and "¹ Source.". A named one (`[^note]`) is a mark once its note is in the
@@ -557,7 +569,10 @@ def as_meant(markdown: str, *, notes_to_come: bool = False) -> str:
     - `<br>` in a table's cell, where models put it for a line break: a space (a table is one
       code block, its rows one line each). It showed as the tag. Elsewhere it stays text: a
       model writing about HTML may mean the tag.
-    - A key, `<kbd>Ctrl</kbd>`: inline code, `Ctrl`. It showed with its tags.
+    - HTML tags, which showed as written: a key, `<kbd>Ctrl</kbd>`, and `<code>`, as inline
+      code; `H<sub>2</sub>O` and `x<sup>2</sup>` as H₂O and x² (as their text where Unicode
+      has no such characters); `<b>`, `<strong>`, `<i>`, `<em>`, `<s>` and `<del>` as bold,
+      italic and strikethrough. Closed on the same line only: a lone tag may be about HTML.
     - GitHub's alerts, `> [!NOTE]` opening a quote: "ℹ️ Note" in bold. They showed raw.
     - A line of only no-break or zero-width spaces: a blank line, as it shows. A model caught
       in a loop can write thousands; as text they made one message of empty lines each, and
@@ -568,8 +583,8 @@ def as_meant(markdown: str, *, notes_to_come: bool = False) -> str:
     breaks = "<br" in markdown or "<BR" in markdown
     blanks = _ODD_BLANK.search(markdown) is not None
     alerts = "[!" in markdown
-    keys = "<kbd>" in markdown
-    if not (bold or notes or breaks or blanks or alerts or keys):
+    tags = "</" in markdown and _TAG.search(markdown) is not None
+    if not (bold or notes or breaks or blanks or alerts or tags):
         return markdown
     defined = {match[2] for match in _NOTE.finditer(markdown)} if notes else set()
 
@@ -592,8 +607,8 @@ def as_meant(markdown: str, *, notes_to_come: bool = False) -> str:
             text = _NOTE_REFERENCE.sub(reference, text)
         if breaks and row:
             text = _BREAK.sub(" ", text)
-        if keys and "<kbd>" in text:
-            text = _KEY.sub(lambda m: code_span(m[1]), text)
+        if tags and "</" in text:
+            text = _TAG.sub(_tag, _TAG.sub(_tag, text))  # (twice: `<b><i>x</i></b>`)
         return text
 
     blocks = code_blocks(markdown)
@@ -627,6 +642,22 @@ def as_meant(markdown: str, *, notes_to_come: bool = False) -> str:
     return "".join(lines)
 
 
+def _tag(match: re.Match[str]) -> str:
+    name, inner = match[1].lower(), match[2]
+    if name in ("kbd", "code"):
+        return code_span(inner)
+    if name in ("sub", "sup"):
+        convert = _LATEX.try_make_subscript if name == "sub" else _LATEX.try_make_superscript
+        return convert(inner) or inner  # type: ignore[no-untyped-call]
+    core = inner.strip()
+    if not core:
+        return inner
+    marker = _TAG_MARKERS[name]
+    lead, trail = inner[: inner.index(core)], inner[inner.index(core) + len(core) :]
+    # (Spacers, as for bold by punctuation: `a<b>x</b>y` is bold however it is surrounded.)
+    return f"{lead}{_SPACER}{marker}{core}{marker}{_SPACER}{trail}"
+
+
 def _is_note_name(label: str) -> bool:
     """Whether `[^label]` reads as a footnote's mark before its note is written (`[^a-z]`, a
     character class, does not)."""
@@ -639,16 +670,9 @@ def _punctuation_outside(pair: re.Match[str]) -> str:
     after = text[pair.end()] if pair.end() < len(text) else " "
     opens = inner[0] not in _PUNCTUATION or before.isspace() or before in _PUNCTUATION
     closes = inner[-1] not in _PUNCTUATION or after.isspace() or after in _PUNCTUATION
-    if opens and closes:
+    if (opens and closes) or inner != inner.strip():
         return pair[0]
-    core = inner
-    lead = "" if opens else core[: len(core) - len(core.lstrip(_PUNCTUATION))]
-    core = core[len(lead) :]
-    trail = "" if closes else core[len(core.rstrip(_PUNCTUATION)) :]
-    core = core[: len(core) - len(trail)]
-    if not core or core != core.strip():
-        return pair[0]
-    return f"{lead}**{core}**{trail}"
+    return f"{'' if opens else _SPACER}**{inner}**{'' if closes else _SPACER}"
 
 
 def escaped(text: str, index: int) -> bool:
@@ -828,7 +852,9 @@ def sanitize(text: str, entities: list[Entity]) -> list[Entity]:
         if e["type"] == "text_link" and not _URL_RE.match(str(e.get("url") or "")):
             continue
         candidates.append(e)
-    candidates.sort(key=lambda e: (e["offset"], -e["length"]))
+    # Over the same span, code goes inside the rest: a quote holding only a code block, or bold
+    # code (`**`x`**`), lost the quote or the bold as if it were inside the code.
+    candidates.sort(key=lambda e: (e["offset"], -e["length"], e["type"] in _LEAF_TYPES))
 
     kept: list[Entity] = []
     stack: list[Entity] = []  # open ancestors of the current position

@@ -30,7 +30,9 @@ _TRAILING = "*_~` \t"
 _DELIMITER_ROW = re.compile(r" {0,3}\|?[\s:|-]*$")
 _LINK_START = re.compile(r"!?\[")
 _QUOTE_START = re.compile(r"(?:[ \t]*>)+[ \t]*")
-_HALF_KEY_TAG = re.compile(r"<(?:k(?:bd?)?)?$")
+_TAG_NAMES = ("kbd", "code", "sub", "sup", "b", "strong", "i", "em", "s", "del")  # as_meant's
+_OPEN_TAG = re.compile(rf"<({'|'.join(_TAG_NAMES)})>", re.IGNORECASE)
+_HALF_TAG = re.compile(r"</?([A-Za-z]{0,5})$")
 _ITEM_START = re.compile(r"(?:[ \t]*>)*[ \t]*(?:[-+*]|\d{1,9}[.)])[ \t]+")
 # A line that is a block of its own: a heading, a fence, a table row, a rule or an underline.
 _OWN_BLOCK = r"#{1,6}(?:[ \t]|$)|`{3,}|~{3,}|\||(?:[-*_][ \t]*){3,}$|=+[ \t]*$"
@@ -89,7 +91,7 @@ def _settle(markdown: str, ended: bool) -> str:
     # closes nothing: the paragraph may go on).
     start = _paragraph_start(markdown, start)
     # Half a marker (`**bold*`) goes, also when it is left at the end by a link's `[` going.
-    line = _before_open_key(_before_open_math(markdown[start:]))
+    line = _before_open_tag(_before_open_math(markdown[start:]))
     if escaped(line, len(line)):
         line = line[:-1]  # an escape being written (`\(` to come): a lone `\` would flash by
     line = _strip_tail(_link_text(_strip_tail(line, trailing)), trailing)
@@ -236,19 +238,23 @@ def _link_text(line: str) -> str:
     return line
 
 
-def _before_open_key(line: str) -> str:
-    """`line` up to a `<kbd>` key still being written (`Press <kbd>Ct`): it shows as code once
-    its `</kbd>` comes (`bot.streaming.render.as_meant`), not with its tags first."""
+def _before_open_tag(line: str) -> str:
+    """`line` up to an HTML tag still being written, or one whose closing tag is still to come
+    (`Press <kbd>Ct`, `H<sub>2`): it shows as what it means once closed (`as_meant`), not with
+    its tags first."""
     if "<" not in line:
         return line
-    opened = line.rfind("<kbd>")
-    if (
-        opened >= 0
-        and "</kbd>" not in line[opened:]
-        and not any(start <= opened < end for start, end in code_spans(line))
-    ):
-        line = line[:opened]
-    return _HALF_KEY_TAG.sub("", line)
+    spans = code_spans(line)
+    for tag in _OPEN_TAG.finditer(line):
+        opened = tag.start()
+        if f"</{tag[1].lower()}>" not in line[opened:].lower() and not any(
+            start <= opened < end for start, end in spans
+        ):
+            return line[:opened]
+    half = _HALF_TAG.search(line)
+    if half and any(name.startswith(half[1].lower()) for name in _TAG_NAMES):
+        return line[: half.start()]
+    return line
 
 
 def _address_open(after: str) -> bool:
