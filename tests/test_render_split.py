@@ -346,6 +346,20 @@ def test_roots_and_fractions_read_as_meant(markdown: str, shown: str) -> None:
     assert render(markdown).text == shown
 
 
+def test_bullets_under_a_numbered_item_less_deep_than_its_text_are_nested() -> None:
+    """`1. Item` then `  - sub`: CommonMark makes the bullets a list of their own, which showed
+    flush with the numbers, as if they were items of the numbered list."""
+    assert render("1. Item\n  - sub\n  - sub2\n2. Next").text == (
+        "1. Item\n  ⦁ sub\n  ⦁ sub2\n2. Next"
+    )
+    ten = "10. Ten\n   - sub\n     more\n11. Eleven"
+    assert render(ten).text == "10. Ten\n  ⦁ sub\n    more\n11. Eleven"
+    assert render("1. Item\n    - sub\n2. Next").text == "1. Item\n  ⦁ sub\n2. Next"  # as was
+    assert render("- Item\n - sub\n- Next").text == "⦁ Item\n⦁ sub\n⦁ Next"  # as written
+    assert render("Text\n  - a\n\n1. x").text == "Text\n⦁ a\n\n1. x"
+    assert render("```\n1. x\n  - y\n```").text == "1. x\n  - y"  # code stays as written
+
+
 def test_a_list_items_later_paragraphs_are_indented_under_its_text() -> None:
     """Flush with the next item's number, they ran the items together (Gemini's lists)."""
     gemini = "1.  **First Step**\n\n    Do something.\n\n2.  **Second Step**\n\n    More here."
@@ -915,6 +929,24 @@ def test_a_named_footnote_shows_as_its_mark_while_its_note_is_to_come() -> None:
         shown = "".join(p.text for p in segmenter.parts(doc[:end], streaming=True))
         assert "^" not in shown.replace("[^a-z]", ""), doc[:end]
         assert final.startswith(shown[: len(shown) - 3]), doc[:end]  # (less a settled end)
+
+
+def test_a_link_to_a_definition_shows_as_its_text_while_the_definition_is_to_come() -> None:
+    """`[FAQ][faq]` showed raw all through the stream (its definition comes last), and the
+    definition's `[faq]:` flashed by while it was written."""
+    doc = (
+        "Read the [FAQ][faq] first, then [the Docs][].\n\nAnd **more** here.\n\n"
+        "[faq]: https://a.io/faq\n[the docs]: https://d.io"
+    )
+    final = render(doc)
+    assert final.text == "Read the FAQ first, then the Docs.\n\nAnd more here."
+    assert [e.get("url") for e in final.entities[:2]] == ["https://a.io/faq", "https://d.io"]
+    segmenter = Segmenter()
+    for end in range(1, len(doc) + 1):
+        shown = "".join(p.text for p in segmenter.parts(doc[:end], streaming=True))
+        assert "[" not in shown and "]" not in shown, doc[:end]
+        assert final.text.startswith(shown[: len(shown) - 3]), doc[:end]
+    assert render("See [FAQ][faq] here.").text == "See [FAQ][faq] here."  # never defined
 
 
 def test_lines_of_no_break_or_zero_width_spaces_are_blank_lines() -> None:

@@ -49,6 +49,10 @@ from tests.test_render_split import CountingRenderer, assert_valid, inline, squa
         ("Press <kbd>Ct", "Press"),
         ("Press <kbd>Ctrl</kbd>+<kb", "Press <kbd>Ctrl</kbd>+"),
         ("the `<kbd>` tag is", "the `<kbd>` tag is"),
+        ("Read the [FAQ][f", "Read the FAQ"),  # a link to a definition, being written
+        ("Read the [FAQ][faq] first", "Read the FAQ first"),  # its definition is to come
+        ("Text.\n\n[faq]: ", "Text.\n\n"),  # the definition: it shows nothing
+        ("a [1] b", "a [1] b"),
         ("Water, H<sub>2", "Water, H"),
         ("Water, H<su", "Water, H"),
         ("Water, H<sub>2</sub>O and <b>bo", "Water, H<sub>2</sub>O and"),

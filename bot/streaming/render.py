@@ -80,6 +80,13 @@ _SUPERSCRIPT = str.maketrans("0123456789", "⁰¹²³⁴⁵⁶⁷⁸⁹")
 # out of habit: closed on the same line.
 _TAG = re.compile(r"<(kbd|code|sub|sup|b|strong|i|em|s|del)>([^<>\n]+)</\1>", re.IGNORECASE)
 _TAG_MARKERS = {"b": "**", "strong": "**", "i": "*", "em": "*", "s": "~~", "del": "~~"}
+_NUMBERED_ITEM = re.compile(r"^ {0,3}\d{1,9}[.)] {1,4}(?=\S)", re.MULTILINE)
+_BULLET = re.compile(r"[-*+][ \t]")
+# A bullet under a numbered item, less deep than its text (see `_nested`): a quick test first.
+_SHALLOW_BULLET = re.compile(r"^ {1,3}[-*+][ \t]", re.MULTILINE)
+# A link to a definition (`[FAQ][faq]`, `[FAQ][]`), not an image's, not a footnote's; and one.
+_REFERENCE = re.compile(r"(?<![\\!\]])\[([^\[\]\n^][^\[\]\n]*)\]\[([^\[\]\n]*)\]")
+_DEFINITION = re.compile(r"^ {0,3}\[([^\]\n]+)\]:[ \t]*\S", re.MULTILINE)  # with an address
 _BREAK = re.compile(r"<br\s*/?>", re.IGNORECASE)
 _BLANK_LINE = re.compile(r"\n[ \t]*\n")
 _AUTOLINKS = frozenset({"Autolink", "Email"})
@@ -551,7 +558,7 @@ def tex_math(markdown: str) -> str:
     return "".join(out)
 
 
-def as_meant(markdown: str, *, notes_to_come: bool = False) -> str:
+def as_meant(markdown: str, *, to_come: bool = False) -> str:
     """What models write that Markdown reads otherwise than they mean, rewritten outside code
     blocks and inline code:
 
@@ -564,8 +571,10 @@ def as_meant(markdown: str, *, notes_to_come: bool = False) -> str:
     - Footnotes: telegramify-markdown showed `Claim[^1]` as "Claim^1" and dropped the note
       `[^1]: Source.` whole (a note of several words stayed raw, both ends). They show as
       "Claim¹" and "¹ Source.". A named one (`[^note]`) is a mark once its note is in the
-      text, or, with `notes_to_come` (while streaming, before the notes are written), if its
-      name looks like one: it showed raw until the answer's end.
+      text, or, with `to_come` (while streaming: notes and link definitions come at the end),
+      if its name looks like one: it showed raw until the answer's end.
+    - With `to_come`, a link to a definition not written yet (`[FAQ][faq]`, `[FAQ][]`): its
+      text, as a link being written shows. It showed raw until the answer's end.
     - `<br>` in a table's cell, where models put it for a line break: a space (a table is one
       code block, its rows one line each). It showed as the tag. Elsewhere it stays text: a
       model writing about HTML may mean the tag.
@@ -584,16 +593,23 @@ def as_meant(markdown: str, *, notes_to_come: bool = False) -> str:
     blanks = _ODD_BLANK.search(markdown) is not None
     alerts = "[!" in markdown
     tags = "</" in markdown and _TAG.search(markdown) is not None
-    if not (bold or notes or breaks or blanks or alerts or tags):
+    if _SHALLOW_BULLET.search(markdown) and _NUMBERED_ITEM.search(markdown):
+        markdown = _nested(markdown)
+    references = to_come and "][" in markdown
+    if not (bold or notes or breaks or blanks or alerts or tags or references):
         return markdown
     defined = {match[2] for match in _NOTE.finditer(markdown)} if notes else set()
+    targets = {_label(m[1]) for m in _DEFINITION.finditer(markdown)} if references else set()
+
+    def link(match: re.Match[str]) -> str:
+        return match[0] if _label(match[2] or match[1]) in targets else match[1]
 
     def mark(label: str) -> str:
         return label.translate(_SUPERSCRIPT) if label.isdigit() else f"\\[{label}\\]"
 
     def reference(match: re.Match[str]) -> str:
         label = match[1]
-        if label.isdigit() or label in defined or (notes_to_come and _is_note_name(label)):
+        if label.isdigit() or label in defined or (to_come and _is_note_name(label)):
             return mark(label)
         return match[0]
 
@@ -607,6 +623,8 @@ def as_meant(markdown: str, *, notes_to_come: bool = False) -> str:
             text = _NOTE_REFERENCE.sub(reference, text)
         if breaks and row:
             text = _BREAK.sub(" ", text)
+        if references and "][" in text:
+            text = _REFERENCE.sub(link, text)
         if tags and "</" in text:
             text = _TAG.sub(_tag, _TAG.sub(_tag, text))  # (twice: `<b><i>x</i></b>`)
         return text
@@ -642,6 +660,11 @@ def as_meant(markdown: str, *, notes_to_come: bool = False) -> str:
     return "".join(lines)
 
 
+def _label(text: str) -> str:
+    """A link label as CommonMark matches them: case and runs of spaces do not count."""
+    return " ".join(text.split()).casefold()
+
+
 def _tag(match: re.Match[str]) -> str:
     name, inner = match[1].lower(), match[2]
     if name in ("kbd", "code"):
@@ -662,6 +685,37 @@ def _is_note_name(label: str) -> bool:
     """Whether `[^label]` reads as a footnote's mark before its note is written (`[^a-z]`, a
     character class, does not)."""
     return _NOTE_NAME.fullmatch(label) is not None and _RANGE.search(label) is None
+
+
+def _nested(markdown: str) -> str:
+    """`markdown` with a bullet list written under a numbered item, but less deep than the
+    item's text (`1. Item` then `  - sub`), indented as deep: CommonMark reads it as a list of
+    its own after the item, which showed flat (`⦁ sub` flush with `1.`), not nested as meant.
+    The lines after it in the item move with it."""
+    blocks = code_blocks(markdown)
+    lines = markdown.splitlines(keepends=True)
+    item: tuple[int, int] | None = None  # where the numbered item's marker and text begin
+    shift = pos = b = 0
+    for i, line in enumerate(lines):
+        start, pos = pos, pos + len(line)
+        while b < len(blocks) and blocks[b][1] <= start:
+            b += 1
+        text = line.lstrip(" ")
+        if not text.strip():
+            continue
+        indent = len(line) - len(text)
+        if not (b < len(blocks) and blocks[b][0] < pos):  # (a code block's lines move along)
+            numbered = _NUMBERED_ITEM.match(line)
+            if numbered:
+                item, shift = (indent, numbered.end()), 0
+                continue
+            if item and indent <= item[0]:
+                item = None
+            elif item and not shift and item[0] < indent < item[1] and _BULLET.match(text):
+                shift = item[1] - indent
+        if item and shift and indent > item[0]:
+            lines[i] = " " * shift + line
+    return "".join(lines)
 
 
 def _punctuation_outside(pair: re.Match[str]) -> str:

@@ -163,8 +163,8 @@ class Segmenter:
             return
         start, head = self._head or (0, Part(""))
         done = source[start:at].lstrip("\n")
-        if "[^" in done:  # a named footnote's mark, as `settle` shows it (its note is to come)
-            done = as_meant(done, notes_to_come=True)
+        if "[^" in done or "][" in done:  # as `settle` shows them (definitions are to come)
+            done = as_meant(done, to_come=True)
         block = self._render(done, keep_indent=True)
         self._head = (at, head.plus(block) if block.text else head)
 

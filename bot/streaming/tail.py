@@ -54,10 +54,10 @@ _PUNCTUATION = frozenset("!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~")
 def settle(markdown: str) -> str:
     """`markdown` (a snapshot outside any code block) with the markers its last paragraph opened
     closed and a link still being written reduced to its text."""
-    if "**" in markdown or "[^" in markdown:
-        # Bold as it will show (`**注意：**这`), not a new opener; a named footnote's mark as it
-        # will show once its note comes at the end, not raw until then.
-        markdown = as_meant(markdown, notes_to_come=True)
+    if "**" in markdown or "[^" in markdown or "][" in markdown:
+        # Bold as it will show (`**注意：**这`), not a new opener; a named footnote's mark, and
+        # a link to a definition, as they will show once their definitions come at the end.
+        markdown = as_meant(markdown, to_come=True)
     ended = _ends_paragraph(markdown)  # a blank line: the paragraph is over
     if not ended:
         last = markdown.rstrip()
@@ -228,6 +228,14 @@ def _link_text(line: str) -> str:
         task = box in ("", " ", "x", "X") and not after.strip()
         if task and _ITEM_START.fullmatch(line, start, at):
             return line[:start]  # a task's `- [x]`: ☐ or ✅ to come with its text, not a bullet
+        if close == -1 and line[at - 1 : at] == "]":  # `[FAQ][fa`: a link to a definition
+            first = line.rfind("[", 0, at - 1)
+            if first >= 0 and "]" not in line[first + 1 : at - 1]:
+                return line[:first] + line[first + 1 : at - 1]
+        if not line[start:at].strip(" ") and not after.strip(": \t"):
+            # At a line's start, maybe a link definition being written (`[faq]: `), which
+            # shows nothing: nothing until it is known.
+            return line[:start]
         if close == -1:
             return line[:at] + rest  # `[text`
         if not after or (after.startswith("(") and _address_open(after)):
