@@ -38,7 +38,8 @@ from tests.test_render_split import CountingRenderer, assert_valid, inline, squa
         ("Claim[^", "Claim"),
         ("Claim[^1", "Claim"),
         ("Claim[^1]", "Claim¹"),  # as rendered
-        ("Claim[^src]", "Claim\\[src\\]"),  # its note is to come: `[src]`, as rendered then
+        ("Claim[^src] here", "Claim here"),  # its note is to come: left out until then
+        ("Claim[^a-z] here", "Claim[^a-z] here"),  # a character class: no note's name
         ("Text.\n\n[^1", "Text.\n\n"),
         ("- done\n- [x", "- done\n"),
         ("- [ ]", ""),
@@ -54,6 +55,9 @@ from tests.test_render_split import CountingRenderer, assert_valid, inline, squa
         ("Text.\n\n[faq]: ", "Text.\n\n"),  # the definition: it shows nothing
         ("a [1] b", "a [1] b"),
         ("Water, H<sub>2", "Water, H"),
+        ("Use the <b> tag", "Use the <b> tag"),  # about HTML: no formatting hugs its text
+        ("Make it <strong", "Make it"),
+        ("x = dp[i][j", "x = dp[i][j"),  # an index, not a link
         ("Water, H<su", "Water, H"),
         ("Water, H<sub>2</sub>O and <b>bo", "Water, H<sub>2</sub>O and"),
         ("if a <", "if a"),  # (a tag, maybe: shown with what comes next)

@@ -48,6 +48,12 @@ _ALLOWED_TYPES = frozenset(
 )
 _LEAF_TYPES = frozenset({"code", "pre"})
 _QUOTE_TYPES = frozenset({"blockquote", "expandable_blockquote"})
+# What may hold code (0), and code (1): before other entities over the same span (see `sanitize`).
+_NESTING = {
+    **dict.fromkeys(_QUOTE_TYPES, 0),
+    **dict.fromkeys(("bold", "italic", "underline", "strikethrough", "spoiler"), 0),
+    **dict.fromkeys(_LEAF_TYPES, 1),
+}
 _URL_RE = re.compile(r"^(https?|tg|mailto)://[^\s]+$|^mailto:[^\s]+$", re.IGNORECASE)
 _LITERAL = re.compile(r"(?<!\\)(?:<|\|(?=\|))|(?<=[A-Za-z0-9])\*{1,2}(?=[A-Za-z0-9])")
 # A quick look for stars between letters or digits, before parsing (starting with the `*` is
@@ -78,14 +84,18 @@ _RANGE = re.compile(r"(?<![^\W_])(?:[a-z]-[a-z]|[A-Z]-[A-Z]|[0-9]-[0-9])")
 _SUPERSCRIPT = str.maketrans("0123456789", "⁰¹²³⁴⁵⁶⁷⁸⁹")
 # HTML that models write for what Markdown has no syntax for (a key, a sub- or superscript), or
 # out of habit: closed on the same line.
-_TAG = re.compile(r"<(kbd|code|sub|sup|b|strong|i|em|s|del)>([^<>\n]+)</\1>", re.IGNORECASE)
+_TAG = re.compile(
+    r"<(kbd|code|sub|sup|b|strong|i|em|s|del)>(?=\S)([^<>\n]+)(?<=\S)</\1>", re.IGNORECASE
+)  # (not `<s> at the start and </s>`, a text about tokens: formatting hugs its text)
 _TAG_MARKERS = {"b": "**", "strong": "**", "i": "*", "em": "*", "s": "~~", "del": "~~"}
 _NUMBERED_ITEM = re.compile(r"^ {0,3}\d{1,9}[.)] {1,4}(?=\S)", re.MULTILINE)
 _BULLET = re.compile(r"[-*+][ \t]")
 # A bullet under a numbered item, less deep than its text (see `_nested`): a quick test first.
 _SHALLOW_BULLET = re.compile(r"^ {1,3}[-*+][ \t]", re.MULTILINE)
-# A link to a definition (`[FAQ][faq]`, `[FAQ][]`), not an image's, not a footnote's; and one.
-_REFERENCE = re.compile(r"(?<![\\!\]])\[([^\[\]\n^][^\[\]\n]*)\]\[([^\[\]\n]*)\]")
+# A link to a definition (`[FAQ][faq]`, `[FAQ][]`): not an image's, not a footnote's, not an
+# index (`dp[i][j]`, `data["a"]["b"]`: after a Latin letter, a digit, a quote or a bracket; a
+# link after a Chinese character is one, as Chinese text has no spaces).
+_REFERENCE = re.compile(r"(?<![\\!\]A-Za-z0-9_\"')])\[([^\[\]\n^][^\[\]\n]*)\]\[([^\[\]\n]*)\]")
 _DEFINITION = re.compile(r"^ {0,3}\[([^\]\n]+)\]:[ \t]*\S", re.MULTILINE)  # with an address
 _BREAK = re.compile(r"<br\s*/?>", re.IGNORECASE)
 _BLANK_LINE = re.compile(r"\n[ \t]*\n")
@@ -275,7 +285,9 @@ class _Walker(EventWalker):
     def _format_table(self, rows: list[list[str]]) -> str:
         """Columns padded to the width a cell takes on screen, not to its count of characters:
         a Chinese character or an emoji takes two columns of a monospaced font, an accent
-        none, and a table with them was out of line. No spaces at the ends of rows."""
+        none, and a table with them was out of line. No spaces at the ends of rows. (Bold's
+        spacers, which a table's cells keep as text, go first.)"""
+        rows = [[cell.replace(_SPACER, "") for cell in row] for row in rows]
         columns = max(len(row) for row in rows) if rows else 0
         widths = [0] * columns
         for row in rows:
@@ -355,6 +367,8 @@ class _Latex(LatexToUnicodeHelper):
     @staticmethod
     def translate_sqrt(command: str, option: str, param: str) -> str:
         index, radicand = option.strip(), param.strip()
+        if not radicand:  # `\sqrt 3`: its radicand follows it, unbraced
+            return _ROOT_SIGNS.get(index) or f"{index}√"
         sign = _ROOT_SIGNS.get(index) or (
             (LatexToUnicodeHelper.try_make_superscript(index) or f"({index})")  # type: ignore[no-untyped-call]
             + "√"
@@ -416,8 +430,8 @@ def _tidy(text: str, entities: list[Entity]) -> tuple[str, list[Entity]]:
     such difference would cost an edit that changes nothing a user can see."""
     if " \n" in text or "\t\n" in text:
         text, entities = _drop(text, entities, _LINE_END_SPACE)
-    if _SPACER in text:
-        text, entities = _drop(text, entities, _SPACERS)
+    if _SPACER in text:  # (in code too: an indented code block is rewritten as text is)
+        text, entities = _drop(text, entities, _SPACERS, in_code=True)
     if "\n" not in text:
         return text, entities
     units = text if text.isascii() else text.encode("utf-16-le", "surrogatepass")
@@ -437,10 +451,18 @@ def _tidy(text: str, entities: list[Entity]) -> tuple[str, list[Entity]]:
     return text, out
 
 
-def _drop(text: str, entities: list[Entity], spaces: re.Pattern[str]) -> tuple[str, list[Entity]]:
-    """`text` without the runs of spaces (one UTF-16 unit each) that `spaces` finds outside
-    code, its entities moved to match."""
-    code = [(e["offset"], e["offset"] + e["length"]) for e in entities if e["type"] in _LEAF_TYPES]
+def _drop(
+    text: str, entities: list[Entity], spaces: re.Pattern[str], *, in_code: bool = False
+) -> tuple[str, list[Entity]]:
+    """`text` without the runs of spaces (one UTF-16 unit each) that `spaces` finds (outside
+    code unless `in_code`), its entities moved to match."""
+    code = (
+        []
+        if in_code
+        else [
+            (e["offset"], e["offset"] + e["length"]) for e in entities if e["type"] in _LEAF_TYPES
+        ]
+    )
     ascii_only = text.isascii()
     kept: list[str] = []
     begins: list[int] = []  # the removed runs, in UTF-16 units as entity offsets are
@@ -455,7 +477,7 @@ def _drop(text: str, entities: list[Entity], spaces: re.Pattern[str]) -> tuple[s
             counted = match.start()
             begin = units
         end = begin + len(match[0])
-        if any(start < end and begin < stop for start, stop in code):
+        if code and any(start < end and begin < stop for start, stop in code):
             continue
         kept.append(text[last : match.start()])
         last = match.end()
@@ -558,7 +580,7 @@ def tex_math(markdown: str) -> str:
     return "".join(out)
 
 
-def as_meant(markdown: str, *, to_come: bool = False) -> str:
+def as_meant(markdown: str, *, links_to_come: bool = False, notes_to_come: bool = False) -> str:
     """What models write that Markdown reads otherwise than they mean, rewritten outside code
     blocks and inline code:
 
@@ -571,10 +593,12 @@ def as_meant(markdown: str, *, to_come: bool = False) -> str:
     - Footnotes: telegramify-markdown showed `Claim[^1]` as "Claim^1" and dropped the note
       `[^1]: Source.` whole (a note of several words stayed raw, both ends). They show as
       "Claim¹" and "¹ Source.". A named one (`[^note]`) is a mark once its note is in the
-      text, or, with `to_come` (while streaming: notes and link definitions come at the end),
-      if its name looks like one: it showed raw until the answer's end.
-    - With `to_come`, a link to a definition not written yet (`[FAQ][faq]`, `[FAQ][]`): its
-      text, as a link being written shows. It showed raw until the answer's end.
+      text. With `notes_to_come` (while streaming: notes come at an answer's end), one whose
+      note is not written yet and whose name looks like one is left out until it is; it
+      showed raw until the answer's end, then turned into "[note]".
+    - With `links_to_come` (while streaming, and in a message that a later one follows),
+      a link to a definition not written there (`[FAQ][faq]`, `[FAQ][]`): its text, as a link
+      being written shows. It showed raw until the answer's end, or for good.
     - `<br>` in a table's cell, where models put it for a line break: a space (a table is one
       code block, its rows one line each). It showed as the tag. Elsewhere it stays text: a
       model writing about HTML may mean the tag.
@@ -595,23 +619,25 @@ def as_meant(markdown: str, *, to_come: bool = False) -> str:
     tags = "</" in markdown and _TAG.search(markdown) is not None
     if _SHALLOW_BULLET.search(markdown) and _NUMBERED_ITEM.search(markdown):
         markdown = _nested(markdown)
-    references = to_come and "][" in markdown
+    references = links_to_come and "][" in markdown
     if not (bold or notes or breaks or blanks or alerts or tags or references):
         return markdown
     defined = {match[2] for match in _NOTE.finditer(markdown)} if notes else set()
     targets = {_label(m[1]) for m in _DEFINITION.finditer(markdown)} if references else set()
 
     def link(match: re.Match[str]) -> str:
-        return match[0] if _label(match[2] or match[1]) in targets else match[1]
+        if _label(match[2] or match[1]) in targets or match[1].isdigit():
+            return match[0]  # (`[1][2]`: citations)
+        return match[1]
 
     def mark(label: str) -> str:
         return label.translate(_SUPERSCRIPT) if label.isdigit() else f"\\[{label}\\]"
 
     def reference(match: re.Match[str]) -> str:
         label = match[1]
-        if label.isdigit() or label in defined or (to_come and _is_note_name(label)):
+        if label.isdigit() or label in defined:
             return mark(label)
-        return match[0]
+        return "" if notes_to_come and _is_note_name(label) else match[0]
 
     def rewrite(text: str, first: bool, row: bool) -> str:
         # (Bold first: a named note's mark is escaped, `\\[note\\]`, and a backslash stops it.)
@@ -672,13 +698,17 @@ def _tag(match: re.Match[str]) -> str:
     if name in ("sub", "sup"):
         convert = _LATEX.try_make_subscript if name == "sub" else _LATEX.try_make_superscript
         return convert(inner) or inner  # type: ignore[no-untyped-call]
-    core = inner.strip()
-    if not core:
-        return inner
     marker = _TAG_MARKERS[name]
-    lead, trail = inner[: inner.index(core)], inner[inner.index(core) + len(core) :]
-    # (Spacers, as for bold by punctuation: `a<b>x</b>y` is bold however it is surrounded.)
-    return f"{lead}{_SPACER}{marker}{core}{marker}{_SPACER}{trail}"
+    text, start, end = match.string, match.start(), match.end()
+    # Beside a letter, stars may not open or close (`a**(x)**y`): a spacer, as for bold by
+    # punctuation. Not beside other markers: `**Important <i>note</i>**` stays bold.
+    before = _SPACER if start and _wordlike(text[start - 1]) else ""
+    after = _SPACER if end < len(text) and _wordlike(text[end]) else ""
+    return f"{before}{marker}{inner}{marker}{after}"
+
+
+def _wordlike(ch: str) -> bool:
+    return not ch.isspace() and ch not in _PUNCTUATION and unicodedata.category(ch)[0] not in "PS"
 
 
 def _is_note_name(label: str) -> bool:
@@ -704,14 +734,15 @@ def _nested(markdown: str) -> str:
         if not text.strip():
             continue
         indent = len(line) - len(text)
-        if not (b < len(blocks) and blocks[b][0] < pos):  # (a code block's lines move along)
+        in_code = b < len(blocks) and blocks[b][0] < pos
+        if item and indent <= item[0] and (not in_code or blocks[b][0] >= start):
+            item = None  # (a code block's opening fence at the item's depth or less ends it)
+        if not in_code:  # (a code block's lines move along)
             numbered = _NUMBERED_ITEM.match(line)
             if numbered:
                 item, shift = (indent, numbered.end()), 0
                 continue
-            if item and indent <= item[0]:
-                item = None
-            elif item and not shift and item[0] < indent < item[1] and _BULLET.match(text):
+            if item and not shift and item[0] < indent < item[1] and _BULLET.match(text):
                 shift = item[1] - indent
         if item and shift and indent > item[0]:
             lines[i] = " " * shift + line
@@ -906,9 +937,10 @@ def sanitize(text: str, entities: list[Entity]) -> list[Entity]:
         if e["type"] == "text_link" and not _URL_RE.match(str(e.get("url") or "")):
             continue
         candidates.append(e)
-    # Over the same span, code goes inside the rest: a quote holding only a code block, or bold
-    # code (`**`x`**`), lost the quote or the bold as if it were inside the code.
-    candidates.sort(key=lambda e: (e["offset"], -e["length"], e["type"] in _LEAF_TYPES))
+    # Over the same span, code goes inside a quote or formatting: a quote holding only a code
+    # block, or bold code (`**`x`**`), lost the quote or the bold as if it were inside the code.
+    # (A link can neither hold code nor be in it: over the same span, the code is kept.)
+    candidates.sort(key=lambda e: (e["offset"], -e["length"], _NESTING.get(e["type"], 2)))
 
     kept: list[Entity] = []
     stack: list[Entity] = []  # open ancestors of the current position

@@ -102,7 +102,7 @@ class Segmenter:
                 self._last = (source, streaming, parts)
                 return list(parts)
             cut = self._closing_inline(open_source, self._find_cut(open_source))
-            self.frozen.append(self._render(_before(open_source, cut)))
+            self.frozen.append(self._render(_frozen(_before(open_source, cut))))
             at = cut.at - len(self._prefix)
             self._start += at + _removed_before(at, removed)
             self._prefix = cut.reopen
@@ -164,7 +164,7 @@ class Segmenter:
         start, head = self._head or (0, Part(""))
         done = source[start:at].lstrip("\n")
         if "[^" in done or "][" in done:  # as `settle` shows them (definitions are to come)
-            done = as_meant(done, to_come=True)
+            done = as_meant(done, links_to_come=True, notes_to_come=True)
         block = self._render(done, keep_indent=True)
         self._head = (at, head.plus(block) if block.text else head)
 
@@ -235,6 +235,13 @@ class Segmenter:
                 hi = mid - 1
         at = _character_start(source, best, floor)
         return _cut_at(at, fences, mid_line=source[at - 1] != "\n")
+
+
+def _frozen(markdown: str) -> str:
+    """A part's Markdown as it is sent for good: a link to a definition that a later part holds
+    (`[FAQ][faq]`, definitions come at the end) shows as its text, as it did while streaming,
+    not raw."""
+    return as_meant(markdown, links_to_come=True) if "][" in markdown else markdown
 
 
 def _before(source: str, cut: _Cut) -> str:

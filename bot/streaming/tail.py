@@ -30,9 +30,12 @@ _TRAILING = "*_~` \t"
 _DELIMITER_ROW = re.compile(r" {0,3}\|?[\s:|-]*$")
 _LINK_START = re.compile(r"!?\[")
 _QUOTE_START = re.compile(r"(?:[ \t]*>)+[ \t]*")
+# Before a `[` that opens no link: what is indexed (`dp[i]`, `data["a"]["b"]`,
+# `f(x)[0]`); a link after a Chinese character is one, as Chinese text has no spaces.
+_BEFORE_INDEX = frozenset("])\"'_0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
 _TAG_NAMES = ("kbd", "code", "sub", "sup", "b", "strong", "i", "em", "s", "del")  # as_meant's
 _OPEN_TAG = re.compile(rf"<({'|'.join(_TAG_NAMES)})>", re.IGNORECASE)
-_HALF_TAG = re.compile(r"</?([A-Za-z]{0,5})$")
+_HALF_TAG = re.compile(r"</?([A-Za-z]{0,6})$")
 _ITEM_START = re.compile(r"(?:[ \t]*>)*[ \t]*(?:[-+*]|\d{1,9}[.)])[ \t]+")
 # A line that is a block of its own: a heading, a fence, a table row, a rule or an underline.
 _OWN_BLOCK = r"#{1,6}(?:[ \t]|$)|`{3,}|~{3,}|\||(?:[-*_][ \t]*){3,}$|=+[ \t]*$"
@@ -57,7 +60,7 @@ def settle(markdown: str) -> str:
     if "**" in markdown or "[^" in markdown or "][" in markdown:
         # Bold as it will show (`**注意：**这`), not a new opener; a named footnote's mark, and
         # a link to a definition, as they will show once their definitions come at the end.
-        markdown = as_meant(markdown, to_come=True)
+        markdown = as_meant(markdown, links_to_come=True, notes_to_come=True)
     ended = _ends_paragraph(markdown)  # a blank line: the paragraph is over
     if not ended:
         last = markdown.rstrip()
@@ -211,12 +214,25 @@ def _link_text(line: str) -> str:
         return line
     for match in reversed(list(_outside_code(_LINK_START.finditer(line), code_spans(line)))):
         at = match.start()
-        if at > 0 and line[at - 1] == "\\":
+        before = line[at - 1] if at else ""
+        if before == "\\":
             continue
         rest = line[match.end() :]
         close = rest.find("]")
         if rest.startswith("^"):  # a footnote: `¹` once its `]` comes, nothing before
             return line if close != -1 else line[:at]
+        if close == -1 and before == "]":  # `[FAQ][fa`: a link to a definition being written
+            first = line.rfind("[", 0, at - 1)
+            if (
+                first >= 0
+                and "]" not in line[first + 1 : at - 1]
+                and (not first or line[first - 1] not in _BEFORE_INDEX)
+            ):
+                return line[:first] + line[first + 1 : at - 1]
+        if before in _BEFORE_INDEX:
+            if not rest:
+                return line[:at]  # `Claim[`: a footnote's mark, maybe
+            continue  # an index (`dp[i][j`, `data["a"]`): not a link
         start = line.rfind("\n", 0, at) + 1
         if (
             rest.startswith("!")
@@ -228,11 +244,7 @@ def _link_text(line: str) -> str:
         task = box in ("", " ", "x", "X") and not after.strip()
         if task and _ITEM_START.fullmatch(line, start, at):
             return line[:start]  # a task's `- [x]`: ☐ or ✅ to come with its text, not a bullet
-        if close == -1 and line[at - 1 : at] == "]":  # `[FAQ][fa`: a link to a definition
-            first = line.rfind("[", 0, at - 1)
-            if first >= 0 and "]" not in line[first + 1 : at - 1]:
-                return line[:first] + line[first + 1 : at - 1]
-        if not line[start:at].strip(" ") and not after.strip(": \t"):
+        if not line[start:at].strip(" ") and not after.strip(": \t") and _label_like(box):
             # At a line's start, maybe a link definition being written (`[faq]: `), which
             # shows nothing: nothing until it is known.
             return line[:start]
@@ -246,6 +258,12 @@ def _link_text(line: str) -> str:
     return line
 
 
+def _label_like(text: str) -> bool:
+    """Whether `text` (in brackets at a line's start) may be a link definition's label: short,
+    of a few words (`[1]`, `[python docs]`), not a remark in brackets being written."""
+    return len(text) <= 40 and text.count(" ") <= 2
+
+
 def _before_open_tag(line: str) -> str:
     """`line` up to an HTML tag still being written, or one whose closing tag is still to come
     (`Press <kbd>Ct`, `H<sub>2`): it shows as what it means once closed (`as_meant`), not with
@@ -255,6 +273,8 @@ def _before_open_tag(line: str) -> str:
     spans = code_spans(line)
     for tag in _OPEN_TAG.finditer(line):
         opened = tag.start()
+        if line[tag.end() : tag.end() + 1].isspace():
+            continue  # `the <b> tag`: formatting hugs its text (`as_meant`), this is about HTML
         if f"</{tag[1].lower()}>" not in line[opened:].lower() and not any(
             start <= opened < end for start, end in spans
         ):
