@@ -284,6 +284,10 @@ def test_brackets_in_a_link_address_are_not_math() -> None:
         ("the *API*s", "the APIs", ["italic"]),  # emphasis closing inside a word stays
         ("x**2 + y**2 = z**2", "x**2 + y**2 = z**2", []),
         ("`a*b*c` or a*b*c", "a*b*c or a*b*c", ["code"]),
+        # A product between digits closes nothing: `*args` opened no emphasis (it was "f(args)
+        # and 23 = 6", in italics between).
+        ("f(*args) and 2*3 = 6", "f(*args) and 2*3 = 6", []),
+        ("Use *args; 2*3*4 = 24", "Use *args; 2*3*4 = 24", []),
     ],
 )
 def test_arithmetic_stars_are_not_emphasis(markdown: str, shown: str, styles: list[str]) -> None:
@@ -338,6 +342,7 @@ def test_github_alerts_show_as_a_bold_label() -> None:
         ("$\\frac{1}{2\\pi} = \\frac{x}{y_1}$", "1/(2π) = x/y₁"),
         ("$\\frac{dy}{dx} = \\frac{a+b}{c}$", "dy/dx = (a+b)/c"),
         ("$\\sqrt 3 + \\sqrt[3] 8$", "√3 + ∛8"),  # unbraced: showed as `√()3`
+        ("**Ответ:** \\(1\\), \\(-3\\) or \\(2; 3\\)", "Ответ: 1, -3 or 2; 3"),  # were `(1)`…
     ],
 )
 def test_roots_and_fractions_read_as_meant(markdown: str, shown: str) -> None:
@@ -461,6 +466,13 @@ def test_html_formatting_tags_show_as_formatting() -> None:
         {"type": "bold", "offset": 0, "length": 4},
         {"type": "italic", "offset": 0, "length": 4},
     )
+
+
+def test_a_long_quote_stays_open() -> None:
+    """Over 200 characters, a quote (an alert's too) became an expandable one: collapsed in the
+    final answer, and collapsing while it was read."""
+    doc = "> [!WARNING]\n> " + "Back up your data before you upgrade. " * 8
+    assert [e["type"] for e in render(doc).entities] == ["blockquote", "bold"]
 
 
 def test_formatting_over_code_alone_is_kept() -> None:

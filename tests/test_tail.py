@@ -55,6 +55,10 @@ from tests.test_render_split import CountingRenderer, assert_valid, inline, squa
         ("Text.\n\n[faq]: ", "Text.\n\n"),  # the definition: it shows nothing
         ("a [1] b", "a [1] b"),
         ("Water, H<sub>2", "Water, H"),
+        # `$` before a digit is a price, unless math follows it on its line (DeepSeek's).
+        ("当 $0 < x < 2", "当"),
+        ("根为 $1 \\pm \\sqrt{3", "根为"),
+        ("It costs $5 < $10 so", "It costs $5 < $10 so"),
         ("Use the <b> tag", "Use the <b> tag"),  # about HTML: no formatting hugs its text
         ("Make it <strong", "Make it"),
         ("x = dp[i][j", "x = dp[i][j"),  # an index, not a link
@@ -91,6 +95,8 @@ from tests.test_render_split import CountingRenderer, assert_valid, inline, squa
         # ... also inside an open emphasis, which it does not close (CommonMark's rule of 3).
         ("**Total = 5*3 = 15", "**Total = 5*3 = 15**"),
         ("*Note: 2**10", "*Note: 2**10*"),
+        ("f(*args) and 2*3", "f(*args) and 2*3"),  # Python's stars, and a product
+        ("Use **kwargs for", "Use **kwargs for"),
         (r"Escaped: \*not italic\*", r"Escaped: \*not italic\*"),
         ("y = 2*x\n", "y = 2*x"),
         ("a **b\n", "a **b**"),  # the paragraph may go on
@@ -101,12 +107,14 @@ from tests.test_render_split import CountingRenderer, assert_valid, inline, squa
         ("Solve:\n\n\\[\nx = \\frac{a}", "Solve:\n\n"),
         ("Solve:\n\n\\[\nx = 1\n\\]", "Solve:\n\n\\[\nx = 1\n\\]"),
         (r"run `re.compile(r'\(\d", r"run `re.compile(r'\(\d`"),  # code
-        # The same with dollars; a `$` before a digit or a space is a price, not held back.
+        # The same with dollars; a `$` before a space is a price, and before a digit too once
+        # what follows it is not math.
         (r"The area is $\pi r^", "The area is"),
         (r"with $r$ the radius and $x_", "with $r$ the radius and"),
         ("Solve:\n\n$$\nx = \\frac{a}", "Solve:\n\n"),
         ("Solve:\n\n$$x = 1$$ and $", "Solve:\n\n$$x = 1$$ and"),
-        ("It costs $5 or $1", "It costs $5 or $1"),
+        ("It costs $5 or $1", "It costs $5 or"),  # a price or math: known with what follows
+        ("It costs $5 or $1 a", "It costs $5 or $1 a"),
         ("pay $ 5 and `$x", "pay $ 5 and `$x`"),
         (r"an escaped \$x", r"an escaped \$x"),
         (r"an escaped backslash \\(x", r"an escaped backslash \\(x"),
@@ -124,6 +132,11 @@ from tests.test_render_split import CountingRenderer, assert_valid, inline, squa
         ("> Quoted\n> -", "> Quoted"),
         ("a **b\n-", "a **b**"),
         ("Intro\n\n-", "Intro"),
+        # Nor with the markers its text opens with: `-` once they go, and `Options:` above it
+        # a heading for a moment (Claude's and ChatGPT's `- **Fast:** …` lists).
+        ("Here are the options:\n- **", "Here are the options:"),
+        ("1. **Install** the tool:\n   - `", "1. **Install** the tool:"),
+        ("Options:\n+ ~~", "Options:"),
         ("Steps:\n2.", "Steps:"),
         ("- one\n- two", "- one\n- two"),
         ("Intro\n\n##", "Intro"),  # a heading's text to come: no empty heading meanwhile

@@ -410,6 +410,10 @@ def latex_text(math: str) -> str:
 _CONFIG = RenderConfig.isolated()
 # An open task (`- [ ] todo`) showed as ☑, a box with a tick: as if it were done (✅).
 _CONFIG.markdown_symbol.task_uncompleted = "\N{BALLOT BOX}"  # ☐
+# A quote over 200 characters became an expandable one: collapsed behind "show more" in the
+# final answer (a warning, a quoted passage: what the user is to read), and collapsing mid-stream
+# once it grew past 200.
+_CONFIG.cite_expandable = False
 
 
 def _convert(markdown: str) -> tuple[str, list[Any]]:
@@ -510,7 +514,8 @@ _TEX = re.compile(
 )
 # What makes `\(…\)` or `\[…\]` math rather than escaped brackets (`\(maybe\)`, `\[1\]`,
 # `arr\[0\]`, as a model escaping for Telegram's MarkdownV2 writes them): a command (`\pi`), a
-# sub- or superscript, a relation or an operator; inline, also a lone variable (`\(r\)`, `\(x1\)`).
+# sub- or superscript, a relation or an operator; inline, also a lone variable or number
+# (`_VARIABLE`).
 _MATH_SIGNS = re.compile(r"\\[A-Za-z]|[\^_=+<>{}]|\d\s*[-*/]\s*\d")
 _BACKTICK_RUN = re.compile(r"`+")
 
@@ -528,7 +533,10 @@ def code_span(value: str) -> str:
     return f"{ticks}{pad}{value}{pad}{ticks}"
 
 
-_VARIABLE = re.compile(r"\s*[A-Za-z][0-9]?\s*")
+# Inline, a lone variable (`\(r\)`, `\(x1\)`) or number (`\(1\)`, `\(-3\)`, `\(2; 3\)`): an
+# answer in math (`**Ответ:** \(1\).` showed as "(1)").
+_NUMBER = r"-?\d+(?:[.,]\d+)?"
+_VARIABLE = re.compile(rf"\s*(?:[A-Za-z][0-9]?|{_NUMBER}(?:\s*[;,]\s*{_NUMBER})*)\s*")
 
 
 def tex_math(markdown: str) -> str:
@@ -870,7 +878,8 @@ def _escape(markdown: str, verbatim: list[tuple[int, int]]) -> tuple[str, list[i
 
 def _arithmetic(markdown: str, verbatim: list[tuple[int, int]]) -> set[int]:
     """Where a run of one or two stars stands between two letters or digits and closes no
-    emphasis opened before it in its paragraph (outside `verbatim`): `a*b`, `5*4`, `x**2`."""
+    emphasis opened before it in its paragraph, or between two digits (outside `verbatim`):
+    `a*b`, `5*4`, `x**2`."""
     found: set[int] = set()
     starts = [begin for begin, _ in verbatim]
     opened = 0  # emphasis runs open in this paragraph
@@ -887,8 +896,8 @@ def _arithmetic(markdown: str, verbatim: list[tuple[int, int]]) -> set[int]:
         after = markdown[end] if end < len(markdown) else " "
         if is_ascii_alnum(before) and is_ascii_alnum(after):
             if len(run[0]) <= 2:
-                if opened:
-                    opened -= 1  # `the *API*s`: it closes
+                if opened and not (before.isdigit() and after.isdigit()):
+                    opened -= 1  # `the *API*s`: it closes (`f(*args) and 2*3`: no, a product)
                 else:
                     found.add(at)
             continue

@@ -50,6 +50,9 @@ _OPEN_AUTOLINK = re.compile(r"<[A-Za-z][A-Za-z0-9+.-]{1,31}:[^\s<>]*$")
 _ESCAPE_OR_MARKERS = re.compile(r"\\.|\*+|_+|~+")
 _ESCAPE = re.compile(r"\\.", re.DOTALL)
 _MATH_MARK = re.compile(r"\\.|\$\$?", re.DOTALL)  # an escape (`\(`, `\$`) or a math delimiter
+_MATH_AHEAD = re.compile(r"\\[A-Za-z]|[\^_{}=<>]")
+_PYTHON_STARS = re.compile(r"(?:args|kwargs)\b")
+_NUMBER = re.compile(r"[\d.,]*[ \t]*")
 _MATH_CLOSER = {"\\(": "\\)", "\\[": "\\]", "$$": "$$", "$": "$"}
 _PUNCTUATION = frozenset("!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~")
 
@@ -65,7 +68,10 @@ def settle(markdown: str) -> str:
     if not ended:
         last = markdown.rstrip()
         start = last.rfind("\n") + 1
-        if _BARE_MARKER.fullmatch(last, start):  # only the last line: a column of numbers shows
+        # (Also with the markers its text opens with: `- **` would be `-` once they go, and
+        # flash the line above as a heading. Only the last line: a column of numbers shows.)
+        bare = last.rstrip(_TRAILING + "$")
+        if len(bare) > start and _BARE_MARKER.fullmatch(bare, start):
             markdown = last[:start]
             ended = _ends_paragraph(markdown)
     return _settle(markdown, ended)
@@ -313,7 +319,9 @@ def _before_open_math(line: str) -> str:
     `\]`, `$\pi r^2` before its `$`, a `$$` block before its `$$`), outside inline code. Shown,
     it would be raw LaTeX that turns into its Unicode form once closed
     (`bot.streaming.render.tex_math`); left out, it appears converted. A `$` before a digit or
-    a space is not held back: `$5` is a price far more often than math."""
+    a space is not held back: `$5` is a price far more often than math, unless what follows it
+    on its line is math (`$0 < x < 2`, `$1 \pm \sqrt{3}`, as DeepSeek writes), before another
+    price (`$5 < $10`)."""
     if "\\(" not in line and "\\[" not in line and "$" not in line:
         return line
     opened: re.Match[str] | None = None
@@ -321,7 +329,9 @@ def _before_open_math(line: str) -> str:
         token, after = mark[0], line[mark.end() : mark.end() + 1]
         if opened is None:
             if token in ("\\(", "\\[", "$$") or (
-                token == "$" and not after.isspace() and not after.isdigit()
+                token == "$"
+                and not after.isspace()
+                and (not after.isdigit() or _math_ahead(line, mark.end()))
             ):
                 opened = mark
         elif token == _MATH_CLOSER.get(opened[0]) and (
@@ -329,6 +339,19 @@ def _before_open_math(line: str) -> str:
         ):
             opened = None
     return line if opened is None else line[: opened.start()]
+
+
+def _math_ahead(line: str, at: int) -> bool:
+    """Whether the text from `at` to its line's end, or to the next `$`, holds math (a LaTeX
+    command, a sub- or superscript, braces or a relation) and that `$` is no price's (`$5 <
+    $10`); or is a number still being written, which may turn out to be either."""
+    end = line.find("\n", at)
+    rest = line[at:] if end < 0 else line[at:end]
+    if _NUMBER.fullmatch(rest):
+        return True
+    inside, dollar, after = rest.partition("$")
+    price = dollar and inside[-1:].isspace() and after[:1].isdigit()
+    return _MATH_AHEAD.search(inside) is not None and not price
 
 
 def _closers(line: str) -> str:
@@ -356,8 +379,8 @@ def _open_runs(text: str, spans: list[tuple[int, int]]) -> list[list[Any]]:
 
     CommonMark's flanking rules and its "rule of 3" (`**a*b` leaves the `*` literal), with two
     liberties: a run closes whenever the character before it is not a space, and `*` between
-    two letters or digits (`a*b`, `2**10`) does not open: it is arithmetic far more often than
-    emphasis."""
+    two letters or digits (`a*b`, `2**10`) does not open (nor close, between two digits): it is
+    arithmetic far more often than emphasis; nor does Python's `*args` or `**kwargs`."""
     stack: list[list[Any]] = []
     if "*" not in text and "_" not in text and "~" not in text:
         return stack
@@ -389,6 +412,9 @@ def _open_runs(text: str, spans: list[tuple[int, int]]) -> list[list[Any]]:
             both = can_open and can_close
         elif ch == "*" and is_ascii_alnum(before) and is_ascii_alnum(after):
             can_open = False
+            can_close = can_close and not (before.isdigit() and after.isdigit())  # `2*3`
+        elif ch == "*" and run <= 2 and _PYTHON_STARS.match(text, i + run):
+            can_open = False  # `f(*args, **kwargs)`: Python's, not emphasis to close for it
         elif ch == "*" and run == 2 and _is_punctuation(after) and _is_cjk_letter(before):
             can_open = True  # `依赖**（可选）**`: `as_meant` shows it bold once it is closed
         opener = _opener(stack, ch, run, both) if can_close else None
