@@ -475,6 +475,25 @@ def test_a_long_quote_stays_open() -> None:
     assert [e["type"] for e in render(doc).entities] == ["blockquote", "bold"]
 
 
+def test_a_collapsible_section_shows_its_title_and_text() -> None:
+    """Telegram has no `<details>`: its tags showed raw. Its title shows bold over its text,
+    also while streaming, with no tag flashing by."""
+    doc = (
+        "Intro.\n\n<details>\n<summary>Click to expand</summary>\n\nHidden **text**.\n\n"
+        "</details>\n\nAfter, use the <details> element."
+    )
+    part = render(doc)
+    assert (
+        part.text
+        == "Intro.\n\nClick to expand\n\nHidden text.\n\nAfter, use the <details> element."
+    )
+    assert part.entities[0] == {"type": "bold", "offset": 8, "length": 15}
+    segmenter = Segmenter()
+    for end in range(1, doc.index("After")):
+        shown = "".join(p.text for p in segmenter.parts(doc[:end], streaming=True))
+        assert "<" not in shown, doc[:end]
+
+
 def test_formatting_over_code_alone_is_kept() -> None:
     """Over the same span as code, a quote or bold was taken for being inside the code and
     dropped: a quote holding only a code block lost its quote, `**`x`**` its bold."""
@@ -921,7 +940,8 @@ def test_bold_ending_in_punctuation_before_a_letter_is_bold(
         ),
         ("regex [^abc] in prose", "regex [^abc] in prose"),  # no such note
         ("`[^1]` is code", "[^1] is code"),
-        ("Use the <br> tag", "Use the <br> tag"),  # outside a table: about HTML, maybe
+        ("Use the <br> tag", "Use the <br> tag"),  # after a space: about HTML, maybe
+        ("line one<br>line two<br/>three", "line one\nline two\nthree"),  # glued: a break
         ("| a | b |\n|---|---|\n| x<br>y<br/>z | w |", "a     | b\n------+--\nx y z | w"),
         ("```html\nline<br>\n```", "line<br>"),
         ("Press <kbd>Ctrl</kbd>+<kbd>C</kbd>.", "Press Ctrl+C."),  # showed its tags
@@ -1098,6 +1118,22 @@ def test_a_tables_links_with_the_same_words_are_told_apart_by_their_row() -> Non
         ("aiohttp", "https://c.io"),
         ("docs", "https://d.io"),
     ]
+
+
+def test_a_long_code_block_is_cut_between_its_functions() -> None:
+    """The cut in a code block was at the last line that fitted, inside a function, and the
+    next message began with a deeply indented line that lost its indentation (Telegram drops
+    the spaces a message starts with). It moves back to the least indented line near the end."""
+    body = "".join(
+        f"def func_{n}(x):\n    # Doc {n}.\n    if x > {n}:\n        for i in range(x):\n"
+        f"            print(i, x, {n})\n        return x * {n}\n    return None\n\n"
+        for n in range(40)
+    )
+    parts = Segmenter().parts(f"```python\n{body}```\n\nDone.")
+    assert len(parts) == 2
+    assert parts[0].text.endswith("    return None") and parts[1].text.startswith("def func_")
+    assert parts[0].size > 0.75 * PART_LIMIT
+    assert parts[0].text + "\n\n" + parts[1].text == body.rstrip("\n") + "\n\nDone."
 
 
 def test_a_link_is_never_cut_between_its_words() -> None:

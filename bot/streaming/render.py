@@ -85,9 +85,17 @@ _SUPERSCRIPT = str.maketrans("0123456789", "⁰¹²³⁴⁵⁶⁷⁸⁹")
 # HTML that models write for what Markdown has no syntax for (a key, a sub- or superscript), or
 # out of habit: closed on the same line.
 _TAG = re.compile(
-    r"<(kbd|code|sub|sup|b|strong|i|em|s|del)>(?=\S)([^<>\n]+)(?<=\S)</\1>", re.IGNORECASE
+    r"<(kbd|code|sub|sup|b|strong|i|em|s|del|summary)>(?=\S)([^<>\n]+)(?<=\S)</\1>",
+    re.IGNORECASE,
 )  # (not `<s> at the start and </s>`, a text about tokens: formatting hugs its text)
 _TAG_MARKERS = {"b": "**", "strong": "**", "i": "*", "em": "*", "s": "~~", "del": "~~"}
+_TAG_MARKERS["summary"] = "**"  # a collapsible section's title: bold, over its text
+# A collapsible section's own tags, alone on their line or before its title: they go (Telegram
+# has no such section; its title and text show).
+_DETAILS = re.compile(r"[ \t]*(?:</?details(?:\s[^<>\n]*)?>[ \t]*)+(?=<summary>|\r?\n|$)", re.I)
+# `<br>` glued to the text before it, outside a table: a line break (`line<br>break`); after a
+# space it may be the tag written about.
+_GLUED_BREAK = re.compile(r"(?<=\S)<br\s*/?>", re.IGNORECASE)
 _NUMBERED_ITEM = re.compile(r"^ {0,3}\d{1,9}[.)] {1,4}(?=\S)", re.MULTILINE)
 _BULLET = re.compile(r"[-*+][ \t]")
 # A bullet under a numbered item, less deep than its text (see `_nested`): a quick test first.
@@ -608,12 +616,15 @@ def as_meant(markdown: str, *, links_to_come: bool = False, notes_to_come: bool 
       a link to a definition not written there (`[FAQ][faq]`, `[FAQ][]`): its text, as a link
       being written shows. It showed raw until the answer's end, or for good.
     - `<br>` in a table's cell, where models put it for a line break: a space (a table is one
-      code block, its rows one line each). It showed as the tag. Elsewhere it stays text: a
+      code block, its rows one line each). Elsewhere, glued to the text before it
+      (`line<br>break`), a line break. It showed as the tag. After a space it stays text: a
       model writing about HTML may mean the tag.
     - HTML tags, which showed as written: a key, `<kbd>Ctrl</kbd>`, and `<code>`, as inline
       code; `H<sub>2</sub>O` and `x<sup>2</sup>` as H₂O and x² (as their text where Unicode
       has no such characters); `<b>`, `<strong>`, `<i>`, `<em>`, `<s>` and `<del>` as bold,
       italic and strikethrough. Closed on the same line only: a lone tag may be about HTML.
+      A collapsible section (`<details>`, `<summary>Title</summary>`): its title in bold, over
+      its text; Telegram has no such section.
     - GitHub's alerts, `> [!NOTE]` opening a quote: "ℹ️ Note" in bold. They showed raw.
     - A line of only no-break or zero-width spaces: a blank line, as it shows. A model caught
       in a loop can write thousands; as text they made one message of empty lines each, and
@@ -625,10 +636,11 @@ def as_meant(markdown: str, *, links_to_come: bool = False, notes_to_come: bool 
     blanks = _ODD_BLANK.search(markdown) is not None
     alerts = "[!" in markdown
     tags = "</" in markdown and _TAG.search(markdown) is not None
+    details = "details" in markdown and _DETAILS.search(markdown) is not None
     if _SHALLOW_BULLET.search(markdown) and _NUMBERED_ITEM.search(markdown):
         markdown = _nested(markdown)
     references = links_to_come and "][" in markdown
-    if not (bold or notes or breaks or blanks or alerts or tags or references):
+    if not (bold or notes or breaks or blanks or alerts or tags or references or details):
         return markdown
     defined = {match[2] for match in _NOTE.finditer(markdown)} if notes else set()
     targets = {_label(m[1]) for m in _DEFINITION.finditer(markdown)} if references else set()
@@ -657,6 +669,8 @@ def as_meant(markdown: str, *, links_to_come: bool = False, notes_to_come: bool 
             text = _NOTE_REFERENCE.sub(reference, text)
         if breaks and row:
             text = _BREAK.sub(" ", text)
+        elif breaks:
+            text = _GLUED_BREAK.sub("\\\n", text)
         if references and "][" in text:
             text = _REFERENCE.sub(link, text)
         if tags and "</" in text:
@@ -676,6 +690,8 @@ def as_meant(markdown: str, *, links_to_come: bool = False, notes_to_come: bool 
             quotes = _QUOTES.match(line)
             lines[i] = (quotes[0] if quotes else "") + line[len(line.rstrip("\r\n")) :]
             continue
+        if details and "details" in line:
+            line = lines[i] = _DETAILS.sub("", line) if _DETAILS.match(line) else line
         alert = _ALERT.match(line) if alerts else None
         if alert:
             kind = alert[2].upper()

@@ -33,9 +33,10 @@ _QUOTE_START = re.compile(r"(?:[ \t]*>)+[ \t]*")
 # Before a `[` that opens no link: what is indexed (`dp[i]`, `data["a"]["b"]`,
 # `f(x)[0]`); a link after a Chinese character is one, as Chinese text has no spaces.
 _BEFORE_INDEX = frozenset("])\"'_0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
-_TAG_NAMES = ("kbd", "code", "sub", "sup", "b", "strong", "i", "em", "s", "del")  # as_meant's
+# The tags `as_meant` rewrites: those closed on their line, and a collapsible section's own.
+_TAG_NAMES = ("kbd", "code", "sub", "sup", "b", "strong", "i", "em", "s", "del", "summary")
 _OPEN_TAG = re.compile(rf"<({'|'.join(_TAG_NAMES)})>", re.IGNORECASE)
-_HALF_TAG = re.compile(r"</?([A-Za-z]{0,6})$")
+_HALF_TAG = re.compile(r"</?([A-Za-z]{0,7})$")
 _ITEM_START = re.compile(r"(?:[ \t]*>)*[ \t]*(?:[-+*]|\d{1,9}[.)])[ \t]+")
 # A line that is a block of its own: a heading, a fence, a table row, a rule or an underline.
 _OWN_BLOCK = r"#{1,6}(?:[ \t]|$)|`{3,}|~{3,}|\||(?:[-*_][ \t]*){3,}$|=+[ \t]*$"
@@ -286,7 +287,7 @@ def _before_open_tag(line: str) -> str:
         ):
             return line[:opened]
     half = _HALF_TAG.search(line)
-    if half and any(name.startswith(half[1].lower()) for name in _TAG_NAMES):
+    if half and any(name.startswith(half[1].lower()) for name in (*_TAG_NAMES, "details", "br")):
         return line[: half.start()]
     return line
 
