@@ -341,6 +341,7 @@ def test_github_alerts_show_as_a_bold_label() -> None:
         ("$\\frac{1}{\\sigma\\sqrt{2\\pi}}$", "1/(σ√(2π))"),
         ("$\\frac{1}{2\\pi} = \\frac{x}{y_1}$", "1/(2π) = x/y₁"),
         ("$\\frac{dy}{dx} = \\frac{a+b}{c}$", "dy/dx = (a+b)/c"),
+        ("$\\frac{\\partial f}{\\partial x}, \\frac{d^2y}{dx^2}$", "∂f/∂x, d²y/dx²"),  # (∂ f)/(∂ x)
         ("$\\sqrt 3 + \\sqrt[3] 8$", "√3 + ∛8"),  # unbraced: showed as `√()3`
         ("**Ответ:** \\(1\\), \\(-3\\) or \\(2; 3\\)", "Ответ: 1, -3 or 2; 3"),  # were `(1)`…
     ],
@@ -1118,6 +1119,12 @@ def test_a_tables_links_with_the_same_words_are_told_apart_by_their_row() -> Non
         ("aiohttp", "https://c.io"),
         ("docs", "https://d.io"),
     ]
+    # A first column of categories does not tell them apart: the first one that does.
+    doc = (
+        "| Lang | Tool | Docs |\n|---|---|---|\n| Python | uv | [docs](https://a.io) |\n"
+        "| Python | Poetry | [docs](https://b.io) |\n| Rust | cargo | [docs](https://c.io) |"
+    )
+    assert render(doc).text.split("\n")[5:] == ["🔗 uv: docs", "🔗 Poetry: docs", "🔗 cargo: docs"]
 
 
 def test_a_long_code_block_is_cut_between_its_functions() -> None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import bisect
 import re
 import unicodedata
-from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -257,11 +256,13 @@ class _Walker(EventWalker):
     # A table is one code block, where a link cannot be one: telegramify-markdown kept only its
     # words (`[docs](https://…)` in a cell showed as "docs", the address lost). The table's links
     # are listed under it, each on a line of its own with its words as the link. Words that
-    # several links share ("docs" in every row) go after their row's first cell: "requests:
-    # docs", "httpx: docs", not "docs" twice, which could not be told apart.
+    # several links share ("docs" in every row) go after a cell of their row: "requests: docs",
+    # "httpx: docs", not "docs" twice, which could not be told apart. The cell is the first
+    # before the link's that tells those rows apart (not a column of categories, "Python"
+    # thrice), else all of them.
 
     def _on_start_table(self, source_start: int | None = None) -> None:
-        self._table_links: list[tuple[str, str, str]] = []  # words, address, row
+        self._table_links: list[tuple[str, str, tuple[str, ...]]] = []  # words, address, row
         self._cell_link: list[tuple[str, int]] = []
         super()._on_start_table(source_start)
 
@@ -275,17 +276,20 @@ class _Walker(EventWalker):
         if entity_type == "text_link" and self._in_table_cell and self._cell_link:
             url, start = self._cell_link.pop()
             words = "".join(self._cell_parts)[start:].strip()
-            row = self._current_row[0].strip() if self._current_row else ""
+            row = tuple(cell.strip() for cell in self._current_row)  # the cells before it
             if words and all(link[:2] != (words, url) for link in self._table_links):
                 self._table_links.append((words, url, row))
         super()._pop_entity(entity_type)
 
     def _on_end_table(self) -> None:
         super()._on_end_table()
-        shared = Counter(words for words, _, _ in self._table_links)
-        for words, url, row in self._table_links:
-            named = shared[words] > 1 and row and row != words
-            self._buf.write(f"\n🔗 {row}: " if named else "\n🔗 ")
+        for words, url, label in zip(
+            (link[0] for link in self._table_links),
+            (link[1] for link in self._table_links),
+            _labels(self._table_links),
+            strict=True,
+        ):
+            self._buf.write(f"\n🔗 {label}: " if label and label != words else "\n🔗 ")
             self._write_as(words, "text_link", url)
         self._table_links = []
         self._after_code = bool(self._list_stack)  # a table is a code block too
@@ -309,6 +313,27 @@ class _Walker(EventWalker):
             if index == 0 and len(rows) > 1:
                 lines.append("-+-".join("-" * w for w in widths))
         return "\n".join(lines)
+
+
+def _labels(links: list[tuple[str, str, tuple[str, ...]]]) -> list[str]:
+    """For each of a table's links (words, address, the cells of its row before it), what tells
+    it apart from the others with the same words: the first of those cells that differs among
+    them, else all of them; nothing if its words are its own."""
+    groups: dict[str, list[tuple[str, ...]]] = {}
+    for words, _, row in links:
+        groups.setdefault(words, []).append(row)
+    out: list[str] = []
+    for words, _, row in links:
+        rows = groups[words]
+        if len(rows) < 2 or not any(row):
+            out.append("")
+            continue
+        columns = range(min(len(other) for other in rows))
+        telling = next((c for c in columns if len({other[c] for other in rows}) == len(rows)), None)
+        out.append(
+            row[telling] if telling is not None else " · ".join(cell for cell in row if cell)
+        )
+    return out
 
 
 _INLINE_STARTS = frozenset({"Paragraph", "Strong", "Emphasis", "Strikethrough"})
@@ -359,7 +384,9 @@ def _width(text: str) -> int:
 
 _FRACTION_STYLES = re.compile(r"\\[dtc]frac(?![A-Za-z])")  # ChatGPT's `\dfrac`: a `\frac` to us
 _ROOT_SIGNS = {"": "√", "2": "√", "3": "∛", "4": "∜"}
-_DIFFERENTIAL = re.compile(r"d\w")  # `dy/dx`, written so
+# A differential, `dy/dx`, `∂²f/∂x²`, written so (no parentheses).
+_DIFFERENTIAL = re.compile(r"[d∂][⁰¹²³⁴⁵⁶⁷⁸⁹]*[^\W\d_][⁰¹²³⁴⁵⁶⁷⁸⁹]*")
+_PARTIAL = re.compile(r"(∂[⁰¹²³⁴⁵⁶⁷⁸⁹]*)\s+")
 
 
 class _Latex(LatexToUnicodeHelper):
@@ -386,13 +413,18 @@ class _Latex(LatexToUnicodeHelper):
 
     @staticmethod
     def make_fraction(numerator: str, denominator: str) -> str:
-        shown: str = LatexToUnicodeHelper.make_fraction(numerator, denominator)  # type: ignore[no-untyped-call]
-        below = denominator.strip()
-        if not shown.endswith(f"/{below}") or _DIFFERENTIAL.fullmatch(below):
-            return shown  # a fraction character (½), parenthesized already, or `dx`
-        if below.isdigit() or _symbols(below) < 2:
-            return shown
-        return f"{shown[: -len(below)]}({below})"
+        # `\partial f` converts to "∂ f": as a fraction's part it read `(∂ f)/(∂ x)`.
+        top, below = (_PARTIAL.sub(r"\1", part.strip()) for part in (numerator, denominator))
+        shown: str = LatexToUnicodeHelper.make_fraction(top, below)  # type: ignore[no-untyped-call]
+        if "/" not in shown:
+            return shown  # a fraction character: ½
+        if not _DIFFERENTIAL.fullmatch(top):  # (`dy`, `∂²f`: as written)
+            top = LatexToUnicodeHelper.maybe_parenthesize(top)  # type: ignore[no-untyped-call]
+        if not _DIFFERENTIAL.fullmatch(below):
+            parenthesized = LatexToUnicodeHelper.maybe_parenthesize(below)  # type: ignore[no-untyped-call]
+            several = not below.isdigit() and _symbols(below) > 1
+            below = f"({below})" if parenthesized == below and several else parenthesized
+        return f"{top}/{below}"
 
 
 def _symbols(text: str) -> int:
