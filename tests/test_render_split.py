@@ -288,6 +288,7 @@ def test_brackets_in_a_link_address_are_not_math() -> None:
         # and 23 = 6", in italics between).
         ("f(*args) and 2*3 = 6", "f(*args) and 2*3 = 6", []),
         ("Use *args; 2*3*4 = 24", "Use *args; 2*3*4 = 24", []),
+        ("*Note 1*2 and **args** too", "Note 12 and args too", ["italic", "bold"]),
     ],
 )
 def test_arithmetic_stars_are_not_emphasis(markdown: str, shown: str, styles: list[str]) -> None:
@@ -943,6 +944,10 @@ def test_bold_ending_in_punctuation_before_a_letter_is_bold(
         ("`[^1]` is code", "[^1] is code"),
         ("Use the <br> tag", "Use the <br> tag"),  # after a space: about HTML, maybe
         ("line one<br>line two<br/>three", "line one\nline two\nthree"),  # glued: a break
+        ("First line<br>\nSecond<br>", "First line\nSecond"),  # at a line's end: the break
+        ("    x = a<br>b", "x = a<br>b"),  # an indented code block's line
+        ("> | x<br>y | z |\n> |---|---|\n> | 1 | 2 |", "x y | z\n----+--\n1   | 2"),
+        ("Python 3\\.12 \\(2023\\)", "Python 3.12 (2023)"),  # escaped for MarkdownV2
         ("| a | b |\n|---|---|\n| x<br>y<br/>z | w |", "a     | b\n------+--\nx y z | w"),
         ("```html\nline<br>\n```", "line<br>"),
         ("Press <kbd>Ctrl</kbd>+<kbd>C</kbd>.", "Press Ctrl+C."),  # showed its tags
@@ -1141,6 +1146,11 @@ def test_a_long_code_block_is_cut_between_its_functions() -> None:
     assert parts[0].text.endswith("    return None") and parts[1].text.startswith("def func_")
     assert parts[0].size > 0.75 * PART_LIMIT
     assert parts[0].text + "\n\n" + parts[1].text == body.rstrip("\n") + "\n\nDone."
+    c = "".join(
+        f"int f{n}(int x) {{\n    if (x) {{\n        return {n};\n    }}\n}}\n" for n in range(150)
+    )
+    parts = Segmenter().parts(f"```c\n{c}```")
+    assert len(parts) > 1 and all(part.text.startswith("int f") for part in parts)  # not `}`
 
 
 def test_a_link_is_never_cut_between_its_words() -> None:

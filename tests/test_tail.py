@@ -59,6 +59,15 @@ from tests.test_render_split import CountingRenderer, assert_valid, inline, squa
         ("当 $0 < x < 2", "当"),
         ("根为 $1 \\pm \\sqrt{3", "根为"),
         ("It costs $5 < $10 so", "It costs $5 < $10 so"),
+        # ... only among numbers, one-letter variables and operators: these are prices.
+        (
+            "it is $1,000 per year. Call `get_user(id)` now",
+            "it is $1,000 per year. Call `get_user(id)` now",
+        ),
+        ("Total: $5 = 3 items, ok", "Total: $5 = 3 items, ok"),
+        ("costs $5\nnext line here", "costs $5\nnext line here"),  # (the number is done)
+        ("Budget:\n- $1,000,000", "Budget:\n"),  # held: no bare `-` under `Budget:`
+        ("text<br/", "text"),
         ("Use the <b> tag", "Use the <b> tag"),  # about HTML: no formatting hugs its text
         ("Make it <strong", "Make it"),
         ("x = dp[i][j", "x = dp[i][j"),  # an index, not a link

@@ -94,7 +94,9 @@ _TAG_MARKERS["summary"] = "**"  # a collapsible section's title: bold, over its 
 _DETAILS = re.compile(r"[ \t]*(?:</?details(?:\s[^<>\n]*)?>[ \t]*)+(?=<summary>|\r?\n|$)", re.I)
 # `<br>` glued to the text before it, outside a table: a line break (`line<br>break`); after a
 # space it may be the tag written about.
-_GLUED_BREAK = re.compile(r"(?<=\S)<br\s*/?>", re.IGNORECASE)
+_GLUED_BREAK = re.compile(r"(?<=\S)<br\s*/?>[ \t]*(?=(\r?\n|$)?)", re.IGNORECASE)
+# Python's `*args` and `**kwargs`, which open no emphasis (`**args**` in bold does).
+PYTHON_STARS = re.compile(r"(?:args|kwargs)\b(?!\*)")
 _NUMBERED_ITEM = re.compile(r"^ {0,3}\d{1,9}[.)] {1,4}(?=\S)", re.MULTILINE)
 _BULLET = re.compile(r"[-*+][ \t]")
 # A bullet under a numbered item, less deep than its text (see `_nested`): a quick test first.
@@ -575,6 +577,7 @@ def code_span(value: str) -> str:
 
 # Inline, a lone variable (`\(r\)`, `\(x1\)`) or number (`\(1\)`, `\(-3\)`, `\(2; 3\)`): an
 # answer in math (`**Ответ:** \(1\).` showed as "(1)").
+_MARKDOWN_V2 = re.compile(r"\\[.\-#!>]|\w\\\(")  # its escapes, or `f\(1\)`: a call
 _NUMBER = r"-?\d+(?:[.,]\d+)?"
 _VARIABLE = re.compile(rf"\s*(?:[A-Za-z][0-9]?|{_NUMBER}(?:\s*[;,]\s*{_NUMBER})*)\s*")
 
@@ -591,6 +594,9 @@ def tex_math(markdown: str) -> str:
         return markdown
     verbatim = _verbatim(markdown)
     starts = [begin for begin, _ in verbatim]
+    # A lone number is math (`\(1\)`), but not in a text escaped for MarkdownV2 (`3\.12
+    # \(2023\)`), where `\(` is an escaped bracket.
+    numbers = not _MARKDOWN_V2.search(markdown)
     out: list[str] = []
     last = pos = 0
     while match := _TEX.search(markdown, pos):
@@ -607,7 +613,9 @@ def tex_math(markdown: str) -> str:
             continue  # in a link's address (`…/Python_\(language\)`)
         display, inline = match.groups()
         content = display if display is not None else inline
-        if not _MATH_SIGNS.search(content) and not (inline and _VARIABLE.fullmatch(inline)):
+        if not _MATH_SIGNS.search(content) and not (
+            inline and _VARIABLE.fullmatch(inline) and (inline.strip()[:1].isalpha() or numbers)
+        ):
             continue
         # On one line: LaTeX reads a line break as a space, and Markdown could read a line of
         # the math as a block of its own (`+ 2x` a list item). In a quote, its lines start `>`.
@@ -691,7 +699,7 @@ def as_meant(markdown: str, *, links_to_come: bool = False, notes_to_come: bool 
             return mark(label)
         return "" if notes_to_come and _is_note_name(label) else match[0]
 
-    def rewrite(text: str, first: bool, row: bool) -> str:
+    def rewrite(text: str, first: bool, row: bool, deep: bool) -> str:
         # (Bold first: a named note's mark is escaped, `\\[note\\]`, and a backslash stops it.)
         if bold and "**" in text and not set("$\\") & set(text):
             text = _STRONG.sub(_punctuation_outside, text)
@@ -701,8 +709,8 @@ def as_meant(markdown: str, *, links_to_come: bool = False, notes_to_come: bool 
             text = _NOTE_REFERENCE.sub(reference, text)
         if breaks and row:
             text = _BREAK.sub(" ", text)
-        elif breaks:
-            text = _GLUED_BREAK.sub("\\\n", text)
+        elif breaks and not deep:
+            text = _GLUED_BREAK.sub(lambda m: "" if m[1] is not None else "\n", text)
         if references and "][" in text:
             text = _REFERENCE.sub(link, text)
         if tags and "</" in text:
@@ -722,23 +730,24 @@ def as_meant(markdown: str, *, links_to_come: bool = False, notes_to_come: bool 
             quotes = _QUOTES.match(line)
             lines[i] = (quotes[0] if quotes else "") + line[len(line.rstrip("\r\n")) :]
             continue
-        if details and "details" in line:
+        deep = line.startswith(("    ", "\t"))  # maybe an indented code block's: as written
+        if details and "details" in line and not deep:
             line = lines[i] = _DETAILS.sub("", line) if _DETAILS.match(line) else line
         alert = _ALERT.match(line) if alerts else None
         if alert:
             kind = alert[2].upper()
             lines[i] = f"{alert[1]}**{_ALERTS[kind]} {kind.capitalize()}**{alert[3]}"
             continue
-        row = bool(breaks and TABLE_ROW.match(line))
+        row = bool(breaks and TABLE_ROW.match(line.lstrip(" \t>")))  # (in a quote too)
         if "`" not in line:
-            lines[i] = rewrite(line, True, row)
+            lines[i] = rewrite(line, True, row, deep)
             continue
         # Inline code stays as written; the text around it is rewritten.
         pieces, at = [], 0
         for begin, end in code_spans(line, unclosed=False):
-            pieces += [rewrite(line[at:begin], not at, row), line[begin:end]]
+            pieces += [rewrite(line[at:begin], not at, row, deep), line[begin:end]]
             at = end
-        lines[i] = "".join([*pieces, rewrite(line[at:], not at, row)])
+        lines[i] = "".join([*pieces, rewrite(line[at:], not at, row, deep)])
     return "".join(lines)
 
 
@@ -926,8 +935,7 @@ def _escape(markdown: str, verbatim: list[tuple[int, int]]) -> tuple[str, list[i
 
 def _arithmetic(markdown: str, verbatim: list[tuple[int, int]]) -> set[int]:
     """Where a run of one or two stars stands between two letters or digits and closes no
-    emphasis opened before it in its paragraph, or between two digits (outside `verbatim`):
-    `a*b`, `5*4`, `x**2`."""
+    emphasis opened before it in its paragraph (outside `verbatim`): `a*b`, `5*4`, `x**2`."""
     found: set[int] = set()
     starts = [begin for begin, _ in verbatim]
     opened = 0  # emphasis runs open in this paragraph
@@ -944,12 +952,14 @@ def _arithmetic(markdown: str, verbatim: list[tuple[int, int]]) -> set[int]:
         after = markdown[end] if end < len(markdown) else " "
         if is_ascii_alnum(before) and is_ascii_alnum(after):
             if len(run[0]) <= 2:
-                if opened and not (before.isdigit() and after.isdigit()):
-                    opened -= 1  # `the *API*s`: it closes (`f(*args) and 2*3`: no, a product)
+                if opened:
+                    opened -= 1  # `the *API*s`: it closes
                 else:
                     found.add(at)
             continue
         opens, closes = not after.isspace(), not before.isspace()
+        if opens and PYTHON_STARS.match(markdown, end):
+            continue  # `f(*args)`: Python's, no emphasis (`f(*args) and 2*3` lost its stars)
         if opens and (not closes or not opened):
             opened += 1
         elif closes and opened:

@@ -250,21 +250,23 @@ def _in_code_between_blocks(source: str, lines: list[_Cut], best: _Cut, floor: i
             break
         if (cut.close, cut.reopen, cut.dedent) == (best.close, best.reopen, best.dedent):
             candidate = _depth_key(source, cut.at)
-            if candidate < key:
+            if candidate <= key:  # (the later of equals: the part fills more)
                 chosen, key = cut, candidate
     return chosen
 
 
-def _depth_key(source: str, at: int) -> tuple[int, int]:
-    """How deep the line at `at` is indented (after any quote markers), and whether no blank
-    line is above it: the smaller, the better a place to cut before it."""
+def _depth_key(source: str, at: int) -> tuple[int, int, int]:
+    """How deep the line at `at` is indented (after any quote markers), whether it closes a
+    bracket (a part would start with a lone `}`), and whether no blank line is above it: the
+    smaller, the better a place to cut before it."""
     end = source.find("\n", at)
     line = source[at:] if end < 0 else source[at:end]
     text = line.lstrip(" \t>")
     if not text.strip():
-        return (1 << 30, 1)
+        return (1 << 30, 1, 1)
     above = source[source.rfind("\n", 0, at - 1) + 1 : at - 1]
-    return (container(line[: len(line) - len(text)])[1], 1 if above.strip(" \t>") else 0)
+    depth = container(line[: len(line) - len(text)])[1]
+    return (depth, text[0] in ")]}", 1 if above.strip(" \t>") else 0)
 
 
 def _frozen(markdown: str) -> str:

@@ -24,7 +24,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from bot.streaming.code import code_spans
-from bot.streaming.render import TABLE_ROW, as_meant, escaped, is_ascii_alnum
+from bot.streaming.render import PYTHON_STARS, TABLE_ROW, as_meant, escaped, is_ascii_alnum
 
 _TRAILING = "*_~` \t"
 _DELIMITER_ROW = re.compile(r" {0,3}\|?[\s:|-]*$")
@@ -36,7 +36,7 @@ _BEFORE_INDEX = frozenset("])\"'_0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJK
 # The tags `as_meant` rewrites: those closed on their line, and a collapsible section's own.
 _TAG_NAMES = ("kbd", "code", "sub", "sup", "b", "strong", "i", "em", "s", "del", "summary")
 _OPEN_TAG = re.compile(rf"<({'|'.join(_TAG_NAMES)})>", re.IGNORECASE)
-_HALF_TAG = re.compile(r"</?([A-Za-z]{0,7})$")
+_HALF_TAG = re.compile(r"</?([A-Za-z]{0,7})(?:(?<=[A-Za-z])(?:/|\s[^<>\n]*))?$")  # `<br/`
 _ITEM_START = re.compile(r"(?:[ \t]*>)*[ \t]*(?:[-+*]|\d{1,9}[.)])[ \t]+")
 # A line that is a block of its own: a heading, a fence, a table row, a rule or an underline.
 _OWN_BLOCK = r"#{1,6}(?:[ \t]|$)|`{3,}|~{3,}|\||(?:[-*_][ \t]*){3,}$|=+[ \t]*$"
@@ -52,7 +52,9 @@ _ESCAPE_OR_MARKERS = re.compile(r"\\.|\*+|_+|~+")
 _ESCAPE = re.compile(r"\\.", re.DOTALL)
 _MATH_MARK = re.compile(r"\\.|\$\$?", re.DOTALL)  # an escape (`\(`, `\$`) or a math delimiter
 _MATH_AHEAD = re.compile(r"\\[A-Za-z]|[\^_{}=<>]")
-_PYTHON_STARS = re.compile(r"(?:args|kwargs)\b")
+_MATH_ONLY = re.compile(
+    r"(?:\\[A-Za-z]+|[\d.,]+|[A-Za-z](?![A-Za-z])|[\s+\-*/=<>^_{}()\[\]|!:;'])*"
+)
 _NUMBER = re.compile(r"[\d.,]*[ \t]*")
 _MATH_CLOSER = {"\\(": "\\)", "\\[": "\\]", "$$": "$$", "$": "$"}
 _PUNCTUATION = frozenset("!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~")
@@ -66,16 +68,27 @@ def settle(markdown: str) -> str:
         # a link to a definition, as they will show once their definitions come at the end.
         markdown = as_meant(markdown, links_to_come=True, notes_to_come=True)
     ended = _ends_paragraph(markdown)  # a blank line: the paragraph is over
-    if not ended:
-        last = markdown.rstrip()
-        start = last.rfind("\n") + 1
-        # (Also with the markers its text opens with: `- **` would be `-` once they go, and
-        # flash the line above as a heading. Only the last line: a column of numbers shows.)
-        bare = last.rstrip(_TRAILING + "$")
-        if len(bare) > start and _BARE_MARKER.fullmatch(bare, start):
-            markdown = last[:start]
-            ended = _ends_paragraph(markdown)
-    return _settle(markdown, ended)
+    if ended:
+        return _settle(markdown, ended)
+    markdown, ended = _without_bare_marker(markdown)
+    settled = _settle(markdown, ended)
+    if settled == markdown.rstrip():
+        return settled
+    # What `_settle` holds back may leave a marker bare too (`- $1,000` being written).
+    return _without_bare_marker(settled)[0]
+
+
+def _without_bare_marker(markdown: str) -> tuple[str, bool]:
+    """`markdown` without a last line of only a list item's marker (also with the markers its
+    text opens with: `- **` would be `-` once they go), and whether it then ends a paragraph.
+    Under a line of text, such a line reads as a heading's underline. Only the last line: a
+    column of numbers shows."""
+    last = markdown.rstrip()
+    start = last.rfind("\n") + 1
+    bare = last.rstrip(_TRAILING + "$")
+    if len(bare) > start and _BARE_MARKER.fullmatch(bare, start):
+        return last[:start], _ends_paragraph(last[:start])
+    return markdown, False
 
 
 def _ends_paragraph(markdown: str) -> bool:
@@ -343,16 +356,18 @@ def _before_open_math(line: str) -> str:
 
 
 def _math_ahead(line: str, at: int) -> bool:
-    """Whether the text from `at` to its line's end, or to the next `$`, holds math (a LaTeX
-    command, a sub- or superscript, braces or a relation) and that `$` is no price's (`$5 <
-    $10`); or is a number still being written, which may turn out to be either."""
+    r"""Whether the text from `at` to its line's end, or to the next `$`, is math: a LaTeX
+    command, a sub- or superscript, braces or a relation among numbers, one-letter variables
+    and operators only (`0 < x < 2`, `1 \pm \sqrt{3}`; not `1,000 per year`, `5 = 3 items`),
+    and that `$` no price's (`$5 < $10`). Or a number still being written at the very end,
+    which may turn out to be either."""
     end = line.find("\n", at)
-    rest = line[at:] if end < 0 else line[at:end]
-    if _NUMBER.fullmatch(rest):
+    if end < 0 and _NUMBER.fullmatch(line, at):
         return True
+    rest = line[at:] if end < 0 else line[at:end]
     inside, dollar, after = rest.partition("$")
     price = dollar and inside[-1:].isspace() and after[:1].isdigit()
-    return _MATH_AHEAD.search(inside) is not None and not price
+    return bool(_MATH_AHEAD.search(inside) and _MATH_ONLY.fullmatch(inside)) and not price
 
 
 def _closers(line: str) -> str:
@@ -380,8 +395,8 @@ def _open_runs(text: str, spans: list[tuple[int, int]]) -> list[list[Any]]:
 
     CommonMark's flanking rules and its "rule of 3" (`**a*b` leaves the `*` literal), with two
     liberties: a run closes whenever the character before it is not a space, and `*` between
-    two letters or digits (`a*b`, `2**10`) does not open (nor close, between two digits): it is
-    arithmetic far more often than emphasis; nor does Python's `*args` or `**kwargs`."""
+    two letters or digits (`a*b`, `2**10`) does not open: it is arithmetic far more often than
+    emphasis; nor does Python's `*args` or `**kwargs`."""
     stack: list[list[Any]] = []
     if "*" not in text and "_" not in text and "~" not in text:
         return stack
@@ -413,8 +428,7 @@ def _open_runs(text: str, spans: list[tuple[int, int]]) -> list[list[Any]]:
             both = can_open and can_close
         elif ch == "*" and is_ascii_alnum(before) and is_ascii_alnum(after):
             can_open = False
-            can_close = can_close and not (before.isdigit() and after.isdigit())  # `2*3`
-        elif ch == "*" and run <= 2 and _PYTHON_STARS.match(text, i + run):
+        elif ch == "*" and run <= 2 and PYTHON_STARS.match(text, i + run):
             can_open = False  # `f(*args, **kwargs)`: Python's, not emphasis to close for it
         elif ch == "*" and run == 2 and _is_punctuation(after) and _is_cjk_letter(before):
             can_open = True  # `依赖**（可选）**`: `as_meant` shows it bold once it is closed
