@@ -183,9 +183,9 @@ async def test_a_part_the_user_deletes_stays_deleted(
 
 
 async def test_a_part_that_ends_up_showing_nothing_is_deleted(tg: FakeTelegram) -> None:
-    """The text that opened the last part renders as nothing once complete (`[1]: https://…
-    'Title'` is a link definition once its title is closed): its message is deleted, not left
-    with a cursor and a Stop button."""
+    """The text that opened the last part renders as nothing once complete (`&nbsp` is text,
+    `&nbsp;` a space, which Telegram strips): its message is deleted, not left with a cursor
+    and a Stop button."""
     from aiogram import Bot
     from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
 
@@ -202,11 +202,11 @@ async def test_a_part_that_ends_up_showing_nothing_is_deleted(tg: FakeTelegram) 
         bot, Pacer(), chat_id=USER, reply_to=question["message_id"], stop_markup=stop
     )
     body = "word " * 817 + "end."  # a whole message's worth
-    text = body + "\n\n[1]: https://example.com/a-reference 'A reference'"
+    text = body + "\n\n&nbsp;"
     reply.start()
     reply.update(body)
     await tg.wait_for(lambda: len(tg.bot_messages(USER)) == 1)
-    reply.update(text[:-1])  # its title not closed: text, in a part of its own
+    reply.update(text[:-1])  # `&nbsp`: text, in a part of its own
     await tg.wait_for(lambda: len(tg.bot_messages(USER)) == 2)
     reply.update(text)
     await reply.close()

@@ -363,6 +363,8 @@ def test_bullets_under_a_numbered_item_less_deep_than_its_text_are_nested() -> N
     ten = "10. Ten\n   - sub\n     more\n11. Eleven"
     assert render(ten).text == "10. Ten\n  ⦁ sub\n    more\n11. Eleven"
     assert render("1. Item\n    - sub\n2. Next").text == "1. Item\n  ⦁ sub\n2. Next"  # as was
+    numbered = "1. Prepare\n  1. Collect\n  2. Check\n2. Submit"  # were renumbered 1–4
+    assert render(numbered).text == "1. Prepare\n  1. Collect\n  2. Check\n2. Submit"
     assert render("- Item\n - sub\n- Next").text == "⦁ Item\n⦁ sub\n⦁ Next"  # as written
     assert render("Text\n  - a\n\n1. x").text == "Text\n⦁ a\n\n1. x"
     assert render("```\n1. x\n  - y\n```").text == "1. x\n  - y"  # code stays as written
@@ -948,6 +950,13 @@ def test_bold_ending_in_punctuation_before_a_letter_is_bold(
         ("    x = a<br>b", "x = a<br>b"),  # an indented code block's line
         ("> | x<br>y | z |\n> |---|---|\n> | 1 | 2 |", "x y | z\n----+--\n1   | 2"),
         ("Python 3\\.12 \\(2023\\)", "Python 3.12 (2023)"),  # escaped for MarkdownV2
+        (
+            "| f | g |\n|---|---|\n| $y = |x|$ | V |\n| $5 | $10 |",
+            "f       | g\n--------+----\ny = |x| | V\n$5      | $10",
+        ),
+        ("<kbd>Ctrl</kbd>+<kbd>`</kbd> or <kbd>⌃</kbd>+<kbd>`</kbd>", "Ctrl+` or ⌃+`"),  # ` key
+        ("Define __init__ here, not __Bold__.", "Define __init__ here, not Bold."),
+        ("$\\langle x \\rangle$", "⟨ x ⟩"),  # not the CJK 〈〉
         ("| a | b |\n|---|---|\n| x<br>y<br/>z | w |", "a     | b\n------+--\nx y z | w"),
         ("```html\nline<br>\n```", "line<br>"),
         ("Press <kbd>Ctrl</kbd>+<kbd>C</kbd>.", "Press Ctrl+C."),  # showed its tags

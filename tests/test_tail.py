@@ -68,6 +68,11 @@ from tests.test_render_split import CountingRenderer, assert_valid, inline, squa
         ("costs $5\nnext line here", "costs $5\nnext line here"),  # (the number is done)
         ("Budget:\n- $1,000,000", "Budget:\n"),  # held: no bare `-` under `Budget:`
         ("text<br/", "text"),
+        # Closed math is no emphasis: its `_` had a stray `_` closing it at the line's end.
+        ("velocity $\\vec{v}_d$. Setting", "velocity $\\vec{v}_d$. Setting"),
+        ("drift \\(\\bar{x}_n\\) and", "drift \\(\\bar{x}_n\\) and"),
+        # A definition whose title is being written is none yet: it would show raw.
+        ('See [docs][d].\n\n[d]: https://x.y "Docs ti', "See docs."),
         ("Use the <b> tag", "Use the <b> tag"),  # about HTML: no formatting hugs its text
         ("Make it <strong", "Make it"),
         ("x = dp[i][j", "x = dp[i][j"),  # an index, not a link

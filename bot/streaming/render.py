@@ -97,10 +97,15 @@ _DETAILS = re.compile(r"[ \t]*(?:</?details(?:\s[^<>\n]*)?>[ \t]*)+(?=<summary>|
 _GLUED_BREAK = re.compile(r"(?<=\S)<br\s*/?>[ \t]*(?=(\r?\n|$)?)", re.IGNORECASE)
 # Python's `*args` and `**kwargs`, which open no emphasis (`**args**` in bold does).
 PYTHON_STARS = re.compile(r"(?:args|kwargs)\b(?!\*)")
+# Python's dunders, `__init__`, in prose: not bold (`__Note__`, capitalized, may be).
+_DUNDER = re.compile(r"(?<![\w\\])__([a-z][a-z0-9_]*?)__(?!\w)")
+# Math in a table's row with a pipe in it (`$y = |x|$`): GFM cuts cells at every pipe first.
+_ROW_MATH_PIPE = re.compile(r"\$(?=\S)[^$\n]*?\|[^$\n]*?(?<=\S)\$(?!\d)")
+_BACKTICK_KEY = re.compile(r"<kbd>`</kbd>", re.IGNORECASE)  # VS Code's Ctrl+`
 _NUMBERED_ITEM = re.compile(r"^ {0,3}\d{1,9}[.)] {1,4}(?=\S)", re.MULTILINE)
 _BULLET = re.compile(r"[-*+][ \t]")
-# A bullet under a numbered item, less deep than its text (see `_nested`): a quick test first.
-_SHALLOW_BULLET = re.compile(r"^ {1,3}[-*+][ \t]", re.MULTILINE)
+# An item under a numbered item, less deep than its text (see `_nested`): a quick test first.
+_SHALLOW_BULLET = re.compile(r"^ {1,3}(?:[-*+]|\d{1,9}[.)])[ \t]", re.MULTILINE)
 # A link to a definition (`[FAQ][faq]`, `[FAQ][]`): not an image's, not a footnote's, not an
 # index (`dp[i][j]`, `data["a"]["b"]`: after a Latin letter, a digit, a quote or a bracket; a
 # link after a Chinese character is one, as Chinese text has no spaces).
@@ -385,6 +390,7 @@ def _width(text: str) -> int:
 
 
 _FRACTION_STYLES = re.compile(r"\\[dtc]frac(?![A-Za-z])")  # ChatGPT's `\dfrac`: a `\frac` to us
+_ANGLES = {"\\langle": "⟨", "\\rangle": "⟩"}
 _ROOT_SIGNS = {"": "√", "2": "√", "3": "∛", "4": "∜"}
 # A differential, `dy/dx`, `∂²f/∂x²`, written so (no parentheses).
 _DIFFERENTIAL = re.compile(r"[d∂][⁰¹²³⁴⁵⁶⁷⁸⁹]*[^\W\d_][⁰¹²³⁴⁵⁶⁷⁸⁹]*")
@@ -400,6 +406,12 @@ class _Latex(LatexToUnicodeHelper):
     - A denominator of more than one symbol went without parentheses: `(-b ± √…)/2a`, which
       reads as "divided by 2, times a". It gets them: `/(2a)`, `1/(2π)` (not `dy/dx`).
     """
+
+    @staticmethod
+    def translate_escape(name: str) -> str:
+        # `\langle` was the CJK bracket 〈, wide, as if it were Chinese punctuation.
+        shown: str = _ANGLES.get(name) or LatexToUnicodeHelper.translate_escape(name)  # type: ignore[no-untyped-call]
+        return shown
 
     @staticmethod
     def translate_sqrt(command: str, option: str, param: str) -> str:
@@ -677,10 +689,17 @@ def as_meant(markdown: str, *, links_to_come: bool = False, notes_to_come: bool 
     alerts = "[!" in markdown
     tags = "</" in markdown and _TAG.search(markdown) is not None
     details = "details" in markdown and _DETAILS.search(markdown) is not None
+    dunders = "__" in markdown and _DUNDER.search(markdown) is not None
+    pipes = "$" in markdown and _ROW_MATH_PIPE.search(markdown) is not None
     if _SHALLOW_BULLET.search(markdown) and _NUMBERED_ITEM.search(markdown):
         markdown = _nested(markdown)
     references = links_to_come and "][" in markdown
-    if not (bold or notes or breaks or blanks or alerts or tags or references or details):
+    if (
+        not (
+            bold or notes or breaks or blanks or alerts or tags or references or details or dunders
+        )
+        and not pipes
+    ):
         return markdown
     defined = {match[2] for match in _NOTE.finditer(markdown)} if notes else set()
     targets = {_label(m[1]) for m in _DEFINITION.finditer(markdown)} if references else set()
@@ -715,6 +734,10 @@ def as_meant(markdown: str, *, links_to_come: bool = False, notes_to_come: bool 
             text = _REFERENCE.sub(link, text)
         if tags and "</" in text:
             text = _TAG.sub(_tag, _TAG.sub(_tag, text))  # (twice: `<b><i>x</i></b>`)
+        if dunders and "__" in text:
+            text = _DUNDER.sub(r"\\_\\_\1\\_\\_", text)
+        if pipes and row and "$" in text:
+            text = _ROW_MATH_PIPE.sub(lambda m: m[0].replace("|", "\\|"), text)
         return text
 
     blocks = code_blocks(markdown)
@@ -738,7 +761,9 @@ def as_meant(markdown: str, *, links_to_come: bool = False, notes_to_come: bool 
             kind = alert[2].upper()
             lines[i] = f"{alert[1]}**{_ALERTS[kind]} {kind.capitalize()}**{alert[3]}"
             continue
-        row = bool(breaks and TABLE_ROW.match(line.lstrip(" \t>")))  # (in a quote too)
+        row = bool((breaks or pipes) and TABLE_ROW.match(line.lstrip(" \t>")))  # (quoted too)
+        if tags and "`</" in line:
+            line = _BACKTICK_KEY.sub(code_span("`"), line)
         if "`" not in line:
             lines[i] = rewrite(line, True, row, deep)
             continue
@@ -783,10 +808,11 @@ def _is_note_name(label: str) -> bool:
 
 
 def _nested(markdown: str) -> str:
-    """`markdown` with a bullet list written under a numbered item, but less deep than the
-    item's text (`1. Item` then `  - sub`), indented as deep: CommonMark reads it as a list of
-    its own after the item, which showed flat (`⦁ sub` flush with `1.`), not nested as meant.
-    The lines after it in the item move with it."""
+    """`markdown` with a list written under a numbered item, but less deep than the item's
+    text (`1. Item` then `  - sub` or `  1. sub`), indented as deep: CommonMark reads it as a
+    list of its own after the item (or more items of its list, renumbered), which showed flat
+    (`⦁ sub` flush with `1.`), not nested as meant. The lines after it in the item move with
+    it."""
     blocks = code_blocks(markdown)
     lines = markdown.splitlines(keepends=True)
     item: tuple[int, int] | None = None  # where the numbered item's marker and text begin
@@ -804,11 +830,12 @@ def _nested(markdown: str) -> str:
             item = None  # (a code block's opening fence at the item's depth or less ends it)
         if not in_code:  # (a code block's lines move along)
             numbered = _NUMBERED_ITEM.match(line)
-            if numbered:
+            under = item is not None and item[0] < indent < item[1]  # less deep than its text
+            if under and not shift and (numbered or _BULLET.match(text)):
+                shift = item[1] - indent  # type: ignore[index]
+            elif numbered and not under:
                 item, shift = (indent, numbered.end()), 0
                 continue
-            if item and not shift and item[0] < indent < item[1] and _BULLET.match(text):
-                shift = item[1] - indent
         if item and shift and indent > item[0]:
             lines[i] = " " * shift + line
     return "".join(lines)

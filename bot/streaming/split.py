@@ -238,11 +238,11 @@ class Segmenter:
 
 
 def _in_code_between_blocks(source: str, lines: list[_Cut], best: _Cut, floor: int) -> _Cut:
-    """A cut in a code block moved back, within the last fifth of the part, to before its least
+    """A cut in a code block moved back, within the last eighth of the part, to before its least
     indented line (after a blank line, if one is as little indented): between two functions or
     statements rather than inside one. The next part starts less deep, too: Telegram drops the
     spaces a message starts with, and its first line of code lost its indentation."""
-    reach = best.at - (best.at - floor) // 5
+    reach = best.at - (best.at - floor) // 8
     i = bisect.bisect_left([cut.at for cut in lines], reach)
     chosen, key = best, _depth_key(source, best.at)
     for cut in lines[i:]:

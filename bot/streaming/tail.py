@@ -56,6 +56,8 @@ _MATH_ONLY = re.compile(
     r"(?:\\[A-Za-z]+|[\d.,]+|[A-Za-z](?![A-Za-z])|[\s+\-*/=<>^_{}()\[\]|!:;'])*"
 )
 _NUMBER = re.compile(r"[\d.,]*[ \t]*")
+_OPEN_TITLE = re.compile(r" {0,3}\[[^\]\n]+\]:[ \t]*\S+[ \t]+(?:\"[^\"\n]*|'[^'\n]*|\([^)\n]*)$")
+_CLOSED_MATH = re.compile(r"\$\$.+?\$\$|\$[^$\n]+?\$|\\\(.+?\\\)|\\\[.+?\\\]", re.DOTALL)
 _MATH_CLOSER = {"\\(": "\\)", "\\[": "\\]", "$$": "$$", "$": "$"}
 _PUNCTUATION = frozenset("!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~")
 
@@ -63,6 +65,8 @@ _PUNCTUATION = frozenset("!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~")
 def settle(markdown: str) -> str:
     """`markdown` (a snapshot outside any code block) with the markers its last paragraph opened
     closed and a link still being written reduced to its text."""
+    if "]:" in markdown:
+        markdown = _without_open_definition(markdown)
     if "**" in markdown or "[^" in markdown or "][" in markdown:
         # Bold as it will show (`**注意：**这`), not a new opener; a named footnote's mark, and
         # a link to a definition, as they will show once their definitions come at the end.
@@ -76,6 +80,14 @@ def settle(markdown: str) -> str:
         return settled
     # What `_settle` holds back may leave a marker bare too (`- $1,000` being written).
     return _without_bare_marker(settled)[0]
+
+
+def _without_open_definition(markdown: str) -> str:
+    """`markdown` without a last line that is a link definition whose title is still being
+    written (`[d]: https://x.y "Docs ti`): not a definition yet, it would show raw, and so would
+    the links to it."""
+    start = markdown.rfind("\n", 0, len(markdown.rstrip())) + 1
+    return markdown[:start] if _OPEN_TITLE.match(markdown, start) else markdown
 
 
 def _without_bare_marker(markdown: str) -> tuple[str, bool]:
@@ -137,7 +149,7 @@ def open_emphasis(markdown: str) -> tuple[str, int]:
     spans = code_spans(text)
     if spans and spans[-1][1] == len(text) and not _closed(text, spans[-1]):
         return "", -1
-    runs = _open_runs(text, spans)
+    runs = _open_runs(text, _opaque(text, spans))
     return _closing(runs), (start + runs[0][4] if runs else -1)
 
 
@@ -374,8 +386,21 @@ def _closers(line: str) -> str:
     """What closes the emphasis, strikethrough and inline code left open at the end of `line`."""
     spans = code_spans(line)
     if spans and spans[-1][1] == len(line) and not _closed(line, spans[-1]):
-        return "`" * _run_length(line, spans[-1][0]) + _emphasis_closers(line, spans)
-    return _emphasis_closers(line, spans)
+        return "`" * _run_length(line, spans[-1][0]) + _emphasis_closers(line, _opaque(line, spans))
+    return _emphasis_closers(line, _opaque(line, spans))
+
+
+def _opaque(text: str, spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """`spans` (code) with the closed math in `text` outside them, in order: no markers in
+    either (`$\\vec{v}_d$` opens no emphasis: its `_` had a stray `_` closing it at the end)."""
+    if "$" not in text and "\\(" not in text and "\\[" not in text:
+        return spans
+    math = [
+        match.span()
+        for match in _CLOSED_MATH.finditer(text)
+        if not any(start < match.end() and match.start() < end for start, end in spans)
+    ]
+    return sorted(spans + math) if math else spans
 
 
 def _emphasis_closers(text: str, spans: list[tuple[int, int]]) -> str:
