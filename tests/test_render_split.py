@@ -634,7 +634,7 @@ def test_a_table_longer_than_a_message_is_reopened_with_its_header() -> None:
         assert_valid(part)
         assert "|" not in part.text.replace(" | ", "")  # every row is a table's, none raw
         assert [e["type"] for e in part.entities] == ["pre"]
-    assert parts[1].text.startswith("id  | name    | value\n----+")
+    assert parts[1].text.startswith("id  |  name   | value\n----+")  # (`:---:`: centred)
     shown = [line.split(" | ")[0].strip() for p in parts for line in p.text.splitlines()]
     assert [n for n in shown if n.isdigit()] == [str(i) for i in range(300)]  # each row once
     assert parts[1].text.endswith("After it.")
@@ -1094,6 +1094,16 @@ def _shown_with_urls(part: Part) -> list[tuple[str, str | None]]:
         (units[2 * e["offset"] : 2 * (e["offset"] + e["length"])].decode("utf-16-le"), e.get("url"))
         for e in part.entities
     ]
+
+
+def test_a_tables_columns_are_aligned_as_its_delimiter_row_says() -> None:
+    """`---:` and `:---:` were ignored: prices and amounts stood flush left."""
+    doc = "| Item | Price | Qty |\n|:---|---:|:-:|\n| Apple | $1.50 | 3 |\n| Melon | $12.00 | 10 |"
+    assert render(doc).text == (
+        "Item  |  Price | Qty\n------+--------+----\nApple |  $1.50 |  3\nMelon | $12.00 | 10"
+    )
+    quoted = "> | n | x |\n> |--:|---|\n> | 1 | a |\n> | 100 | b |"  # its first header cell: left
+    assert render(quoted).text == "n   | x\n----+--\n  1 | a\n100 | b"
 
 
 def test_a_tables_links_are_listed_under_it() -> None:

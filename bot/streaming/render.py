@@ -269,6 +269,7 @@ class _Walker(EventWalker):
     # thrice), else all of them.
 
     def _on_start_table(self, source_start: int | None = None) -> None:
+        self._alignments = _alignments(self._source_bytes, source_start)
         self._table_links: list[tuple[str, str, tuple[str, ...]]] = []  # words, address, row
         self._cell_link: list[tuple[str, int]] = []
         super()._on_start_table(source_start)
@@ -304,8 +305,9 @@ class _Walker(EventWalker):
     def _format_table(self, rows: list[list[str]]) -> str:
         """Columns padded to the width a cell takes on screen, not to its count of characters:
         a Chinese character or an emoji takes two columns of a monospaced font, an accent
-        none, and a table with them was out of line. No spaces at the ends of rows. (Bold's
-        spacers, which a table's cells keep as text, go first.)"""
+        none, and a table with them was out of line. Each column aligned as its delimiter row
+        says (`---:` right, `:---:` centred: amounts and prices line up). No spaces at the ends
+        of rows. (Bold's spacers, which a table's cells keep as text, go first.)"""
         rows = [[cell.replace(_SPACER, "") for cell in row] for row in rows]
         columns = max(len(row) for row in rows) if rows else 0
         widths = [0] * columns
@@ -315,11 +317,41 @@ class _Walker(EventWalker):
         lines: list[str] = []
         for index, row in enumerate(rows):
             cells = [*row, *[""] * (columns - len(row))]
-            padded = (c + " " * (w - _width(c)) for c, w in zip(cells, widths, strict=True))
+            # (The header's first cell flush left: a message's leading spaces are dropped.)
+            aligns = ("", *self._alignments[1:]) if index == 0 else self._alignments
+            padded = (
+                _aligned(c, w - _width(c), aligns[i] if i < len(aligns) else "")
+                for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+            )
             lines.append(" | ".join(padded).rstrip())
             if index == 0 and len(rows) > 1:
                 lines.append("-+-".join("-" * w for w in widths))
         return "\n".join(lines)
+
+
+def _alignments(source: bytes, start: int | None) -> tuple[str, ...]:
+    """How a table's columns are aligned, from its delimiter row (`|--:|:-:|---|`, in a quote or
+    a list item too): "r", "c" or ""."""
+    if start is None:
+        return ()
+    first = source.find(b"\n", start)
+    end = source.find(b"\n", first + 1)
+    row = source[first + 1 : end if end >= 0 else len(source)].decode("utf-8", "replace")
+    row = row.lstrip(" \t>").strip().strip("|")
+    out = []
+    for cell in row.split("|"):
+        cell = cell.strip()
+        right, left = cell.endswith(":"), cell.startswith(":")
+        out.append("c" if right and left else "r" if right else "")
+    return tuple(out)
+
+
+def _aligned(cell: str, room: int, alignment: str) -> str:
+    if alignment == "r":
+        return " " * room + cell
+    if alignment == "c":
+        return " " * (room // 2) + cell + " " * (room - room // 2)
+    return cell + " " * room
 
 
 def _labels(links: list[tuple[str, str, tuple[str, ...]]]) -> list[str]:
