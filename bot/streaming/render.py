@@ -11,6 +11,7 @@ from __future__ import annotations
 import bisect
 import re
 import unicodedata
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -83,12 +84,16 @@ _RANGE = re.compile(r"(?<![^\W_])(?:[a-z]-[a-z]|[A-Z]-[A-Z]|[0-9]-[0-9])")
 _SUPERSCRIPT = str.maketrans("0123456789", "⁰¹²³⁴⁵⁶⁷⁸⁹")
 # HTML that models write for what Markdown has no syntax for (a key, a sub- or superscript), or
 # out of habit: closed on the same line.
+# (A collapsible section's title, `<summary>`: bold, over its text.)
+_TAG_MARKERS = {
+    **dict.fromkeys(("b", "strong", "summary"), "**"),
+    **dict.fromkeys(("i", "em"), "*"),
+    **dict.fromkeys(("s", "del"), "~~"),
+}
+TAG_NAMES = ("kbd", "code", "sub", "sup", *_TAG_MARKERS)
 _TAG = re.compile(
-    r"<(kbd|code|sub|sup|b|strong|i|em|s|del|summary)>(?=\S)([^<>\n]+)(?<=\S)</\1>",
-    re.IGNORECASE,
+    rf"<({'|'.join(TAG_NAMES)})>(?=\S)([^<>\n]+)(?<=\S)</\1>", re.IGNORECASE
 )  # (not `<s> at the start and </s>`, a text about tokens: formatting hugs its text)
-_TAG_MARKERS = {"b": "**", "strong": "**", "i": "*", "em": "*", "s": "~~", "del": "~~"}
-_TAG_MARKERS["summary"] = "**"  # a collapsible section's title: bold, over its text
 # A collapsible section's own tags, alone on their line or before its title: they go (Telegram
 # has no such section; its title and text show).
 _DETAILS = re.compile(r"[ \t]*(?:</?details(?:\s[^<>\n]*)?>[ \t]*)+(?=<summary>|\r?\n|$)", re.I)
@@ -291,11 +296,8 @@ class _Walker(EventWalker):
 
     def _on_end_table(self) -> None:
         super()._on_end_table()
-        for words, url, label in zip(
-            (link[0] for link in self._table_links),
-            (link[1] for link in self._table_links),
-            _labels(self._table_links),
-            strict=True,
+        for (words, url, _), label in zip(
+            self._table_links, _labels(self._table_links), strict=True
         ):
             self._buf.write(f"\n🔗 {label}: " if label and label != words else "\n🔗 ")
             self._write_as(words, "text_link", url)
@@ -726,12 +728,7 @@ def as_meant(markdown: str, *, links_to_come: bool = False, notes_to_come: bool 
     if _SHALLOW_BULLET.search(markdown) and _NUMBERED_ITEM.search(markdown):
         markdown = _nested(markdown)
     references = links_to_come and "][" in markdown
-    if (
-        not (
-            bold or notes or breaks or blanks or alerts or tags or references or details or dunders
-        )
-        and not pipes
-    ):
+    if not any((bold, notes, breaks, blanks, alerts, tags, references, details, dunders, pipes)):
         return markdown
     defined = {match[2] for match in _NOTE.finditer(markdown)} if notes else set()
     targets = {_label(m[1]) for m in _DEFINITION.finditer(markdown)} if references else set()
@@ -772,15 +769,11 @@ def as_meant(markdown: str, *, links_to_come: bool = False, notes_to_come: bool 
             text = _ROW_MATH_PIPE.sub(lambda m: m[0].replace("|", "\\|"), text)
         return text
 
-    blocks = code_blocks(markdown)
     lines = markdown.splitlines(keepends=True)
-    pos = b = 0
-    for i, line in enumerate(lines):
-        start, pos = pos, pos + len(line)
-        while b < len(blocks) and blocks[b][1] <= start:
-            b += 1
-        if b < len(blocks) and blocks[b][0] < pos:
+    for i, _, block in _code_of_lines(markdown, lines):
+        if block is not None:
             continue  # a code block's line or fence
+        line = lines[i]
         if blanks and not line.strip(_BLANK_OR_QUOTE):
             quotes = _QUOTES.match(line)
             lines[i] = (quotes[0] if quotes else "") + line[len(line.rstrip("\r\n")) :]
@@ -806,6 +799,18 @@ def as_meant(markdown: str, *, links_to_come: bool = False, notes_to_come: bool 
             at = end
         lines[i] = "".join([*pieces, rewrite(line[at:], not at, row, deep)])
     return "".join(lines)
+
+
+def _code_of_lines(markdown: str, lines: list[str]) -> Iterator[tuple[int, int, int | None]]:
+    """For each of `markdown`'s `lines` (split keeping their ends): its index, where it starts,
+    and where the code block it is in (or opens) starts, None outside code."""
+    blocks = code_blocks(markdown)
+    pos = b = 0
+    for i, line in enumerate(lines):
+        start, pos = pos, pos + len(line)
+        while b < len(blocks) and blocks[b][1] <= start:
+            b += 1
+        yield i, start, blocks[b][0] if b < len(blocks) and blocks[b][0] < pos else None
 
 
 def _label(text: str) -> str:
@@ -845,20 +850,17 @@ def _nested(markdown: str) -> str:
     list of its own after the item (or more items of its list, renumbered), which showed flat
     (`⦁ sub` flush with `1.`), not nested as meant. The lines after it in the item move with
     it."""
-    blocks = code_blocks(markdown)
     lines = markdown.splitlines(keepends=True)
     item: tuple[int, int] | None = None  # where the numbered item's marker and text begin
-    shift = pos = b = 0
-    for i, line in enumerate(lines):
-        start, pos = pos, pos + len(line)
-        while b < len(blocks) and blocks[b][1] <= start:
-            b += 1
+    shift = 0
+    for i, start, block in _code_of_lines(markdown, lines):
+        line = lines[i]
         text = line.lstrip(" ")
         if not text.strip():
             continue
         indent = len(line) - len(text)
-        in_code = b < len(blocks) and blocks[b][0] < pos
-        if item and indent <= item[0] and (not in_code or blocks[b][0] >= start):
+        in_code = block is not None
+        if item and indent <= item[0] and (block is None or block >= start):
             item = None  # (a code block's opening fence at the item's depth or less ends it)
         if not in_code:  # (a code block's lines move along)
             numbered = _NUMBERED_ITEM.match(line)

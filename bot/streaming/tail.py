@@ -24,18 +24,20 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from bot.streaming.code import code_spans
-from bot.streaming.render import PYTHON_STARS, TABLE_ROW, as_meant, escaped, is_ascii_alnum
+from bot.streaming.render import (
+    PYTHON_STARS,
+    TABLE_ROW,
+    TAG_NAMES,
+    as_meant,
+    escaped,
+    is_ascii_alnum,
+)
 
 _TRAILING = "*_~` \t"
 _DELIMITER_ROW = re.compile(r" {0,3}\|?[\s:|-]*$")
 _LINK_START = re.compile(r"!?\[")
 _QUOTE_START = re.compile(r"(?:[ \t]*>)+[ \t]*")
-# Before a `[` that opens no link: what is indexed (`dp[i]`, `data["a"]["b"]`,
-# `f(x)[0]`); a link after a Chinese character is one, as Chinese text has no spaces.
-_BEFORE_INDEX = frozenset("])\"'_0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
-# The tags `as_meant` rewrites: those closed on their line, and a collapsible section's own.
-_TAG_NAMES = ("kbd", "code", "sub", "sup", "b", "strong", "i", "em", "s", "del", "summary")
-_OPEN_TAG = re.compile(rf"<({'|'.join(_TAG_NAMES)})>", re.IGNORECASE)
+_OPEN_TAG = re.compile(rf"<({'|'.join(TAG_NAMES)})>", re.IGNORECASE)  # as `as_meant` rewrites
 _HALF_TAG = re.compile(r"</?([A-Za-z]{0,7})(?:(?<=[A-Za-z])(?:/|\s[^<>\n]*))?$")  # `<br/`
 _ITEM_START = re.compile(r"(?:[ \t]*>)*[ \t]*(?:[-+*]|\d{1,9}[.)])[ \t]+")
 # A line that is a block of its own: a heading, a fence, a table row, a rule or an underline.
@@ -258,10 +260,10 @@ def _link_text(line: str) -> str:
             if (
                 first >= 0
                 and "]" not in line[first + 1 : at - 1]
-                and (not first or line[first - 1] not in _BEFORE_INDEX)
+                and not (first and _indexed(line[first - 1]))
             ):
                 return line[:first] + line[first + 1 : at - 1]
-        if before in _BEFORE_INDEX:
+        if before and _indexed(before):
             if not rest:
                 return line[:at]  # `Claim[`: a footnote's mark, maybe
             continue  # an index (`dp[i][j`, `data["a"]`): not a link
@@ -290,6 +292,12 @@ def _link_text(line: str) -> str:
     return line
 
 
+def _indexed(before: str) -> bool:
+    """Whether a `[` after `before` opens no link but an index (`dp[i]`, `data["a"]["b"]`,
+    `f(x)[0]`). After a Chinese character it is a link: Chinese text has no spaces."""
+    return is_ascii_alnum(before) or before in "])\"'_"
+
+
 def _label_like(text: str) -> bool:
     """Whether `text` (in brackets at a line's start) may be a link definition's label: short,
     of a few words (`[1]`, `[python docs]`), not a remark in brackets being written."""
@@ -312,7 +320,8 @@ def _before_open_tag(line: str) -> str:
         ):
             return line[:opened]
     half = _HALF_TAG.search(line)
-    if half and any(name.startswith(half[1].lower()) for name in (*_TAG_NAMES, "details", "br")):
+    # (Also a collapsible section's own tag, and a line break, which `as_meant` rewrites too.)
+    if half and any(name.startswith(half[1].lower()) for name in (*TAG_NAMES, "details", "br")):
         return line[: half.start()]
     return line
 
@@ -385,9 +394,10 @@ def _math_ahead(line: str, at: int) -> bool:
 def _closers(line: str) -> str:
     """What closes the emphasis, strikethrough and inline code left open at the end of `line`."""
     spans = code_spans(line)
+    closers = _emphasis_closers(line, _opaque(line, spans))
     if spans and spans[-1][1] == len(line) and not _closed(line, spans[-1]):
-        return "`" * _run_length(line, spans[-1][0]) + _emphasis_closers(line, _opaque(line, spans))
-    return _emphasis_closers(line, _opaque(line, spans))
+        return "`" * _run_length(line, spans[-1][0]) + closers
+    return closers
 
 
 def _opaque(text: str, spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
