@@ -72,6 +72,7 @@ class Outcome:
     failure: FailureKind | None = None
     stopped: bool = False
     interrupted: bool = False
+    withdrawn: bool = False  # its question was sent on with more (`Answerer.withdraw`): redone
     undelivered: bool = False  # the chat could not be written to (the bot was removed, say)
     first_text_after: float | None = None  # seconds from the question to the first text
 
@@ -120,6 +121,7 @@ class ActiveAnswer:
     task: asyncio.Task[None] | None = None
     stopped: bool = False
     interrupted: bool = False  # stopped by a shutdown, not by a user
+    withdrawn: bool = False  # to be asked again with more: it leaves nothing in the chat
     started: float = field(default_factory=time.monotonic)
 
     @property
@@ -127,9 +129,10 @@ class ActiveAnswer:
         q = self.question
         return Running(self.answer_id, q.chat_id, q.thread_id, q.user_id, self.draft_id)
 
-    def stop(self, *, interrupted: bool = False) -> None:
+    def stop(self, *, interrupted: bool = False, withdrawn: bool = False) -> None:
         self.stopped = True
         self.interrupted = interrupted
+        self.withdrawn = withdrawn
         if self.task is not None:
             self.task.cancel()
 
@@ -158,6 +161,9 @@ class Answerer:
         self.finished = 0  # answers whose final state has been delivered
         self._gone: dict[int, float] = {}  # chats the bot may no longer write to, since when
         self._moved: dict[int, int] = {}  # groups upgraded to supergroups: old id -> new id
+        # Drafts of withdrawn answers, by chat: the answer asked in their place streams into the
+        # same draft, which changes in place rather than lingering beside it for half a minute.
+        self._draft_left: dict[int, int] = {}
         self._ids = itertools.count(1)
         self._salt = secrets.token_hex(3)
         # Draft ids only need to differ within a chat; a random base keeps replicas apart.
@@ -181,7 +187,11 @@ class Answerer:
         """
         number = next(self._ids)
         answer_id = f"{self._salt}{number}"
-        draft_id = self._draft_base + number if self.drafts.use_for(question.chat_id) else None
+        draft_id = self._draft_left.pop(question.chat_id, None)
+        if not self.drafts.use_for(question.chat_id):
+            draft_id = None
+        elif draft_id is None:
+            draft_id = self._draft_base + number
         active = ActiveAnswer(answer_id, question, draft_id)
         self.active[answer_id] = active
         if self.directory is not None:
@@ -232,6 +242,9 @@ class Answerer:
                 raise
             outcome.stopped = True
             outcome.interrupted = active.interrupted
+            outcome.withdrawn = active.withdrawn
+            if active.withdrawn:
+                reply.update("")  # its messages are deleted: the answer to come replaces it
         except LLMFailure as failure:
             outcome.failure = failure.kind
             log.warning(
@@ -258,7 +271,7 @@ class Answerer:
         notice = None
         if outcome.interrupted:
             notice = styled(t(question.lang, "notice_interrupted"))
-        elif outcome.stopped:
+        elif outcome.stopped and not outcome.withdrawn:
             notice = styled(t(question.lang, "notice_stopped"))
         elif outcome.failure is not None:
             key = f"notice_{outcome.failure.value}"
@@ -275,6 +288,9 @@ class Answerer:
         outcome.message_ids = reply.message_ids
         if self.metrics is not None:
             self.metrics.record_answer(outcome, reply.stats)
+        ending = f", {outcome.failure.value}" if outcome.failure else ""
+        if outcome.withdrawn:
+            ending = ", withdrawn: its question is asked again with the messages sent with it"
         log.info(
             "chat %s: answer %s, %d chars in %d message(s), %d sends, %d edits, %d drafts, "
             "%d×429%s",
@@ -286,7 +302,7 @@ class Answerer:
             reply.stats.edits,
             reply.stats.drafts,
             reply.stats.retry_afters,
-            f", {outcome.failure.value}" if outcome.failure else "",
+            ending,
         )
         return outcome
 
@@ -350,6 +366,17 @@ class Answerer:
         write to this chat: a question that waited meanwhile is not worth a model's answer. One
         asked later is (the bot was added back)."""
         return self._gone.get(chat_id, -math.inf) > since
+
+    def withdraw(self, chat_id: int, message_id: int) -> bool:
+        """Stop the answer to a message, leaving nothing of it in the chat (no notice): the
+        message is to be asked again with more. False if no answer to it is streaming here."""
+        for active in self.active.values():
+            if (active.question.chat_id, active.question.message_id) == (chat_id, message_id):
+                active.stop(withdrawn=True)
+                if active.draft_id is not None:
+                    self._draft_left[chat_id] = active.draft_id
+                return True
+        return False
 
     def interrupt_all(self) -> int:
         """Stop every answer in flight with an "interrupted" notice (at shutdown)."""

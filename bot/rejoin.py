@@ -18,9 +18,15 @@ sender's next messages in the chat join it:
   author ("Ann wrote: > …"), so the model reads a conversation; a message forwarded alone is asked
   as it reads, as before.
 The question is asked as the first message, which is where a paste (and usually the question)
-begins. A comment typed with a forward comes first and is answered on its own: nothing tells,
-when it arrives, that a forward follows. At shutdown, messages still waiting are asked at once,
-and so told they were not answered.
+begins.
+
+A comment typed with a forward comes first, and nothing tells, when it arrives, that a forward
+follows: it is asked at once, as any message. The forwarded messages then join it if they are
+the sender's next messages and were sent within `COMMENT_GAP` of it (Telegram's dates, so a
+slow delivery does not matter): the comment is amended (`Joined.amends`), and its answer, if it
+has started, is withdrawn and written again for all of it (`Conversations.amend`).
+
+At shutdown, messages still waiting are asked at once, and so told they were not answered.
 
 Private chats only: in a group the bot sees a message only if it mentions the bot. Messages are
 joined in memory: with replicas behind a webhook, those that reach different replicas are answered
@@ -35,6 +41,7 @@ import bisect
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any, Final, Literal
 
 from aiogram.types import (
@@ -51,6 +58,7 @@ from bot.streaming.split import TELEGRAM_LIMIT
 
 LONG = 2000  # UTF-16 units: Telegram Desktop's pieces are at least half of the limit
 FORWARDS_WAIT = 0.5  # seconds: the messages of one forward are created together
+COMMENT_GAP = 1  # seconds (Telegram's dates are whole seconds) from a comment to its forward
 KEEP = 1000  # pieces of joined questions remembered, for their edits
 
 HELD: Final = "held"
@@ -65,6 +73,7 @@ class Joined:
     messages: list[Message] = field(default_factory=list)
     texts: list[str] = field(default_factory=list)
     more: asyncio.Event = field(default_factory=asyncio.Event)  # set as one more joins
+    amends: bool = False  # the first message was asked already, alone: it is to be amended
 
     def add(self, message: Message, text: str) -> None:
         # In the order they were sent: two updates' handlers can overtake each other.
@@ -96,6 +105,13 @@ class Joined:
             for author, text in zip(authors, self.texts, strict=True)
         )
 
+    def rest(self) -> Joined:
+        """The messages after the first, joined without it."""
+        rest = Joined()
+        for message, text in zip(self.messages[1:], self.texts[1:], strict=True):
+            rest.add(message, text)
+        return rest
+
 
 class Rejoiner:
     def __init__(
@@ -106,6 +122,7 @@ class Rejoiner:
         self._hints: set[asyncio.Task[object]] = set()
         self._held: dict[_Key, Joined] = {}
         self._joined: OrderedDict[tuple[int, int], Joined] = OrderedDict()  # by (chat, message)
+        self._latest: OrderedDict[_Key, Joined] = OrderedDict()  # asked at once: a comment?
         self._holding: set[asyncio.Task[Any]] = set()  # handlers that held a message
         self._closing = False
 
@@ -119,11 +136,20 @@ class Rejoiner:
             held.add(message, text)
             held.more.set()
             return None
+        joining = self.wait > 0 and not self._closing
+        comment = self._latest.pop(key, None)
         joined = Joined()
-        joined.add(message, text)
         forwarded = message.forward_origin is not None
+        if joining and forwarded and comment is not None and _comment(comment.first, message):
+            joined.amends = True
+            joined.add(comment.first, comment.texts[0])
+        joined.add(message, text)
         pieces = not forwarded and _long(message)  # a long text cut into pieces, maybe
-        if self.wait <= 0 or self._closing or not (pieces or forwarded):
+        if not joining or not (pieces or forwarded):
+            if joining and not forwarded:  # a comment, if a forward follows
+                self._latest[key] = joined
+                while len(self._latest) > KEEP:
+                    self._latest.popitem(last=False)
             return joined
         wait = self.wait if pieces else min(self.wait, FORWARDS_WAIT)
         self._held[key] = joined
@@ -163,6 +189,17 @@ class Rejoiner:
         if self._holding:
             await asyncio.wait(set(self._holding), timeout=within)
 
+    def separate(self, joined: Joined) -> Joined:
+        """The messages after an amended question's comment, on their own: the comment was
+        answered before they came (`Conversations.amend` said it was too late)."""
+        rest = joined.rest()
+        for message in joined.messages:
+            self._joined.pop((message.chat.id, message.message_id), None)
+        if len(rest.messages) > 1:
+            for message in rest.messages:
+                self._joined[(message.chat.id, message.message_id)] = rest
+        return rest
+
     def edited(self, message: Message, text: str) -> Joined | Literal["held"] | None:
         """An edit of a piece: `HELD` when its question is not asked yet (the edit is in it), the
         joined question as it now reads when asked already, None when not a piece."""
@@ -187,6 +224,13 @@ def forwarded_from(message: Message) -> str | None:
     if isinstance(origin, MessageOriginChannel):
         return origin.author_signature or origin.chat.title or "A channel"
     return None if origin is None else "Someone"
+
+
+def _comment(comment: Message, forward: Message) -> bool:
+    """Whether `comment`, the sender's latest message, was typed with `forward`."""
+    return forward.message_id > comment.message_id and timedelta(0) <= (
+        forward.date - comment.date
+    ) <= timedelta(seconds=COMMENT_GAP)
 
 
 def _long(message: Message) -> bool:

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from tests.conftest import BotRunner
 from tests.fakes.llm import FakeLLM, Reply
-from tests.fakes.telegram import FakeTelegram, Json
-from tests.helpers import answer_messages, final_answer
+from tests.fakes.telegram import FakeTelegram, Json, StoredMessage
+from tests.helpers import answer_messages, final_answer, full_text
 
 USER = 4004
 
@@ -174,14 +174,98 @@ async def test_a_message_forwarded_alone_is_asked_as_it_reads(
     assert last_question(llm) == "What is 2 + 2?"
 
 
-async def test_a_comment_then_forwards_is_two_questions(
+async def test_forwards_join_the_comment_typed_with_them(
+    tg: FakeTelegram, llm: FakeLLM, start_bot: BotRunner
+) -> None:
+    """A comment typed with a forward comes first and is asked at once. The forwarded messages,
+    sent with it, join it: its answer is withdrawn before it shows anything, and the whole is
+    answered once."""
+    await start_bot()
+    llm.script(Reply("Send it over.", first_delay=3.0), Reply("Ann asks about lunch; Bob agrees."))
+    comment = tg.send_user_message(USER, "Summarise this:")["message"]
+    await tg.wait_for(lambda: len(llm.received) == 1)  # the comment's answer has started
+    forwards = [
+        tg.send_user_message(USER, text, forward_origin=origin("user", name), date=comment["date"])[
+            "message"
+        ]
+        for name, text in [("Ann", "Lunch?"), ("Bob", "Yes")]
+    ]
+    [answer] = await final_answer(tg, USER, after=forwards[-1]["message_id"])
+    assert answer.text == "Ann asks about lunch; Bob agrees."
+    assert answer.reply_to_message_id == comment["message_id"]
+    await tg.wait_for(lambda: llm.received[0].client_closed, timeout=5)
+    assert len(llm.received) == 2
+    assert last_question(llm) == "Summarise this:\n\nAnn wrote:\n> Lunch?\n\nBob wrote:\n> Yes"
+    assert len(llm.received[1].messages) == 1  # nothing of the withdrawn answer
+    # One answer in the chat: no notice of a stop, no "⏳", nothing deleted.
+    assert tg.bot_messages(USER, include_deleted=True) == [answer]
+    # Memory holds the joined question: a follow-up continues from it.
+    llm.script(Reply("Noon."))
+    follow = tg.send_user_message(USER, "When?")["message"]
+    await final_answer(tg, USER, after=follow["message_id"])
+    assert [m["content"] for m in llm.received[-1].messages] == [
+        last_question(llm, 1),
+        "Ann asks about lunch; Bob agrees.",
+        "When?",
+    ]
+
+
+async def test_an_answer_shown_to_the_comment_gives_way_to_the_joined_one(
+    tg: FakeTelegram, llm: FakeLLM, start_bot: BotRunner
+) -> None:
+    """The forwards came once the comment's answer showed text (a fast model, a slow phone):
+    that message is deleted, and the answer to all of it comes in its place."""
+    await start_bot()
+    llm.script(Reply("word " * 300, delay=0.05), Reply("All of it."))
+    comment = tg.send_user_message(USER, "Translate:")["message"]
+    await tg.wait_for(lambda: bool(answer_messages(tg, USER, comment["message_id"])))
+    [shown] = answer_messages(tg, USER, comment["message_id"])
+    forward = tg.send_user_message(
+        USER, "Bonjour", forward_origin=origin("user", "Ann"), date=comment["date"]
+    )["message"]
+    [answer] = await final_answer(tg, USER, after=forward["message_id"])
+    assert answer.text == "All of it."
+    assert tg.message(USER, shown.message_id).deleted
+    assert answer_messages(tg, USER, comment["message_id"]) == [answer]
+    assert last_question(llm) == "Translate:\n\nAnn wrote:\n> Bonjour"
+    assert len(llm.received[-1].messages) == 1
+
+
+async def test_a_waiting_comment_is_answered_with_its_forwards(
+    tg: FakeTelegram, llm: FakeLLM, start_bot: BotRunner
+) -> None:
+    """A comment that waits behind another answer ("⏳") takes its forwards in before its turn."""
+    await start_bot()
+    llm.script(Reply("First answer.", first_delay=2.0), Reply("Both."))
+    first = tg.send_user_message(USER, "Hi")["message"]
+    await tg.wait_for(lambda: len(llm.received) == 1)
+    comment = tg.send_user_message(USER, "And this?")["message"]
+    await tg.wait_for(lambda: "⏳" in full_text(answer_messages(tg, USER, first["message_id"])))
+    tg.send_user_message(
+        USER, "A forwarded note", forward_origin=origin("user", "Ann"), date=comment["date"]
+    )
+
+    def answer_to_comment() -> list[StoredMessage]:
+        return [m for m in tg.bot_messages(USER) if m.reply_to_message_id == comment["message_id"]]
+
+    await tg.wait_for(lambda: [m.text for m in answer_to_comment()] == ["Both."], timeout=20)
+    await tg.wait_idle(quiet=0.3)
+    assert [m.text for m in answer_to_comment()] == ["Both."]  # the "⏳" is gone
+    assert len(llm.received) == 2
+    assert last_question(llm) == "And this?\n\nAnn wrote:\n> A forwarded note"
+
+
+async def test_a_comment_answered_before_its_forwards_came_is_two_questions(
     tg: FakeTelegram, llm: FakeLLM, start_bot: BotRunner
 ) -> None:
     await start_bot()
     llm.script(Reply("Send it over."), Reply("Ann asks about lunch; Bob agrees."))
-    tg.send_user_message(USER, "Summarise this:")
+    comment = tg.send_user_message(USER, "Summarise this:")["message"]
+    await final_answer(tg, USER, after=comment["message_id"])
     forwards = [
-        tg.send_user_message(USER, text, forward_origin=origin("user", name))["message"]
+        tg.send_user_message(USER, text, forward_origin=origin("user", name), date=comment["date"])[
+            "message"
+        ]
         for name, text in [("Ann", "Lunch?"), ("Bob", "Yes")]
     ]
     await tg.wait_for(lambda: len(llm.received) == 2, timeout=20)
@@ -193,6 +277,38 @@ async def test_a_comment_then_forwards_is_two_questions(
         "Summarise this:",
         "Send it over.",
     ]
+
+
+async def test_forwards_sent_later_than_a_message_do_not_join_it(
+    tg: FakeTelegram, llm: FakeLLM, start_bot: BotRunner
+) -> None:
+    await start_bot()
+    llm.script(Reply("Hello.", first_delay=1.0), Reply("A note from Ann."))
+    hello = tg.send_user_message(USER, "Hello")["message"]
+    await tg.wait_for(lambda: len(llm.received) == 1)
+    forward = tg.send_user_message(
+        USER, "Note", forward_origin=origin("user", "Ann"), date=hello["date"] + 2
+    )["message"]
+    await tg.wait_for(lambda: len(llm.received) == 2, timeout=20)
+    await final_answer(tg, USER, after=forward["message_id"])
+    assert not llm.received[0].client_closed
+    assert [last_question(llm, 0), last_question(llm, 1)] == ["Hello", "Note"]
+
+
+async def test_in_a_draft_chat_the_joined_answer_streams_into_the_same_draft(
+    tg: FakeTelegram, llm: FakeLLM, start_bot: BotRunner
+) -> None:
+    await start_bot(stream_mode="auto")
+    llm.script(Reply("word " * 300, delay=0.05), Reply("All of it."))
+    comment = tg.send_user_message(USER, "Translate:")["message"]
+    await tg.wait_for(lambda: bool(tg.drafts))
+    forward = tg.send_user_message(
+        USER, "Bonjour", forward_origin=origin("user", "Ann"), date=comment["date"]
+    )["message"]
+    [answer] = await final_answer(tg, USER, after=forward["message_id"])
+    assert answer.text == "All of it."
+    assert tg.bot_messages(USER, include_deleted=True) == [answer]
+    assert len({str(c.params["draft_id"]) for c in tg.drafts}) == 1
 
 
 async def test_forwarded_messages_after_a_long_one_are_all_joined(

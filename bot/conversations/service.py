@@ -78,6 +78,11 @@ class Conversations:
         # Answers being written here, by question: None, or the edit to tell of once it is done
         # (told at once, the notice would come before the answer's message in a draft chat).
         self._answering: dict[tuple[int, int], tuple[Turn, Question] | None] = {}
+        # Questions sent on with more (`amend`) while their answer starts or streams: what they
+        # now ask, answered in the withdrawn answer's place. `_starting`: answers between their
+        # start and the model's stream, which `amend` can still stop before they stream.
+        self._amended: dict[tuple[int, int], tuple[Question, Quote | None]] = {}
+        self._starting: set[tuple[int, int]] = set()
         self._edit_order = LocalQueues()
         self._closing = False
         self.retrying = Retrying(first=RETRY_FIRST, most=RETRY_MAX, give_up_after=RETRY_FOR)
@@ -129,13 +134,40 @@ class Conversations:
                         if late := self._pending.pop(key, None):
                             await self._edited(turn, _framed(late[0], replied, late[1]))
 
-                return await self._answering_while(
-                    key, current, self._answer(current, replied, on_stored=stored)
-                )
+                try:
+                    while True:
+                        self._starting.add(key)
+                        outcome = await self._answering_while(
+                            key, current, self._answer(current, replied, on_stored=stored)
+                        )
+                        amended = self._amended.pop(key, None)
+                        if amended is None or not outcome.withdrawn:
+                            return outcome
+                        current = _framed(amended[0], replied, amended[1])
+                finally:
+                    self._starting.discard(key)
+                    self._amended.pop(key, None)
 
             return await self._run(await self._key(framed, replied), framed, answer, arrived)
         finally:
             self._pending.pop(key, None)
+
+    def amend(self, question: Question, quote: Quote | None = None) -> bool:
+        """A private question was sent with more, which now joins it (a comment typed with a
+        forward comes first, the forwarded messages after it): it reads `question.text` now.
+
+        Still waiting, it is answered so. Being answered, that answer is withdrawn (its messages
+        deleted, no notice) and the question asked again so, continuing from where it did: the
+        user sees one answer, to all of it. False when too late, the answer complete or being
+        delivered: the rest is then a question of its own."""
+        key = (question.chat_id, question.message_id)
+        if key in self._pending and key not in self._answering:
+            self._pending[key] = (question, quote)
+            return True
+        if key in self._starting or self.answerer.withdraw(*key):
+            self._amended[key] = (question, quote)
+            return True
+        return False
 
     async def edit(
         self, question: Question, reply_to: int | None = None, quote: Quote | None = None
@@ -429,9 +461,17 @@ class Conversations:
                 await self.store.set_head(question.chat_id, question.thread_id, turn.id)
             if on_stored is not None:
                 await on_stored(turn)
-            outcome = await self.answerer.answer(
-                question, messages, model=model, on_sent=link, on_shown=progress
-            )
+            key = (question.chat_id, question.message_id)
+            self._starting.discard(key)  # from here on, `amend` withdraws the answer itself
+            if key in self._amended:  # amended while starting: it is asked again at once
+                outcome = Outcome(text="", message_ids=[], stopped=True, withdrawn=True)
+            else:
+                outcome = await self.answerer.answer(
+                    question, messages, model=model, on_sent=link, on_shown=progress
+                )
+            if outcome.withdrawn and question.is_private:
+                # The question asked in its place continues from where this one did.
+                await self.store.set_head(question.chat_id, question.thread_id, parent_id)
             status = TurnStatus(outcome.result)
             return outcome
         finally:

@@ -18,8 +18,14 @@ async def private_question(
     message: Message, bot: Bot, conversations: Conversations, rejoiner: Rejoiner
 ) -> None:
     joined = await rejoiner.join(message, message_markdown(message))
-    if joined is not None:  # else a piece of a long text, asked with its first piece
-        await conversations.ask(*asked(joined.first, bot.id, joined.text))
+    if joined is None:  # a piece of a long text, asked with its first piece
+        return
+    if joined.amends:  # forwards after a comment, which was asked at once
+        question, _, quote = asked(joined.first, bot.id, joined.text)
+        if conversations.amend(question, quote):
+            return
+        joined = rejoiner.separate(joined)
+    await conversations.ask(*asked(joined.first, bot.id, joined.text))
 
 
 async def group_question(

@@ -1049,6 +1049,7 @@ class FakeTelegram:
         sender_chat: Json | None = None,
         automatic_forward: bool = False,
         forward_origin: Json | None = None,
+        date: int | None = None,
     ) -> Json:
         """Queue a user's message for getUpdates and store it so the bot can reply to it.
 
@@ -1056,6 +1057,7 @@ class FakeTelegram:
         `automatic_forward`, the channel's post as its discussion group gets it. `from` is then
         the placeholder Telegram puts there. `forward_origin`: a message forwarded by the user,
         who wrote it (a MessageOrigin: `{"type": "user", "date": …, "sender_user": {…}}`, …).
+        `date`: when it was sent, in Unix seconds (now, by default).
 
         With entities=None, bot commands and @mentions are detected like Telegram's server does;
         pass entities=[] for a message without any.
@@ -1102,7 +1104,7 @@ class FakeTelegram:
             from_bot=False,
             user_id=author,
             history=[text or ""],
-            date=int(time.time()),
+            date=int(time.time()) if date is None else date,
             sticker=sticker,
             photo=photo,
             sender_chat=sender_chat,
