@@ -22,7 +22,7 @@ from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
 
 from bot.llm import ChatMessage, FailureKind, LLMClient, LLMFailure
 from bot.streaming import Pacer, ReplyStream
-from bot.streaming.render import styled
+from bot.streaming.render import Part, styled
 from bot.streaming.reply import DraftSupport, NewestMessages
 from bot.texts import CATALOGS, DEFAULT_LANGUAGE, t
 
@@ -74,6 +74,8 @@ class Outcome:
     interrupted: bool = False
     withdrawn: bool = False  # its question was sent on with more (`Answerer.withdraw`): redone
     undelivered: bool = False  # the chat could not be written to (the bot was removed, say)
+    # ... and these of its messages were left with a cursor or Stop button: what they should show
+    left: list[tuple[int, Part]] = field(default_factory=list)
     first_text_after: float | None = None  # seconds from the question to the first text
 
     @property
@@ -282,9 +284,8 @@ class Answerer:
         self.finished += 1
         outcome.undelivered = reply.failed
         if reply.gone:
-            self._gone[question.chat_id] = time.monotonic()
-            if len(self._gone) > 10_000:
-                del self._gone[next(iter(self._gone))]
+            self._shut_out(question.chat_id)
+            outcome.left = reply.left_showing(styled(t(question.lang, "notice_stopped")))
         outcome.message_ids = reply.message_ids
         if self.metrics is not None:
             self.metrics.record_answer(outcome, reply.stats)
@@ -366,6 +367,22 @@ class Answerer:
         write to this chat: a question that waited meanwhile is not worth a model's answer. One
         asked later is (the bot was added back)."""
         return self._gone.get(chat_id, -math.inf) > since
+
+    def shut_out(self, chat_id: int) -> int:
+        """The chat shut the bot out (the user blocked it, the group removed it): its answers
+        stop now, not at their next refused call, and questions waiting there are not answered
+        (`gone_since`). Returns how many answers were stopped."""
+        self._shut_out(chat_id)
+        stopping = [a for a in self.active.values() if self.chat_now(a.question.chat_id) == chat_id]
+        for active in stopping:
+            active.stop()
+        return len(stopping)
+
+    def _shut_out(self, chat_id: int) -> None:
+        self._gone.pop(chat_id, None)
+        self._gone[chat_id] = time.monotonic()
+        if len(self._gone) > 10_000:
+            del self._gone[next(iter(self._gone))]
 
     def withdraw(self, chat_id: int, message_id: int) -> bool:
         """Stop the answer to a message, leaving nothing of it in the chat (no notice): the

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import logging
+from collections import OrderedDict
 from typing import Any
 
 from aiogram import Bot
-from aiogram.exceptions import TelegramAPIError, TelegramRetryAfter
+from aiogram.exceptions import TelegramAPIError, TelegramForbiddenError, TelegramRetryAfter
 from aiogram.methods import EditMessageReplyMarkup, EditMessageText, TelegramMethod
 from aiogram.types import InlineKeyboardMarkup, Message, ReplyParameters
 
@@ -14,6 +15,8 @@ from bot.streaming import Pacer, calls
 from bot.streaming.render import Part
 
 log = logging.getLogger(__name__)
+
+LEFT_CHATS = 10_000  # chats whose leftovers are remembered (`Notifier.leave`), the latest
 
 
 class Notifier:
@@ -23,6 +26,10 @@ class Notifier:
     def __init__(self, bot: Bot, pacer: Pacer) -> None:
         self.bot = bot
         self.pacer = pacer
+        # What chats that shut the bot out (blocked it, removed it) were left showing, by chat:
+        # a notice to delete (None), or an answer's message to show as it ended, without its
+        # cursor and Stop button. Tidied when the bot is let back in; in memory only.
+        self._left: OrderedDict[int, list[tuple[int, Part | None]]] = OrderedDict()
 
     async def reply(
         self,
@@ -119,9 +126,32 @@ class Notifier:
                     return
                 except TelegramRetryAfter as e:
                     self.pacer.penalize(chat_id, float(e.retry_after))
+                except TelegramForbiddenError:
+                    self.leave(chat_id, message_id, None)  # blocked: deleted once let back in
+                    return
                 except TelegramAPIError as e:
                     log.debug("chat %s: could not delete message %s: %s", chat_id, message_id, e)
                     return
+
+    def leave(self, chat_id: int, message_id: int, part: Part | None) -> None:
+        """A message the chat shut the bot out with (a cursor, a Stop button, a stale notice):
+        `tidy` shows `part` in it (None: deletes it) once the bot is let back in."""
+        self._left.setdefault(chat_id, []).append((message_id, part))
+        self._left.move_to_end(chat_id)
+        while len(self._left) > LEFT_CHATS:
+            self._left.popitem(last=False)
+
+    async def tidy(self, chat_id: int) -> int:
+        """The bot is back in a chat (unblocked, added again): what it was shut out with goes,
+        so no answer keeps a cursor or Stop button and no "⏳" promise stands. Returns how many
+        messages it tidied."""
+        left = self._left.pop(chat_id, [])
+        for message_id, part in left:
+            if part is None:
+                await self.delete(chat_id, message_id)
+            else:
+                await self.edit_part(chat_id, message_id, part)
+        return len(left)
 
     async def to(self, message: Message, text: str, **kw: object) -> Message | None:
         """Reply to a user's message (in its topic)."""

@@ -13,7 +13,7 @@ import pytest
 from tests.conftest import StartBot
 from tests.fakes.llm import FakeLLM, Reply
 from tests.fakes.telegram import FakeTelegram
-from tests.helpers import final_answer, full_text, refused_calls
+from tests.helpers import CURSOR, final_answer, full_text, refused_calls
 
 USER = 2002
 # Words that would mean internals leaked into a chat.
@@ -263,7 +263,8 @@ async def test_no_typing_inside_a_retry_after_window(
 
 async def test_blocked_chat_ends_the_stream(tg: FakeTelegram, llm: FakeLLM, bot_app: Any) -> None:
     """The stream stops, the answer is not remembered as done, and a question that was waiting
-    behind it is not sent to the model; one asked after the bot is let back in is answered."""
+    behind it is not sent to the model; one asked after the bot is let back in is answered. The
+    bot learns it from a refused call here (`my_chat_member` missed)."""
     from bot.conversations.models import TurnStatus
 
     llm.script(Reply("word " * 2000, chunk_size=5, delay=0.01))
@@ -271,7 +272,7 @@ async def test_blocked_chat_ends_the_stream(tg: FakeTelegram, llm: FakeLLM, bot_
     await tg.wait_for(lambda: bool(tg.bot_messages(USER)))
     tg.send_user_message(USER, "and another")
     await tg.wait_for(lambda: any("right after" in m.text for m in tg.bot_messages(USER)))
-    tg.block(USER)
+    tg.block(USER, tell=False)
     await tg.wait_for(lambda: llm.received[-1].client_closed, timeout=10)
     await tg.wait_for(lambda: not bot_app.answerer.active)
     await tg.wait_idle(quiet=0.5)
@@ -282,6 +283,34 @@ async def test_blocked_chat_ends_the_stream(tg: FakeTelegram, llm: FakeLLM, bot_
     question = tg.send_user_message(USER, "back again")["message"]
     await final_answer(tg, USER, after=question["message_id"])
     assert len(llm.received) == 2
+
+
+async def test_a_chat_that_lets_the_bot_back_in_has_no_stale_messages(
+    tg: FakeTelegram, llm: FakeLLM, bot_app: Any
+) -> None:
+    """Blocked mid-answer, the bot stops the stream (it learns from `my_chat_member`); unblocked,
+    the answer shows as it ended, without its cursor and Stop button, and the "⏳" promise of a
+    question that waited behind it, never to be answered, is gone."""
+    llm.script(Reply("word " * 2000, chunk_size=5, delay=0.01))
+    tg.send_user_message(USER, "question")
+    await tg.wait_for(lambda: bool(tg.bot_messages(USER)))
+    tg.send_user_message(USER, "and another")
+    await tg.wait_for(lambda: any("right after" in m.text for m in tg.bot_messages(USER)))
+    tg.block(USER)
+    await tg.wait_for(lambda: llm.received[-1].client_closed, timeout=10)
+    await tg.wait_for(lambda: not bot_app.answerer.active)
+    await tg.wait_idle(quiet=0.5)
+    answer, queued = tg.bot_messages(USER)
+    assert answer.text.endswith(CURSOR) and answer.reply_markup
+    assert "right after" in queued.text
+    tg.unblock(USER)
+    await tg.wait_for(lambda: len(tg.bot_messages(USER)) == 1, timeout=10)
+    await tg.wait_for(lambda: not tg.bot_messages(USER)[0].text.endswith(CURSOR), timeout=10)
+    [settled] = tg.bot_messages(USER)
+    assert settled.message_id == answer.message_id
+    assert settled.text.startswith("word word") and settled.text.endswith("⏹ Stopped.")
+    assert not settled.reply_markup
+    assert len(llm.received) == 1
 
 
 async def test_a_failed_answer_keeps_the_formatting_it_was_shown_with(

@@ -469,6 +469,8 @@ class Conversations:
                 outcome = await self.answerer.answer(
                     question, messages, model=model, on_sent=link, on_shown=progress
                 )
+            for message_id, part in outcome.left:  # shown as they ended once the bot is back
+                self.notifier.leave(question.chat_id, message_id, part)
             if outcome.withdrawn and question.is_private:
                 # The question asked in its place continues from where this one did.
                 await self.store.set_head(question.chat_id, question.thread_id, parent_id)

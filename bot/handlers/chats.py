@@ -1,18 +1,26 @@
-"""Service messages about a chat itself: a group upgraded to a supergroup keeps its settings
-and its answers being written.
+"""Updates about a chat itself: a group upgraded to a supergroup keeps its settings and its
+answers being written; a chat that shuts the bot out, and lets it back in, gets no stale
+messages.
 
 Telegram gives the supergroup a new chat id, and the settings (system prompt, model) are kept by
-chat id: without this, an admin's `/system` would silently stop applying after the upgrade."""
+chat id: without this, an admin's `/system` would silently stop applying after the upgrade.
+
+A user who blocks the bot mid-answer (or a group that removes it) would otherwise pay for the
+rest of the stream until a call is refused, and find, once the bot is back, an answer with its
+cursor and Stop button and a "⏳" promise that will never be kept.
+"""
 
 from __future__ import annotations
 
 import logging
 
 from aiogram import Router
-from aiogram.types import Message
+from aiogram.filters import JOIN_TRANSITION, LEAVE_TRANSITION, ChatMemberUpdatedFilter
+from aiogram.types import ChatMemberUpdated, Message
 
 from bot.answering import Answerer
 from bot.conversations import Store
+from bot.notify import Notifier
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +48,22 @@ async def upgraded(message: Message, store: Store, answerer: Answerer) -> None:
     )
 
 
+async def shut_out(event: ChatMemberUpdated, answerer: Answerer) -> None:
+    """Blocked by the user, or removed from the group: its answers stop at once."""
+    stopped = answerer.shut_out(event.chat.id)
+    how = "blocked by the user" if event.chat.type == "private" else "removed"
+    log.info("chat %s: the bot was %s; %d answer(s) stopped", event.chat.id, how, stopped)
+
+
+async def let_back_in(event: ChatMemberUpdated, notifier: Notifier) -> None:
+    """Unblocked, or added again: what the chat was left showing is put right."""
+    if tidied := await notifier.tidy(event.chat.id):
+        log.info("chat %s: the bot is back; %d message(s) put right", event.chat.id, tidied)
+
+
 def create_router() -> Router:
     router = Router(name="chats")
     router.message.register(upgraded, is_upgraded_group)
+    router.my_chat_member.register(shut_out, ChatMemberUpdatedFilter(LEAVE_TRANSITION))
+    router.my_chat_member.register(let_back_in, ChatMemberUpdatedFilter(JOIN_TRANSITION))
     return router

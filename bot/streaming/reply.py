@@ -227,6 +227,21 @@ class ReplyStream:
         markup such as a link definition (`[1]: https://…`), whatever its snapshots showed."""
         return not self._text.strip() or not self._segmenter.parts(self._text)
 
+    def left_showing(self, notice: Part | None) -> list[tuple[int, Part]]:
+        """The messages left with a cursor or Stop button when the chat shut the bot out
+        (blocked it, removed it), each with what it should show once the bot is let back in:
+        its text as it was, with `notice` after the last one if it fits."""
+        left = []
+        for i, shown in enumerate(self._shown):
+            if i in self._gone or not (shown.button or shown.part.text.endswith(CURSOR)):
+                continue
+            part = Part(shown.part.text.removesuffix(CURSOR), shown.part.entities)
+            last = i == len(self._shown) - 1
+            if notice is not None and last and part.size + 2 + notice.size <= TELEGRAM_LIMIT:
+                part = part.plus(notice)
+            left.append((shown.message_id, part))
+        return left
+
     @property
     def message_ids(self) -> list[int]:
         return [s.message_id for s in self._shown]

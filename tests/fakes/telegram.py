@@ -1267,13 +1267,38 @@ class FakeTelegram:
             for match in pattern.finditer(text)
         ]
 
-    def block(self, chat_id: int) -> None:
-        """The user blocks the bot (or the group kicks it): every call for that chat gets 403."""
+    def block(self, chat_id: int, *, tell: bool = True) -> None:
+        """The user blocks the bot (or the group kicks it): every call for that chat gets 403,
+        and the bot gets `my_chat_member` with its new status, "kicked" (unless `tell` is False:
+        a bot that missed that update learns it from a refused call)."""
         self._blocked.add(chat_id)
+        if tell:
+            self._bot_status(chat_id, "member", "kicked")
 
     def unblock(self, chat_id: int) -> None:
-        """Undo `block`."""
+        """Undo `block`: the bot is a "member" again (the user unblocked it, or an admin added it
+        back), and gets `my_chat_member` saying so."""
         self._blocked.discard(chat_id)
+        self._bot_status(chat_id, "kicked", "member")
+
+    def _bot_member(self, status: str) -> Json:
+        member: Json = {"status": status, "user": self._bot_user()}
+        return member | {"until_date": 0} if status == "kicked" else member
+
+    def _bot_status(self, chat_id: int, old: str, new: str) -> None:
+        chat = self._chats[chat_id]
+        who = chat_id if chat_id > 0 else DEFAULT_GROUP_USER_ID
+        self._push_update(
+            {
+                "my_chat_member": {
+                    "chat": dict(chat),
+                    "from": self._user_json(who),
+                    "date": int(time.time()),
+                    "old_chat_member": self._bot_member(old),
+                    "new_chat_member": self._bot_member(new),
+                }
+            }
+        )
 
     def delete_by_user(self, chat_id: int, message_id: int) -> None:
         """The user deletes a message, so later edits get "message to edit not found"."""
