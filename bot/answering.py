@@ -131,12 +131,17 @@ class ActiveAnswer:
         q = self.question
         return Running(self.answer_id, q.chat_id, q.thread_id, q.user_id, self.draft_id)
 
-    def stop(self, *, interrupted: bool = False, withdrawn: bool = False) -> None:
+    def stop(self, *, interrupted: bool = False, withdrawn: bool = False) -> bool:
+        """Stop the stream; False if too late (its stream has ended) or stopped already: the
+        first stop says how the answer ends."""
+        if self.stopped or (self.task is not None and self.task.done()):
+            return False
         self.stopped = True
         self.interrupted = interrupted
         self.withdrawn = withdrawn
         if self.task is not None:
-            self.task.cancel()
+            self.task.cancel()  # else `answer` cancels it as it starts it
+        return True
 
 
 class Answerer:
@@ -165,7 +170,7 @@ class Answerer:
         self._moved: dict[int, int] = {}  # groups upgraded to supergroups: old id -> new id
         # Drafts of withdrawn answers, by chat: the answer asked in their place streams into the
         # same draft, which changes in place rather than lingering beside it for half a minute.
-        self._draft_left: dict[int, int] = {}
+        self._draft_left: dict[tuple[int, int | None], int] = {}  # by chat and topic
         self._ids = itertools.count(1)
         self._salt = secrets.token_hex(3)
         # Draft ids only need to differ within a chat; a random base keeps replicas apart.
@@ -189,7 +194,7 @@ class Answerer:
         """
         number = next(self._ids)
         answer_id = f"{self._salt}{number}"
-        draft_id = self._draft_left.pop(question.chat_id, None)
+        draft_id = self._draft_left.pop((question.chat_id, question.thread_id), None)
         if not self.drafts.use_for(question.chat_id):
             draft_id = None
         elif draft_id is None:
@@ -235,6 +240,8 @@ class Answerer:
                         return
 
         active.task = asyncio.create_task(consume(), name=f"llm:{answer_id}")
+        if active.stopped:  # while it was being announced to other replicas
+            active.task.cancel()
         try:
             await active.task
         except asyncio.CancelledError:
@@ -373,10 +380,8 @@ class Answerer:
         stop now, not at their next refused call, and questions waiting there are not answered
         (`gone_since`). Returns how many answers were stopped."""
         self._shut_out(chat_id)
-        stopping = [a for a in self.active.values() if self.chat_now(a.question.chat_id) == chat_id]
-        for active in stopping:
-            active.stop()
-        return len(stopping)
+        there = [a for a in self.active.values() if self.chat_now(a.question.chat_id) == chat_id]
+        return sum(active.stop() for active in there)
 
     def _shut_out(self, chat_id: int) -> None:
         self._gone.pop(chat_id, None)
@@ -386,13 +391,17 @@ class Answerer:
 
     def withdraw(self, chat_id: int, message_id: int) -> bool:
         """Stop the answer to a message, leaving nothing of it in the chat (no notice): the
-        message is to be asked again with more. False if no answer to it is streaming here."""
+        message is to be asked again with more. False if no answer to it streams here (any
+        more), or it was stopped already."""
         for active in self.active.values():
-            if (active.question.chat_id, active.question.message_id) == (chat_id, message_id):
-                active.stop(withdrawn=True)
-                if active.draft_id is not None:
-                    self._draft_left[chat_id] = active.draft_id
-                return True
+            question = active.question
+            if (question.chat_id, question.message_id) != (chat_id, message_id):
+                continue
+            if not active.stop(withdrawn=True):
+                return False
+            if active.draft_id is not None:
+                self._draft_left[(chat_id, question.thread_id)] = active.draft_id
+            return True
         return False
 
     def interrupt_all(self) -> int:

@@ -311,6 +311,29 @@ async def test_in_a_draft_chat_the_joined_answer_streams_into_the_same_draft(
     assert len({str(c.params["draft_id"]) for c in tg.drafts}) == 1
 
 
+async def test_a_forward_held_as_the_bot_stops_leaves_its_comment_answered(
+    tg: FakeTelegram, llm: FakeLLM, start_bot: BotRunner
+) -> None:
+    """The bot stops while a forward waits for more: the comment's answer, being written, is not
+    withdrawn (no answer starts once the bot is stopping); the forward is told it was not
+    answered."""
+    app = await start_bot(shutdown_grace=5)
+    llm.script(Reply("word " * 100, delay=0.03), Reply("All of it."))
+    comment = tg.send_user_message(USER, "Translate:")["message"]
+    await tg.wait_for(lambda: bool(answer_messages(tg, USER, comment["message_id"])))
+    [shown] = answer_messages(tg, USER, comment["message_id"])
+    forward = tg.send_user_message(
+        USER, "Bonjour", forward_origin=origin("user", "Ann"), date=comment["date"]
+    )["message"]
+    await tg.wait_for(lambda: not tg.pending_updates)  # the bot holds it (0.5 s)
+    await start_bot.stop(app)
+    assert not tg.message(USER, shown.message_id).deleted
+    assert tg.message(USER, shown.message_id).text.startswith("word word")
+    assert len(llm.received) == 1
+    [notice] = [m for m in tg.bot_messages(USER) if m.reply_to_message_id == forward["message_id"]]
+    assert notice.text.startswith("⚠️ The bot stopped before it could answer this.")
+
+
 async def test_forwarded_messages_after_a_long_one_are_all_joined(
     tg: FakeTelegram, llm: FakeLLM, start_bot: BotRunner
 ) -> None:

@@ -1,22 +1,17 @@
-"""Units of the memory model: context trimming, the SQLite store and its migrations, rate limits,
-a question amended as its answer starts."""
+"""Units of the memory model: context trimming, the SQLite store and its migrations, rate limits."""
 
 from __future__ import annotations
 
 import asyncio
 import sqlite3
 from collections.abc import Awaitable, Callable
-from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from bot.answering import Outcome, Question
-from bot.conversations import Conversations, SQLiteStore, Turn, TurnStatus
+from bot.conversations import SQLiteStore, Turn, TurnStatus
 from bot.conversations.context import build_context
 from bot.conversations.queues import LocalQueues
-from bot.conversations.service import Defaults
 from bot.conversations.sqlite import MIGRATIONS
 from bot.ratelimit import RateLimiter
 
@@ -216,58 +211,3 @@ async def test_a_question_keeps_its_place_in_line_while_it_is_told_it_waits() ->
     await asyncio.gather(answer(1, nothing, 0), answer(2, told, 0.001), answer(3, nothing, 0.02))
     assert order == [1, 2, 3]
     assert queues._lines == {}
-
-
-class _StubAnswerer:
-    """Answers at once with the question's text; `withdraw` finds nothing streaming."""
-
-    def __init__(self) -> None:
-        self.asked: list[str] = []
-
-    def gone_since(self, chat_id: int, since: float) -> bool:
-        return False
-
-    def withdraw(self, chat_id: int, message_id: int) -> bool:
-        return False
-
-    async def answer(self, question: Question, messages: object, **kwargs: object) -> Outcome:
-        self.asked.append(question.text)
-        return Outcome(text=f"Re: {question.text}", message_ids=[])
-
-
-async def test_a_question_amended_while_its_answer_starts_is_answered_as_amended(
-    tmp_path: Path,
-) -> None:
-    """Between an answer's start and its stream (the store being read and written), `amend`
-    cannot stop a stream: the answer starts with the amended question instead."""
-    store = SQLiteStore(tmp_path / "memory.db")
-    await store.open()
-    answerer = _StubAnswerer()
-    defaults = Defaults(model="m", models=("m",), system_prompt="", max_context_chars=10_000)
-    conversations = Conversations(store, answerer, None, defaults)  # type: ignore[arg-type]
-    adding = asyncio.Event()
-    go_on = asyncio.Event()
-    add_turn = store.add_turn
-
-    async def slow_add_turn(**kwargs: Any) -> Turn:
-        adding.set()
-        await go_on.wait()
-        return await add_turn(**kwargs)
-
-    store.add_turn = slow_add_turn  # type: ignore[method-assign]
-    question = Question(chat_id=1, message_id=10, user_id=1, text="Summarise this:")
-    asking = asyncio.create_task(conversations.ask(question))
-    await adding.wait()
-    amended = replace(question, text="Summarise this:\n\nAnn wrote:\n> Lunch?")
-    assert conversations.amend(amended)
-    go_on.set()
-    outcome = await asking
-    assert outcome is not None and outcome.text == f"Re: {amended.text}"
-    assert answerer.asked == [amended.text]  # the first version never streamed
-    head = await store.get_head(1, None)
-    assert head is not None
-    [turn] = await store.chain(head)  # continuing from where the question did: nothing before
-    assert turn.question == amended.text
-    # Once answered, it is too late: the rest is a question of its own.
-    assert not conversations.amend(replace(question, text="more"))
-    await store.close()

@@ -144,6 +144,10 @@ class Conversations:
                         if amended is None or not outcome.withdrawn:
                             return outcome
                         current = _framed(amended[0], replied, amended[1])
+                        if self._closing:  # withdrawn as the bot stops: nothing of it is shown
+                            await self._notice(current, "notice_not_started")
+                            return outcome
+                        self._pending[key] = None  # an edit from now on is the new turn's
                 finally:
                     self._starting.discard(key)
                     self._amended.pop(key, None)
@@ -159,8 +163,10 @@ class Conversations:
         Still waiting, it is answered so. Being answered, that answer is withdrawn (its messages
         deleted, no notice) and the question asked again so, continuing from where it did: the
         user sees one answer, to all of it. False when too late, the answer complete or being
-        delivered: the rest is then a question of its own."""
+        delivered, or the bot stopping: the rest is then a question of its own."""
         key = (question.chat_id, question.message_id)
+        if self._closing:
+            return False
         if key in self._pending and key not in self._answering:
             self._pending[key] = (question, quote)
             return True
