@@ -22,8 +22,8 @@ from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
 
 from bot.llm import ChatMessage, FailureKind, LLMClient, LLMFailure
 from bot.streaming import Pacer, ReplyStream
-from bot.streaming.render import Part, styled
-from bot.streaming.reply import DraftSupport, NewestMessages
+from bot.streaming.render import styled
+from bot.streaming.reply import DraftSupport, Leftover, NewestMessages
 from bot.texts import CATALOGS, DEFAULT_LANGUAGE, t
 
 if TYPE_CHECKING:
@@ -74,8 +74,8 @@ class Outcome:
     interrupted: bool = False
     withdrawn: bool = False  # its question was sent on with more (`Answerer.withdraw`): redone
     undelivered: bool = False  # the chat could not be written to (the bot was removed, say)
-    # ... and these of its messages were left with a cursor or Stop button: what they should show
-    left: list[tuple[int, Part]] = field(default_factory=list)
+    # ... and what the chat should show of it once the bot is let back in
+    left: list[Leftover] = field(default_factory=list)
     first_text_after: float | None = None  # seconds from the question to the first text
 
     @property
@@ -83,9 +83,11 @@ class Outcome:
         """How it ended, in one word (a turn's status, a metrics label)."""
         if self.interrupted:
             return "interrupted"
+        if self.undelivered:
+            return "failed"
         if self.stopped:
             return "stopped"
-        return "failed" if self.failure is not None or self.undelivered else "done"
+        return "failed" if self.failure is not None else "done"
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +126,7 @@ class ActiveAnswer:
     stopped: bool = False
     interrupted: bool = False  # stopped by a shutdown, not by a user
     withdrawn: bool = False  # to be asked again with more: it leaves nothing in the chat
+    shut_out: bool = False  # the chat shut the bot out: nothing more can be shown there
     started: float = field(default_factory=time.monotonic)
 
     @property
@@ -131,7 +134,9 @@ class ActiveAnswer:
         q = self.question
         return Running(self.answer_id, q.chat_id, q.thread_id, q.user_id, self.draft_id)
 
-    def stop(self, *, interrupted: bool = False, withdrawn: bool = False) -> bool:
+    def stop(
+        self, *, interrupted: bool = False, withdrawn: bool = False, shut_out: bool = False
+    ) -> bool:
         """Stop the stream; False if too late (its stream has ended) or stopped already: the
         first stop says how the answer ends."""
         if self.stopped or (self.task is not None and self.task.done()):
@@ -139,6 +144,7 @@ class ActiveAnswer:
         self.stopped = True
         self.interrupted = interrupted
         self.withdrawn = withdrawn
+        self.shut_out = shut_out
         if self.task is not None:
             self.task.cancel()  # else `answer` cancels it as it starts it
         return True
@@ -252,6 +258,7 @@ class Answerer:
             outcome.stopped = True
             outcome.interrupted = active.interrupted
             outcome.withdrawn = active.withdrawn
+            outcome.undelivered = active.shut_out  # remembered as failed, as a refused call is
             if active.withdrawn:
                 reply.update("")  # its messages are deleted: the answer to come replaces it
         except LLMFailure as failure:
@@ -289,10 +296,10 @@ class Answerer:
             notice = styled(t(question.lang, key))
         await reply.close(notice, complete=finished)
         self.finished += 1
-        outcome.undelivered = reply.failed
+        outcome.undelivered = outcome.undelivered or reply.failed
         if reply.gone:
-            self._shut_out(question.chat_id)
-            outcome.left = reply.left_showing(styled(t(question.lang, "notice_stopped")))
+            self._shut_out(reply.chat_id)
+            outcome.left = reply.leftovers(styled(t(question.lang, "notice_stopped")))
         outcome.message_ids = reply.message_ids
         if self.metrics is not None:
             self.metrics.record_answer(outcome, reply.stats)
@@ -375,13 +382,21 @@ class Answerer:
         asked later is (the bot was added back)."""
         return self._gone.get(chat_id, -math.inf) > since
 
-    def shut_out(self, chat_id: int) -> int:
+    async def shut_out(self, chat_id: int) -> int:
         """The chat shut the bot out (the user blocked it, the group removed it): its answers
-        stop now, not at their next refused call, and questions waiting there are not answered
-        (`gone_since`). Returns how many answers were stopped."""
+        stop now, on every replica, not at their next refused call, and questions waiting here
+        are not answered (`gone_since`). Returns how many answers were stopped."""
         self._shut_out(chat_id)
-        there = [a for a in self.active.values() if self.chat_now(a.question.chat_id) == chat_id]
-        return sum(active.stop() for active in there)
+        stopped = 0
+        for running in await self._in_chat(chat_id):
+            active = self.active.get(running.answer_id)
+            if active is not None:
+                stopped += active.stop(shut_out=True)
+            elif self.directory is not None:
+                with contextlib.suppress(Exception):  # it stops at its next refused call
+                    await self.directory.request_stop(running.answer_id)
+                    stopped += 1
+        return stopped
 
     def _shut_out(self, chat_id: int) -> None:
         self._gone.pop(chat_id, None)

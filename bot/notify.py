@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from collections import OrderedDict
 from typing import Any
 
 from aiogram import Bot
@@ -13,10 +12,9 @@ from aiogram.types import InlineKeyboardMarkup, Message, ReplyParameters
 
 from bot.streaming import Pacer, calls
 from bot.streaming.render import Part
+from bot.streaming.reply import Leftover
 
 log = logging.getLogger(__name__)
-
-LEFT_CHATS = 10_000  # chats whose leftovers are remembered (`Notifier.leave`), the latest
 
 
 class Notifier:
@@ -26,10 +24,6 @@ class Notifier:
     def __init__(self, bot: Bot, pacer: Pacer) -> None:
         self.bot = bot
         self.pacer = pacer
-        # What chats that shut the bot out (blocked it, removed it) were left showing, by chat:
-        # a notice to delete (None), or an answer's message to show as it ended, without its
-        # cursor and Stop button. Tidied when the bot is let back in; in memory only.
-        self._left: OrderedDict[int, list[tuple[int, Part | None]]] = OrderedDict()
 
     async def reply(
         self,
@@ -103,55 +97,68 @@ class Notifier:
         )
 
     async def _edit(self, chat_id: int, message_id: int, call: TelegramMethod[Any]) -> bool:
-        """Make an edit through the pacer; whether it was made (or had been already)."""
-        async with self.pacer.call(chat_id, final=True):
-            try:
-                await self.bot(call)
-            except TelegramRetryAfter as e:
-                self.pacer.penalize(chat_id, float(e.retry_after))
-            except TelegramAPIError as e:
-                log.debug("chat %s: could not edit message %s: %s", chat_id, message_id, e)
-                return "not modified" in str(e)
-            else:
-                return True
+        """Make an edit through the pacer (again after a 429); whether it was made (or had
+        been already)."""
+        for _ in range(3):
+            async with self.pacer.call(chat_id, final=True):
+                try:
+                    await self.bot(call)
+                except TelegramRetryAfter as e:
+                    self.pacer.penalize(chat_id, float(e.retry_after))
+                except TelegramAPIError as e:
+                    log.debug("chat %s: could not edit message %s: %s", chat_id, message_id, e)
+                    return "not modified" in str(e)
+                else:
+                    return True
         return False
 
-    async def delete(self, chat_id: int, message_id: int) -> None:
+    async def _send_part(self, left: Leftover) -> None:
+        """Send a part of an answer (again after a 429); errors are logged."""
+        assert left.part is not None
+        reply = None
+        if left.reply_to is not None:
+            reply = ReplyParameters(message_id=left.reply_to, allow_sending_without_reply=True)
+        call = calls.send(
+            left.chat_id, left.part, reply_parameters=reply, thread_id=left.thread_id, markup=None
+        )
+        for _ in range(3):
+            async with self.pacer.call(left.chat_id, final=True):
+                try:
+                    await self.bot(call)
+                    return
+                except TelegramRetryAfter as e:
+                    self.pacer.penalize(left.chat_id, float(e.retry_after))
+                except TelegramAPIError as e:
+                    log.warning("chat %s: could not send what was left: %s", left.chat_id, e)
+                    return
+
+    async def delete(self, chat_id: int, message_id: int) -> bool:
         """Delete a notice that no longer holds; errors are ignored. Tidying up waits behind
-        finals and first texts (an intermediate update's priority)."""
+        finals and first texts (an intermediate update's priority). False if the chat has shut
+        the bot out (blocked it, removed it): the notice is still there."""
         for _ in range(2):
             async with self.pacer.call(chat_id, final=False):
                 try:
                     await self.bot.delete_message(chat_id=chat_id, message_id=message_id)
-                    return
+                    return True
                 except TelegramRetryAfter as e:
                     self.pacer.penalize(chat_id, float(e.retry_after))
                 except TelegramForbiddenError:
-                    self.leave(chat_id, message_id, None)  # blocked: deleted once let back in
-                    return
+                    return False
                 except TelegramAPIError as e:
                     log.debug("chat %s: could not delete message %s: %s", chat_id, message_id, e)
-                    return
+                    return True
+        return True
 
-    def leave(self, chat_id: int, message_id: int, part: Part | None) -> None:
-        """A message the chat shut the bot out with (a cursor, a Stop button, a stale notice):
-        `tidy` shows `part` in it (None: deletes it) once the bot is let back in."""
-        self._left.setdefault(chat_id, []).append((message_id, part))
-        self._left.move_to_end(chat_id)
-        while len(self._left) > LEFT_CHATS:
-            self._left.popitem(last=False)
-
-    async def tidy(self, chat_id: int) -> int:
-        """The bot is back in a chat (unblocked, added again): what it was shut out with goes,
-        so no answer keeps a cursor or Stop button and no "⏳" promise stands. Returns how many
-        messages it tidied."""
-        left = self._left.pop(chat_id, [])
-        for message_id, part in left:
-            if part is None:
-                await self.delete(chat_id, message_id)
-            else:
-                await self.edit_part(chat_id, message_id, part)
-        return len(left)
+    async def put_right(self, left: Leftover) -> None:
+        """Show what a chat that shut the bot out was left to show, now that it let the bot
+        back in: an answer's message as it ended, a part it never showed, a notice deleted."""
+        if left.message_id is None:
+            await self._send_part(left)
+        elif left.part is None:
+            await self.delete(left.chat_id, left.message_id)
+        else:
+            await self.edit_part(left.chat_id, left.message_id, left.part)
 
     async def to(self, message: Message, text: str, **kw: object) -> Message | None:
         """Reply to a user's message (in its topic)."""

@@ -13,7 +13,7 @@ import pytest
 from tests.conftest import StartBot
 from tests.fakes.llm import FakeLLM, Reply
 from tests.fakes.telegram import FakeTelegram
-from tests.helpers import CURSOR, final_answer, full_text, refused_calls
+from tests.helpers import CURSOR, answer_messages, final_answer, full_text, refused_calls
 
 USER = 2002
 # Words that would mean internals leaked into a chat.
@@ -313,6 +313,88 @@ async def test_a_chat_that_lets_the_bot_back_in_has_no_stale_messages(
     assert len(llm.received) == 1
 
 
+async def _blocked_mid_answer(tg: FakeTelegram, llm: FakeLLM, app: Any, chat: int = USER) -> None:
+    llm.script(Reply("word " * 2000, chunk_size=5, delay=0.01))
+    tg.send_user_message(chat, "question")
+    await tg.wait_for(lambda: bool(tg.bot_messages(chat)) or bool(tg.drafts), timeout=10)
+    await asyncio.sleep(0.5)
+    tg.block(chat)
+    await tg.wait_for(lambda: llm.received[-1].client_closed, timeout=10)
+    await tg.wait_for(lambda: not app.answerer.active)
+    await tg.wait_idle(quiet=0.5)
+
+
+async def test_an_answer_the_user_blocked_is_remembered_as_failed(
+    tg: FakeTelegram, llm: FakeLLM, bot_app: Any
+) -> None:
+    from bot.conversations.models import TurnStatus
+
+    await _blocked_mid_answer(tg, llm, bot_app)
+    turn = await bot_app.store.latest_turn(USER, None, USER)
+    assert turn.status is TurnStatus.FAILED
+
+
+async def test_a_draft_cut_off_by_a_block_is_sent_once_let_back_in(
+    tg: FakeTelegram, llm: FakeLLM, start_bot: StartBot
+) -> None:
+    """In a draft chat the text being written is only in the draft, which a block throws away:
+    let back in, the bot sends it, as the answer ended."""
+    app = await start_bot(stream_mode="auto")
+    await _blocked_mid_answer(tg, llm, app)
+    assert tg.drafts and not tg.bot_messages(USER)
+    tg.unblock(USER)
+    await tg.wait_for(lambda: bool(tg.bot_messages(USER)), timeout=10)
+    await tg.wait_idle(quiet=0.5)
+    [answer] = tg.bot_messages(USER)
+    assert answer.text.startswith("word word") and answer.text.endswith("⏹ Stopped.")
+    assert not answer.reply_markup
+
+
+async def test_putting_right_what_a_chat_was_left_with_survives_a_429(
+    tg: FakeTelegram, llm: FakeLLM, bot_app: Any
+) -> None:
+    await _blocked_mid_answer(tg, llm, bot_app)
+    [answer] = tg.bot_messages(USER)
+    assert answer.text.endswith(CURSOR) and answer.reply_markup
+    tg.inject_429(chat_id=USER, methods=("editMessageText",), retry_after=1)
+    tg.unblock(USER)
+    await tg.wait_for(lambda: not tg.bot_messages(USER)[0].reply_markup, timeout=10)
+    [answer] = tg.bot_messages(USER)
+    assert answer.text.endswith("⏹ Stopped.")
+
+
+async def test_what_a_chat_was_left_with_is_put_right_after_a_restart(
+    tg: FakeTelegram, llm: FakeLLM, start_bot: StartBot
+) -> None:
+    app = await start_bot()
+    await _blocked_mid_answer(tg, llm, app)
+    await start_bot.stop(app)
+    await start_bot()
+    tg.unblock(USER)
+    await tg.wait_for(lambda: not tg.bot_messages(USER)[0].reply_markup, timeout=10)
+    [answer] = tg.bot_messages(USER)
+    assert answer.text.startswith("word word") and answer.text.endswith("⏹ Stopped.")
+
+
+async def test_an_answer_in_a_supergroup_the_group_became_is_put_right_there(
+    tg: FakeTelegram, llm: FakeLLM, bot_app: Any
+) -> None:
+    group, supergroup = -7777, -1007777
+    llm.script(Reply("word " * 3000, chunk_size=5, delay=0.02))
+    question = tg.send_user_message(
+        group, f"@{tg.bot_username} long please", user_id=11, chat_type="group"
+    )["message"]
+    await tg.wait_for(lambda: bool(answer_messages(tg, group, question["message_id"])))
+    tg.upgrade_group(group, supergroup)
+    await tg.wait_for(lambda: any(m.reply_markup for m in tg.bot_messages(supergroup)), timeout=15)
+    tg.block(supergroup)
+    await tg.wait_for(lambda: not bot_app.answerer.active, timeout=15)
+    await tg.wait_idle(quiet=0.5)
+    tg.unblock(supergroup)
+    await tg.wait_for(lambda: not tg.bot_messages(supergroup)[-1].reply_markup, timeout=10)
+    assert tg.bot_messages(supergroup)[-1].text.endswith("⏹ Stopped.")
+
+
 async def test_a_failed_answer_keeps_the_formatting_it_was_shown_with(
     tg: FakeTelegram, llm: FakeLLM, bot_app: object
 ) -> None:
@@ -350,3 +432,64 @@ async def test_an_answer_with_nothing_to_show_gets_the_empty_notice(
     question = tg.send_user_message(USER, "question")["message"]
     [message] = await final_answer(tg, USER, after=question["message_id"])
     assert "empty answer" in message.text
+
+
+class _BlockedAfterTwoSends:
+    """Enough of aiogram's Bot for the reply engine: two sends go through, then the user has
+    blocked the bot (403 for everything)."""
+
+    def __init__(self) -> None:
+        self.sends = 0
+
+    async def __call__(self, method: Any) -> object:
+        from aiogram.exceptions import TelegramForbiddenError
+        from aiogram.methods import SendMessage
+
+        if isinstance(method, SendMessage) and self.sends < 2:
+            self.sends += 1
+            return type("Sent", (), {"message_id": self.sends})()
+        raise TelegramForbiddenError(method, "Forbidden: bot was blocked by the user")
+
+    async def send_chat_action(self, *_: object, **__: object) -> bool:
+        return True
+
+
+async def test_what_a_long_answer_cut_off_by_a_block_is_left_to_show_has_no_gap() -> None:
+    """Blocked right after part 2 was sent, before part 1 lost its cursor (the very next call):
+    part 1 is put right as the part it had become, not as its last snapshot (a hole of
+    hundreds of words between the two messages), and the text never shown follows."""
+    from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
+
+    from bot.streaming.pacer import Budgets, Pacer
+    from bot.streaming.render import styled
+    from bot.streaming.reply import ReplyStream
+
+    bot = _BlockedAfterTwoSends()
+    button = InlineKeyboardButton(text="Stop", callback_data="x")
+    reply = ReplyStream(
+        bot,  # type: ignore[arg-type]
+        Pacer(Budgets(private_interval=0.05)),
+        chat_id=1,
+        stop_markup=InlineKeyboardMarkup(inline_keyboard=[[button]]),
+    )
+    words = [f"w{i}" for i in range(1500)]
+    reply.start()
+    reply.update(" ".join(words[:500]))  # one message
+    for _ in range(100):
+        await asyncio.sleep(0.02)
+        if bot.sends == 1:
+            break
+    reply.update(" ".join(words))  # part 1 fills up, more parts follow
+    for _ in range(200):
+        await asyncio.sleep(0.02)
+        if reply.failed:
+            break
+    stopped = styled("⏹ Stopped.")
+    await reply.close(stopped, complete=False)
+    left = reply.leftovers(stopped)
+    assert [item.message_id for item in left[:2]] == [1, 2]
+    assert all(item.message_id is None for item in left[2:])
+    texts = [item.part.text for item in left if item.part is not None]
+    assert texts[-1].endswith("⏹ Stopped.")
+    shown = " ".join(texts).removesuffix("⏹ Stopped.").split()
+    assert shown == words

@@ -155,6 +155,33 @@ async def test_stop_pressed_on_one_replica_stops_the_stream_on_the_other(
     assert answered.params.get("text") == "Stopped."
 
 
+async def test_a_chat_that_shuts_the_bot_out_on_one_replica_is_put_right_from_the_other(
+    tg: FakeTelegram, llm: FakeLLM, replicas: tuple[Running, Running]
+) -> None:
+    """The answer streams on A; the block reaches B, which stops it on A; the unblock reaches
+    B again, which puts right what A's answer left (kept in Redis)."""
+    a, b = replicas
+    llm.script(Reply(text="word " * 2000, chunk_size=5, delay=0.02))
+    update = tg.send_user_message(USER, "talk for a long time")
+    question_id = update["message"]["message_id"]
+    assert await a.post_update(update) == 200
+    await tg.wait_for(lambda: bool(answer_messages(tg, USER, after=question_id)))
+    tg.block(USER)
+    assert await b.post_update(tg.pending_updates[-1]) == 200  # kicked
+    await tg.wait_for(lambda: llm.received[0].client_closed, timeout=10)
+    await tg.wait_for(lambda: not a.app.answerer.active, timeout=10)
+    await tg.wait_idle(quiet=0.5)
+    [shown] = answer_messages(tg, USER, after=question_id)
+    assert shown.reply_markup
+    tg.unblock(USER)
+    assert await b.post_update(tg.pending_updates[-1]) == 200  # a member again
+    await tg.wait_for(
+        lambda: not answer_messages(tg, USER, after=question_id)[0].reply_markup, timeout=10
+    )
+    [shown] = answer_messages(tg, USER, after=question_id)
+    assert shown.text.startswith("word") and shown.text.endswith("⏹ Stopped.")
+
+
 async def test_stop_command_on_one_replica_stops_an_answer_on_the_other(
     tg: FakeTelegram, llm: FakeLLM, replicas: tuple[Running, Running]
 ) -> None:

@@ -273,3 +273,16 @@ async def test_sqlite_operation_that_fails_leaves_nothing_behind(tmp_path: Path)
         await store.set_head(7, None, None)  # the connection is usable afterwards
     finally:
         await store.close()
+
+
+async def test_what_a_chat_is_to_show_once_it_lets_the_bot_back_in_is_taken_once(
+    reopen: Reopen,
+) -> None:
+    store = await reopen()
+    await store.leave(5, '["a"]')
+    await store.leave(6, '["other chat"]')
+    await store.leave(5, '["b"]')
+    store = await reopen()  # kept across a restart
+    assert await store.take_left(5) == ['["a"]', '["b"]']
+    assert await store.take_left(5) == []
+    assert await store.take_left(6) == ['["other chat"]']

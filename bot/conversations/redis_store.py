@@ -17,6 +17,7 @@ import time
 from typing import TYPE_CHECKING, Any, cast
 
 from bot.conversations.models import ChatPrefs, PrefName, Turn, TurnStatus, Waiting
+from bot.conversations.store import LEFT_FOR
 
 if TYPE_CHECKING:
     from bot.cluster.node import Cluster
@@ -313,6 +314,21 @@ class RedisStore:
             pipe.delete(self._k("waiting", waiting_id))
             pipe.srem(self._k("waiting"), waiting_id)
             await pipe.execute()
+
+    async def leave(self, chat_id: int, item: str) -> None:
+        key = self._k("left", chat_id)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.rpush(key, item)
+            pipe.expire(key, LEFT_FOR)
+            await pipe.execute()
+
+    async def take_left(self, chat_id: int) -> list[str]:
+        key = self._k("left", chat_id)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.lrange(key, 0, -1)
+            pipe.delete(key)
+            items, _ = await pipe.execute()
+        return [str(item) for item in items]
 
     async def orphaned_waiting(self) -> list[Waiting]:
         """Those left by replicas that are gone, each taken by one replica."""

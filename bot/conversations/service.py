@@ -30,6 +30,7 @@ from bot.conversations.store import Store
 from bot.notify import Notifier
 from bot.ratelimit import Limiter, NoticeGate, Throttle
 from bot.retrying import Retrying
+from bot.streaming.reply import Leftover
 from bot.streaming.split import Segmenter
 from bot.texts import t
 
@@ -294,6 +295,22 @@ class Conversations:
         ):
             await self.notifier.remove_keyboard(turn.chat_id, last)
 
+    async def let_back_in(self, chat_id: int) -> int:
+        """The chat let the bot back in (unblocked it, added it again): what it was left with
+        when it shut the bot out is put right. An answer cut off shows as it ended, with
+        "⏹ Stopped." and no cursor or Stop button (the text a draft showed is sent), and no
+        "⏳" promise stands. Returns how many messages were put right."""
+        items = await self.store.take_left(chat_id)
+        for item in items:
+            await self.notifier.put_right(Leftover.from_json(chat_id, item))
+        return len(items)
+
+    async def _leave(self, left: Leftover) -> None:
+        await self._written(
+            f"what chat {left.chat_id} is to show",
+            partial(self.store.leave, left.chat_id, left.to_json()),
+        )
+
     async def new(self, question: Question) -> None:
         """`/new`: the next plain message in this private chat starts a new conversation."""
         await self.store.set_head(question.chat_id, question.thread_id, None)
@@ -415,7 +432,9 @@ class Conversations:
         finally:
             try:
                 if queued is not None:  # answered (or told why not): the promise is kept or void
-                    await self.notifier.delete(queued.chat.id, queued.message_id)
+                    chat, notice = queued.chat.id, queued.message_id
+                    if not await self.notifier.delete(chat, notice):  # the chat shut the bot out
+                        await self._leave(Leftover(chat, notice, None))  # deleted once back in
                 if waiting is not None:  # else a restart would say it was not answered
                     await self._written(
                         f"waiting question {waiting} done",
@@ -475,8 +494,8 @@ class Conversations:
                 outcome = await self.answerer.answer(
                     question, messages, model=model, on_sent=link, on_shown=progress
                 )
-            for message_id, part in outcome.left:  # shown as they ended once the bot is back
-                self.notifier.leave(question.chat_id, message_id, part)
+            for left in outcome.left:  # what the chat shows once it lets the bot back in
+                await self._leave(left)
             if outcome.withdrawn and question.is_private:
                 # The question asked in its place continues from where this one did.
                 await self.store.set_head(question.chat_id, question.thread_id, parent_id)

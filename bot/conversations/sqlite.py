@@ -21,6 +21,7 @@ from typing import Any, TypeVar, cast
 import aiosqlite
 
 from bot.conversations.models import ChatPrefs, PrefName, Turn, TurnStatus, Waiting
+from bot.conversations.store import LEFT_FOR
 
 MIN_FREE_BYTES = 1024 * 1024  # below this, /healthz reports the storage as unavailable
 
@@ -76,6 +77,16 @@ MIGRATIONS: list[str] = [
         lang TEXT,
         created_at REAL NOT NULL
     );
+    """,
+    # 3 → 4: what chats that shut the bot out are to show once they let it back in
+    """
+    CREATE TABLE leftovers (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        chat_id INTEGER NOT NULL,
+        item TEXT NOT NULL,
+        created_at REAL NOT NULL
+    );
+    CREATE INDEX leftovers_by_chat ON leftovers (chat_id);
     """,
 ]
 
@@ -428,6 +439,30 @@ class SQLiteStore:
             lambda conn: _write(conn, "DELETE FROM waiting WHERE id = ?", (waiting_id,)),
             write=True,
         )
+
+    async def leave(self, chat_id: int, item: str) -> None:
+        now = time.time()
+
+        def add(conn: sqlite3.Connection) -> None:
+            _write(conn, "DELETE FROM leftovers WHERE created_at < ?", (now - LEFT_FOR,))
+            _write(
+                conn,
+                "INSERT INTO leftovers (chat_id, item, created_at) VALUES (?, ?, ?)",
+                (chat_id, item, now),
+            )
+
+        await self._run(add, write=True)
+
+    async def take_left(self, chat_id: int) -> list[str]:
+        def take(conn: sqlite3.Connection) -> list[str]:
+            rows = _all(
+                conn, "SELECT item FROM leftovers WHERE chat_id = ? ORDER BY id", (chat_id,)
+            )
+            if rows:
+                _write(conn, "DELETE FROM leftovers WHERE chat_id = ?", (chat_id,))
+            return [row[0] for row in rows]
+
+        return await self._run(take, write=True)
 
     async def orphaned_waiting(self) -> list[Waiting]:
         """Every record: one process uses the database, and it calls this at start-up."""

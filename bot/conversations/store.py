@@ -6,6 +6,8 @@ from typing import Protocol
 
 from bot.conversations.models import ChatPrefs, PrefName, Turn, TurnStatus, Waiting
 
+LEFT_FOR = 30 * 86400  # seconds: a chat that never lets the bot back in is forgotten after that
+
 
 class Store(Protocol):
     """Storage of turns, the message → turn index, branch heads and per-chat preferences."""
@@ -92,6 +94,16 @@ class Store(Protocol):
     async def orphaned_waiting(self) -> list[Waiting]:
         """Questions left waiting by a process that is gone, each removed as it is returned
         (whoever gets it tells the asker)."""
+        ...
+
+    async def leave(self, chat_id: int, item: str) -> None:
+        """Something a chat that shut the bot out is to show once it lets the bot back in (an
+        answer as it ended, a notice deleted), as JSON; kept `LEFT_FOR` seconds at most."""
+        ...
+
+    async def take_left(self, chat_id: int) -> list[str]:
+        """Those things, oldest first, each returned once (whoever gets them puts them
+        right)."""
         ...
 
     async def ping(self) -> bool: ...

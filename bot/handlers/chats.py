@@ -19,8 +19,7 @@ from aiogram.filters import JOIN_TRANSITION, LEAVE_TRANSITION, ChatMemberUpdated
 from aiogram.types import ChatMemberUpdated, Message
 
 from bot.answering import Answerer
-from bot.conversations import Store
-from bot.notify import Notifier
+from bot.conversations import Conversations, Store
 
 log = logging.getLogger(__name__)
 
@@ -50,14 +49,14 @@ async def upgraded(message: Message, store: Store, answerer: Answerer) -> None:
 
 async def shut_out(event: ChatMemberUpdated, answerer: Answerer) -> None:
     """Blocked by the user, or removed from the group: its answers stop at once."""
-    stopped = answerer.shut_out(event.chat.id)
+    stopped = await answerer.shut_out(event.chat.id)
     how = "blocked by the user" if event.chat.type == "private" else "removed"
     log.info("chat %s: the bot was %s; %d answer(s) stopped", event.chat.id, how, stopped)
 
 
-async def let_back_in(event: ChatMemberUpdated, notifier: Notifier) -> None:
+async def let_back_in(event: ChatMemberUpdated, conversations: Conversations) -> None:
     """Unblocked, or added again: what the chat was left showing is put right."""
-    if tidied := await notifier.tidy(event.chat.id):
+    if tidied := await conversations.let_back_in(event.chat.id):
         log.info("chat %s: the bot is back; %d message(s) put right", event.chat.id, tidied)
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -56,6 +57,30 @@ class _Shown:
     message_id: int
     part: Part
     button: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Leftover:
+    """What a chat that shut the bot out is to show once it lets the bot back in: `part` in
+    message `message_id` (None: deleted), or, with no `message_id`, `part` sent as a new
+    message in reply to `reply_to`."""
+
+    chat_id: int
+    message_id: int | None
+    part: Part | None
+    reply_to: int | None = None
+    thread_id: int | None = None
+
+    def to_json(self) -> str:
+        """As the store keeps it (the chat id is its key there)."""
+        part = None if self.part is None else [self.part.text, list(self.part.entities)]
+        return json.dumps([self.message_id, part, self.reply_to, self.thread_id])
+
+    @classmethod
+    def from_json(cls, chat_id: int, item: str) -> Leftover:
+        message_id, part, reply_to, thread_id = json.loads(item)
+        kept = None if part is None else Part(part[0], tuple(part[1]))
+        return cls(chat_id, message_id, kept, reply_to, thread_id)
 
 
 @dataclass(frozen=True, slots=True)
@@ -227,19 +252,21 @@ class ReplyStream:
         markup such as a link definition (`[1]: https://…`), whatever its snapshots showed."""
         return not self._text.strip() or not self._segmenter.parts(self._text)
 
-    def left_showing(self, notice: Part | None) -> list[tuple[int, Part]]:
-        """The messages left with a cursor or Stop button when the chat shut the bot out
-        (blocked it, removed it), each with what it should show once the bot is let back in:
-        its text as it was, with `notice` after the last one if it fits."""
+    def leftovers(self, notice: Part | None) -> list[Leftover]:
+        """For an answer whose chat shut the bot out before its final state was shown (the
+        user blocked the bot, the group removed it): what the chat should show once the bot is
+        let back in, as `close` would have shown it, with `notice` at the end. A message left
+        with a cursor and Stop button, or an older snapshot, is edited; text it never showed (a
+        draft's, later parts) is sent."""
+        self._closing, self._complete, self._notice = True, False, notice
+        messages = [part for part, _ in self._target()[0]]
         left = []
         for i, shown in enumerate(self._shown):
-            if i in self._gone or not (shown.button or shown.part.text.endswith(CURSOR)):
-                continue
-            part = Part(shown.part.text.removesuffix(CURSOR), shown.part.entities)
-            last = i == len(self._shown) - 1
-            if notice is not None and last and part.size + 2 + notice.size <= TELEGRAM_LIMIT:
-                part = part.plus(notice)
-            left.append((shown.message_id, part))
+            part = messages[i] if i < len(messages) else None  # (None: no longer in the answer)
+            if i not in self._gone and (part != shown.part or shown.button):
+                left.append(Leftover(self.chat_id, shown.message_id, part))
+        for part in messages[len(self._shown) :]:
+            left.append(Leftover(self.chat_id, None, part, self.reply_to, self.thread_id))
         return left
 
     @property
