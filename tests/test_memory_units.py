@@ -6,12 +6,14 @@ import asyncio
 import sqlite3
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from bot.conversations import SQLiteStore, Turn, TurnStatus
+from bot.conversations import Conversations, SQLiteStore, Turn, TurnStatus
 from bot.conversations.context import build_context
 from bot.conversations.queues import LocalQueues
+from bot.conversations.service import Defaults
 from bot.conversations.sqlite import MIGRATIONS
 from bot.ratelimit import RateLimiter
 
@@ -211,3 +213,48 @@ async def test_a_question_keeps_its_place_in_line_while_it_is_told_it_waits() ->
     await asyncio.gather(answer(1, nothing, 0), answer(2, told, 0.001), answer(3, nothing, 0.02))
     assert order == [1, 2, 3]
     assert queues._lines == {}
+
+
+class _Edits:
+    """The notifier's side of a recovery: what was edited, what lost its buttons."""
+
+    def __init__(self) -> None:
+        self.parts: dict[int, str] = {}
+        self.unbuttoned: list[int] = []
+
+    async def edit_part(self, chat_id: int, message_id: int, part: Any) -> bool:
+        self.parts[message_id] = part.text
+        return True
+
+    async def remove_keyboard(self, chat_id: int, message_id: int) -> None:
+        self.unbuttoned.append(message_id)
+
+    async def reply(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+async def test_after_a_crash_every_message_of_an_answer_is_settled(tmp_path: Path) -> None:
+    """A part is sent before the one before it loses its cursor: a crash between the two left
+    both with a cursor and a Stop button, and both are put back as their parts."""
+    store = SQLiteStore(tmp_path / "memory.db")
+    await store.open()
+    answer = " ".join(f"w{i}" for i in range(1200))  # two messages
+    turn = await store.add_turn(
+        chat_id=5,
+        thread_id=None,
+        user_id=5,
+        parent_id=None,
+        question="q",
+        question_message_id=1,
+        model=None,
+    )
+    for message_id in (2, 3):
+        await store.link_message(5, message_id, turn.id)
+    await store.save_progress(turn.id, answer)
+    edits = _Edits()
+    defaults = Defaults(model="m", models=("m",), system_prompt="", max_context_chars=10_000)
+    conversations = Conversations(store, None, edits, defaults)  # type: ignore[arg-type]
+    assert await conversations.recover() == 1
+    assert sorted(edits.parts) == [2, 3] and not edits.unbuttoned
+    assert " ".join(edits.parts[m] for m in (2, 3)).split() == answer.split()
+    await store.close()

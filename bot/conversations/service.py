@@ -254,11 +254,9 @@ class Conversations:
                 turn.id, answer=turn.answer, status=TurnStatus.INTERRUPTED, message_ids=[]
             )
             try:
-                await self._settle_last_message(turn)
+                await self._settle_messages(turn)
             except Exception:  # a start-up must not fail over one old message
-                log.exception(
-                    "chat %s: the last message of turn %s not settled", turn.chat_id, turn.id
-                )
+                log.exception("chat %s: the messages of turn %s not settled", turn.chat_id, turn.id)
             await self.notifier.reply(
                 turn.chat_id,
                 t(turn.lang, "notice_interrupted"),
@@ -282,18 +280,17 @@ class Conversations:
             log.info("told %d waiting question(s) they were not answered", len(waiting))
         return len(turns)
 
-    async def _settle_last_message(self, turn: Turn) -> None:
-        """The last message of an answer a crash left: without its Stop button, and without its
-        cursor when the text it showed is known."""
-        if not turn.message_ids:
-            return
-        last = max(turn.message_ids)
+    async def _settle_messages(self, turn: Turn) -> None:
+        """The messages of an answer a crash left: each shows its part of the text stored,
+        without Stop button and cursor (one whose part is not known loses its button only). Not
+        only the last: a part is sent before the one before it loses its cursor, and a crash
+        between the two left both with theirs."""
         parts = Segmenter().parts(turn.answer, streaming=True) if turn.answer.strip() else []
-        shown = len(parts) >= len(turn.message_ids)
-        if not shown or not await self.notifier.edit_part(
-            turn.chat_id, last, parts[len(turn.message_ids) - 1]
-        ):
-            await self.notifier.remove_keyboard(turn.chat_id, last)
+        for i, message_id in enumerate(sorted(turn.message_ids)):
+            if i >= len(parts) or not await self.notifier.edit_part(
+                turn.chat_id, message_id, parts[i]
+            ):
+                await self.notifier.remove_keyboard(turn.chat_id, message_id)
 
     async def let_back_in(self, chat_id: int) -> int:
         """The chat let the bot back in (unblocked it, added it again): what it was left with
