@@ -173,6 +173,7 @@ class Answerer:
         self.active: dict[str, ActiveAnswer] = {}
         self.finished = 0  # answers whose final state has been delivered
         self._gone: dict[int, float] = {}  # chats the bot may no longer write to, since when
+        self._back: dict[int, float] = {}  # chats that let it back in, since when
         self._moved: dict[int, int] = {}  # groups upgraded to supergroups: old id -> new id
         # Drafts of withdrawn answers, by chat: the answer asked in their place streams into the
         # same draft, which changes in place rather than lingering beside it for half a minute.
@@ -280,6 +281,9 @@ class Answerer:
                 with contextlib.suppress(Exception):  # it expires by itself
                     await self.directory.remove(active.running)
 
+        if reply.gone and outcome.failure is None and not outcome.stopped:
+            # The chat refused it midway (a block not told of): cut off, as by `shut_out`.
+            outcome.stopped = outcome.undelivered = True
         finished = outcome.failure is None and not outcome.stopped
         if finished and reply.shows_nothing():
             # Only whitespace or markup, even if a snapshot showed something (`[1]` of `[1]: …`).
@@ -299,7 +303,7 @@ class Answerer:
         outcome.undelivered = outcome.undelivered or reply.failed
         if reply.gone:
             self._shut_out(reply.chat_id)
-            outcome.left = reply.leftovers(styled(t(question.lang, "notice_stopped")))
+            outcome.left = reply.leftovers()
         outcome.message_ids = reply.message_ids
         if self.metrics is not None:
             self.metrics.record_answer(outcome, reply.stats)
@@ -387,16 +391,27 @@ class Answerer:
         stop now, on every replica, not at their next refused call, and questions waiting here
         are not answered (`gone_since`). Returns how many answers were stopped."""
         self._shut_out(chat_id)
-        stopped = 0
-        for running in await self._in_chat(chat_id):
-            active = self.active.get(running.answer_id)
-            if active is not None:
-                stopped += active.stop(shut_out=True)
-            elif self.directory is not None:
-                with contextlib.suppress(Exception):  # it stops at its next refused call
-                    await self.directory.request_stop(running.answer_id)
-                    stopped += 1
+        here = [a for a in self.active.values() if self.chat_now(a.question.chat_id) == chat_id]
+        stopped = sum(active.stop(shut_out=True) for active in here)
+        if self.directory is not None:
+            with contextlib.suppress(Exception):  # they stop at their next refused call
+                for running in await self.directory.in_chat(chat_id):
+                    if running.answer_id not in self.active:
+                        await self.directory.request_stop(running.answer_id)
+                        stopped += 1
         return stopped
+
+    def back_in(self, chat_id: int) -> None:
+        """The chat let the bot back in (questions that waited meanwhile stay unanswered)."""
+        self._back.pop(chat_id, None)
+        self._back[chat_id] = time.monotonic()
+        if len(self._back) > 10_000:
+            del self._back[next(iter(self._back))]
+
+    def shut_out_of(self, chat_id: int) -> bool:
+        """Whether the chat shut the bot out and has not let it back in (as this replica
+        knows)."""
+        return self._gone.get(chat_id, -math.inf) > self._back.get(chat_id, -math.inf)
 
     def _shut_out(self, chat_id: int) -> None:
         self._gone.pop(chat_id, None)

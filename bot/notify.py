@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, Literal
 
 from aiogram import Bot
 from aiogram.exceptions import TelegramAPIError, TelegramForbiddenError, TelegramRetryAfter
-from aiogram.methods import EditMessageReplyMarkup, EditMessageText, TelegramMethod
+from aiogram.methods import (
+    DeleteMessage,
+    EditMessageReplyMarkup,
+    EditMessageText,
+    TelegramMethod,
+)
 from aiogram.types import InlineKeyboardMarkup, Message, ReplyParameters
 
 from bot.streaming import Pacer, calls
@@ -112,26 +117,6 @@ class Notifier:
                     return True
         return False
 
-    async def _send_part(self, left: Leftover) -> None:
-        """Send a part of an answer (again after a 429); errors are logged."""
-        assert left.part is not None
-        reply = None
-        if left.reply_to is not None:
-            reply = ReplyParameters(message_id=left.reply_to, allow_sending_without_reply=True)
-        call = calls.send(
-            left.chat_id, left.part, reply_parameters=reply, thread_id=left.thread_id, markup=None
-        )
-        for _ in range(3):
-            async with self.pacer.call(left.chat_id, final=True):
-                try:
-                    await self.bot(call)
-                    return
-                except TelegramRetryAfter as e:
-                    self.pacer.penalize(left.chat_id, float(e.retry_after))
-                except TelegramAPIError as e:
-                    log.warning("chat %s: could not send what was left: %s", left.chat_id, e)
-                    return
-
     async def delete(self, chat_id: int, message_id: int) -> bool:
         """Delete a notice that no longer holds; errors are ignored. Tidying up waits behind
         finals and first texts (an intermediate update's priority). False if the chat has shut
@@ -150,15 +135,40 @@ class Notifier:
                     return True
         return True
 
-    async def put_right(self, left: Leftover) -> None:
+    async def put_right(self, left: Leftover) -> int | Literal[False] | None:
         """Show what a chat that shut the bot out was left to show, now that it let the bot
-        back in: an answer's message as it ended, a part it never showed, a notice deleted."""
+        back in: an answer's message as it ended, a part it never showed (the id of the message
+        sent is returned), a notice deleted. False if the chat refused it (it shut the bot out
+        again): it is still to be done. Other errors are logged, and it is done with."""
+        chat_id = left.chat_id
+        call: TelegramMethod[Any]
         if left.message_id is None:
-            await self._send_part(left)
+            assert left.part is not None
+            reply = None
+            if left.reply_to is not None:
+                reply = ReplyParameters(message_id=left.reply_to, allow_sending_without_reply=True)
+            call = calls.send(
+                chat_id, left.part, reply_parameters=reply, thread_id=left.thread_id, markup=None
+            )
         elif left.part is None:
-            await self.delete(left.chat_id, left.message_id)
+            call = DeleteMessage(chat_id=chat_id, message_id=left.message_id)
         else:
-            await self.edit_part(left.chat_id, left.message_id, left.part)
+            call = calls.edit(chat_id, left.message_id, left.part, markup=None)
+        for _ in range(3):
+            async with self.pacer.call(chat_id, final=True):
+                try:
+                    done: Any = await self.bot(call)
+                except TelegramRetryAfter as e:
+                    self.pacer.penalize(chat_id, float(e.retry_after))
+                except TelegramForbiddenError:
+                    return False
+                except TelegramAPIError as e:
+                    log.info("chat %s: could not put a message right: %s", chat_id, e)
+                    return None
+                else:
+                    sent = getattr(done, "message_id", None) if left.message_id is None else None
+                    return sent if isinstance(sent, int) else None
+        return None
 
     async def to(self, message: Message, text: str, **kw: object) -> Message | None:
         """Reply to a user's message (in its topic)."""

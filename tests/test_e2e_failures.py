@@ -298,7 +298,7 @@ async def test_a_chat_that_lets_the_bot_back_in_has_no_stale_messages(
     await tg.wait_for(lambda: any("right after" in m.text for m in tg.bot_messages(USER)))
     tg.block(USER)
     await tg.wait_for(lambda: llm.received[-1].client_closed, timeout=10)
-    await tg.wait_for(lambda: not bot_app.answerer.active)
+    await tg.wait_for(lambda: any(c.status == 403 for c in tg.calls), timeout=10)  # its close
     await tg.wait_idle(quiet=0.5)
     answer, queued = tg.bot_messages(USER)
     assert answer.text.endswith(CURSOR) and answer.reply_markup
@@ -321,6 +321,7 @@ async def _blocked_mid_answer(tg: FakeTelegram, llm: FakeLLM, app: Any, chat: in
     tg.block(chat)
     await tg.wait_for(lambda: llm.received[-1].client_closed, timeout=10)
     await tg.wait_for(lambda: not app.answerer.active)
+    await tg.wait_for(lambda: any(c.status == 403 and c.chat_id == chat for c in tg.calls))
     await tg.wait_idle(quiet=0.5)
 
 
@@ -486,10 +487,137 @@ async def test_what_a_long_answer_cut_off_by_a_block_is_left_to_show_has_no_gap(
             break
     stopped = styled("⏹ Stopped.")
     await reply.close(stopped, complete=False)
-    left = reply.leftovers(stopped)
+    left = reply.leftovers()
     assert [item.message_id for item in left[:2]] == [1, 2]
     assert all(item.message_id is None for item in left[2:])
     texts = [item.part.text for item in left if item.part is not None]
     assert texts[-1].endswith("⏹ Stopped.")
     shown = " ".join(texts).removesuffix("⏹ Stopped.").split()
     assert shown == words
+
+
+async def test_blocked_again_while_putting_right_keeps_what_is_left(
+    tg: FakeTelegram, llm: FakeLLM, bot_app: Any
+) -> None:
+    """Let back in, then shut out again before the edit went through (a 429 made it wait): what
+    is not done yet is kept, and put right at the next unblock."""
+    await _blocked_mid_answer(tg, llm, bot_app)
+    [answer] = tg.bot_messages(USER)
+    assert answer.text.endswith(CURSOR) and answer.reply_markup
+    tg.inject_429(chat_id=USER, methods=("editMessageText",), retry_after=2)
+    tg.unblock(USER)
+    await tg.wait_for(
+        lambda: any(c.method == "editMessageText" and c.status == 429 for c in tg.calls),
+        timeout=10,
+    )
+    tg.block(USER)  # the user changes their mind within the 2 s
+    await asyncio.sleep(3)
+    await tg.wait_idle(quiet=0.5)
+    tg.unblock(USER)  # and back again
+    await asyncio.sleep(2)
+    await tg.wait_idle(quiet=0.5)
+    [answer] = tg.bot_messages(USER)
+    assert not answer.reply_markup, "the Stop button stays for good"
+    assert not answer.text.endswith(CURSOR)
+
+
+async def test_let_back_in_before_the_leftovers_are_stored(
+    tg: FakeTelegram, llm: FakeLLM, bot_app: Any
+) -> None:
+    """The unblock is handled while the stopped answer is still storing what the chat is to
+    show (here a write refused once, tried again 1 s later): it is put right once stored."""
+    store = bot_app.store
+    real_leave = store.leave
+    calls = {"n": 0}
+
+    async def flaky_leave(chat_id: int, item: str) -> None:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise OSError("storage blip")
+        await real_leave(chat_id, item)
+
+    store.leave = flaky_leave
+    await _blocked_mid_answer(tg, llm, bot_app)
+    tg.unblock(USER)  # before the retry (1 s)
+    await asyncio.sleep(3)
+    await tg.wait_idle(quiet=0.5)
+    [answer] = tg.bot_messages(USER)
+    left = await store.take_left(USER)
+    assert not answer.reply_markup and not left, (answer.reply_markup is not None, left)
+
+
+class _BlockedAfterOneSend:
+    """Enough of aiogram's Bot for the reply engine: one send goes through, then 403."""
+
+    def __init__(self) -> None:
+        self.sends = 0
+
+    async def __call__(self, method: Any) -> object:
+        from aiogram.exceptions import TelegramForbiddenError
+        from aiogram.methods import SendMessage
+
+        if isinstance(method, SendMessage) and self.sends < 1:
+            self.sends += 1
+            return type("Sent", (), {"message_id": self.sends})()
+        raise TelegramForbiddenError(method, "Forbidden: bot was blocked by the user")
+
+    async def send_chat_action(self, *_: object, **__: object) -> bool:
+        return True
+
+
+async def _refused_close(text: str, notice_text: str | None, complete: bool) -> list[Any]:
+    from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
+
+    from bot.streaming.pacer import Budgets, Pacer
+    from bot.streaming.render import styled
+    from bot.streaming.reply import ReplyStream
+
+    bot = _BlockedAfterOneSend()
+    button = InlineKeyboardButton(text="Stop", callback_data="x")
+    reply = ReplyStream(
+        bot,  # type: ignore[arg-type]
+        Pacer(Budgets(private_interval=0.05)),
+        chat_id=1,
+        stop_markup=InlineKeyboardMarkup(inline_keyboard=[[button]]),
+    )
+    reply.start()
+    reply.update(text[: len(text) // 2])
+    for _ in range(100):
+        await asyncio.sleep(0.02)
+        if bot.sends == 1:
+            break
+    reply.update(text)
+    notice = styled(notice_text) if notice_text else None
+    await reply.close(notice, complete=complete)  # the final edit is refused: blocked
+    assert reply.gone
+    return reply.leftovers()
+
+
+async def test_a_complete_answer_whose_final_edit_was_refused_is_not_called_stopped() -> None:
+    """The model finished; the user blocked the bot before the final edit: let back in, the
+    whole answer shows, as `close` would have shown it, with no notice."""
+    left = await _refused_close("The whole answer. It is complete.", None, complete=True)
+    assert left[-1].part.text == "The whole answer. It is complete."
+
+
+async def test_a_failed_answer_keeps_its_failure_notice_once_let_back_in() -> None:
+    """The stream failed and the final edit was refused: let back in, the failure's notice
+    (what went wrong, try again) shows, not "⏹ Stopped."."""
+    failure = "⚠️ The model stopped responding. Please try again."
+    left = await _refused_close("Half an answer and then", failure, complete=False)
+    assert left[-1].part.text.endswith(failure), left[-1].part.text
+
+
+async def test_a_part_sent_once_let_back_in_belongs_to_its_turn(
+    tg: FakeTelegram, llm: FakeLLM, start_bot: Any
+) -> None:
+    """A draft's text, sent once the user unblocks the bot, is the answer's message: a reply
+    to it continues that turn, as for every part the stream sends."""
+    app = await start_bot(stream_mode="auto")
+    await _blocked_mid_answer(tg, llm, app)
+    tg.unblock(USER)
+    await tg.wait_for(lambda: bool(tg.bot_messages(USER)), timeout=10)
+    await tg.wait_idle(quiet=0.5)
+    [answer] = tg.bot_messages(USER)
+    turn = await app.store.turn_by_message(USER, answer.message_id)
+    assert turn is not None

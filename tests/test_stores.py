@@ -6,6 +6,8 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -13,6 +15,8 @@ from typing import Any
 import pytest
 
 from bot.conversations import SQLiteStore, Store, TurnStatus
+from bot.conversations.sqlite import MIGRATIONS
+from bot.conversations.store import LEFT_FOR
 
 Reopen = Callable[[], Awaitable[Store]]
 
@@ -286,3 +290,35 @@ async def test_what_a_chat_is_to_show_once_it_lets_the_bot_back_in_is_taken_once
     assert await store.take_left(5) == ['["a"]', '["b"]']
     assert await store.take_left(5) == []
     assert await store.take_left(6) == ['["other chat"]']
+
+
+async def test_schema_3_database_migrates_to_leftovers(tmp_path: Path) -> None:
+    path = tmp_path / "bot.sqlite3"
+    conn = sqlite3.connect(path)
+    for version, script in enumerate(MIGRATIONS[:3], start=1):
+        conn.executescript(f"BEGIN;\n{script}\nPRAGMA user_version = {version};\nCOMMIT;")
+    conn.close()
+    store = SQLiteStore(path)
+    await store.open()
+    try:
+        await store.leave(5, '["a"]')
+        assert await store.take_left(5) == ['["a"]']
+    finally:
+        await store.close()
+    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == 4
+
+
+async def test_sqlite_leftovers_older_than_30_days_are_forgotten(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+
+    store = SQLiteStore(tmp_path / "bot.sqlite3")
+    await store.open()
+    try:
+        now = time.time()
+        monkeypatch.setattr(time, "time", lambda: now - 2 * LEFT_FOR)
+        await store.leave(5, '["old"]')
+        monkeypatch.setattr(time, "time", lambda: now)
+        assert await store.take_left(5) == []
+    finally:
+        await store.close()

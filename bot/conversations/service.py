@@ -269,7 +269,8 @@ class Conversations:
         # told, as at a clean shutdown, that they were not answered.
         waiting = await self.store.orphaned_waiting()
         for question in waiting:
-            await self.notifier.delete(question.chat_id, question.notice_id)
+            if not await self.notifier.delete(question.chat_id, question.notice_id):
+                await self._leave(Leftover(question.chat_id, question.notice_id, None))
             await self.notifier.reply(
                 question.chat_id,
                 t(question.lang, "notice_not_started"),
@@ -294,19 +295,46 @@ class Conversations:
 
     async def let_back_in(self, chat_id: int) -> int:
         """The chat let the bot back in (unblocked it, added it again): what it was left with
-        when it shut the bot out is put right. An answer cut off shows as it ended, with
-        "⏹ Stopped." and no cursor or Stop button (the text a draft showed is sent), and no
-        "⏳" promise stands. Returns how many messages were put right."""
+        when it shut the bot out is put right. An answer cut off shows as it ended (a stop's
+        "⏹ Stopped.", a failure's notice), without cursor and Stop button; the text a draft
+        showed is sent; no "⏳" promise stands. Shut out again meanwhile, what is not done yet
+        is kept for the next time. Returns how many messages were put right."""
+        self.answerer.back_in(chat_id)
         items = await self.store.take_left(chat_id)
-        for item in items:
-            await self.notifier.put_right(Leftover.from_json(chat_id, item))
+        for i, item in enumerate(items):
+            try:
+                left = Leftover.from_json(chat_id, item)
+                done = await self.notifier.put_right(left)
+            except Exception:  # one that cannot be done does not stop the others
+                log.exception("chat %s: a message not put right", chat_id)
+                continue
+            if done is False:
+                for rest in items[i:]:
+                    await self._written(
+                        f"what chat {chat_id} is to show", partial(self.store.leave, chat_id, rest)
+                    )
+                return i
+            if done is not None and left.turn_id is not None:  # a part sent: the answer's
+                await self._written(
+                    f"message {done} of turn {left.turn_id}",
+                    partial(self.store.link_message, chat_id, done, left.turn_id),
+                )
         return len(items)
 
     async def _leave(self, left: Leftover) -> None:
-        await self._written(
-            f"what chat {left.chat_id} is to show",
-            partial(self.store.leave, left.chat_id, left.to_json()),
-        )
+        """Store what a chat that shut the bot out is to show once it lets it back in; if it
+        did so before this was stored, it is put right at once."""
+        chat_id = left.chat_id
+
+        async def write() -> None:
+            await self.store.leave(chat_id, left.to_json())
+            if not self.answerer.shut_out_of(chat_id):
+                try:
+                    await self.let_back_in(chat_id)
+                except Exception:  # (not a failed write, to be tried again)
+                    log.exception("chat %s: not put right", chat_id)
+
+        await self._written(f"what chat {chat_id} is to show", write)
 
     async def new(self, question: Question) -> None:
         """`/new`: the next plain message in this private chat starts a new conversation."""
@@ -492,7 +520,7 @@ class Conversations:
                     question, messages, model=model, on_sent=link, on_shown=progress
                 )
             for left in outcome.left:  # what the chat shows once it lets the bot back in
-                await self._leave(left)
+                await self._leave(replace(left, turn_id=turn.id))
             if outcome.withdrawn and question.is_private:
                 # The question asked in its place continues from where this one did.
                 await self.store.set_head(question.chat_id, question.thread_id, parent_id)

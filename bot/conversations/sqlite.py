@@ -454,12 +454,15 @@ class SQLiteStore:
         await self._run(add, write=True)
 
     async def take_left(self, chat_id: int) -> list[str]:
+        since = time.time() - LEFT_FOR
+
         def take(conn: sqlite3.Connection) -> list[str]:
             rows = _all(
-                conn, "SELECT item FROM leftovers WHERE chat_id = ? ORDER BY id", (chat_id,)
+                conn,
+                "SELECT item FROM leftovers WHERE chat_id = ? AND created_at >= ? ORDER BY id",
+                (chat_id, since),
             )
-            if rows:
-                _write(conn, "DELETE FROM leftovers WHERE chat_id = ?", (chat_id,))
+            _write(conn, "DELETE FROM leftovers WHERE chat_id = ?", (chat_id,))
             return [row[0] for row in rows]
 
         return await self._run(take, write=True)

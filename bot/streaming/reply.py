@@ -70,17 +70,18 @@ class Leftover:
     part: Part | None
     reply_to: int | None = None
     thread_id: int | None = None
+    turn_id: int | None = None  # the answer's, which a message sent then belongs to
 
     def to_json(self) -> str:
         """As the store keeps it (the chat id is its key there)."""
         part = None if self.part is None else [self.part.text, list(self.part.entities)]
-        return json.dumps([self.message_id, part, self.reply_to, self.thread_id])
+        return json.dumps([self.message_id, part, self.reply_to, self.thread_id, self.turn_id])
 
     @classmethod
     def from_json(cls, chat_id: int, item: str) -> Leftover:
-        message_id, part, reply_to, thread_id = json.loads(item)
+        message_id, part, reply_to, thread_id, turn_id = json.loads(item)
         kept = None if part is None else Part(part[0], tuple(part[1]))
-        return cls(chat_id, message_id, kept, reply_to, thread_id)
+        return cls(chat_id, message_id, kept, reply_to, thread_id, turn_id)
 
 
 @dataclass(frozen=True, slots=True)
@@ -252,13 +253,12 @@ class ReplyStream:
         markup such as a link definition (`[1]: https://…`), whatever its snapshots showed."""
         return not self._text.strip() or not self._segmenter.parts(self._text)
 
-    def leftovers(self, notice: Part | None) -> list[Leftover]:
-        """For an answer whose chat shut the bot out before its final state was shown (the
-        user blocked the bot, the group removed it): what the chat should show once the bot is
-        let back in, as `close` would have shown it, with `notice` at the end. A message left
-        with a cursor and Stop button, or an older snapshot, is edited; text it never showed (a
-        draft's, later parts) is sent."""
-        self._closing, self._complete, self._notice = True, False, notice
+    def leftovers(self) -> list[Leftover]:
+        """For an answer closed in a chat that shut the bot out before its final state was
+        shown (the user blocked the bot, the group removed it): what the chat should show once
+        the bot is let back in, the final state `close` was given. A message left with a cursor
+        and Stop button, or an older snapshot, is edited; text it never showed (a draft's,
+        later parts) is sent."""
         messages = [part for part, _ in self._target()[0]]
         left = []
         for i, shown in enumerate(self._shown):
