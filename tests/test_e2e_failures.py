@@ -435,18 +435,19 @@ async def test_an_answer_with_nothing_to_show_gets_the_empty_notice(
     assert "empty answer" in message.text
 
 
-class _BlockedAfterTwoSends:
-    """Enough of aiogram's Bot for the reply engine: two sends go through, then the user has
-    blocked the bot (403 for everything)."""
+class _BlockedAfterSends:
+    """Enough of aiogram's Bot for the reply engine: `sends` messages go through, then the user
+    has blocked the bot (403 for everything)."""
 
-    def __init__(self) -> None:
+    def __init__(self, sends: int) -> None:
+        self.allowed = sends
         self.sends = 0
 
     async def __call__(self, method: Any) -> object:
         from aiogram.exceptions import TelegramForbiddenError
         from aiogram.methods import SendMessage
 
-        if isinstance(method, SendMessage) and self.sends < 2:
+        if isinstance(method, SendMessage) and self.sends < self.allowed:
             self.sends += 1
             return type("Sent", (), {"message_id": self.sends})()
         raise TelegramForbiddenError(method, "Forbidden: bot was blocked by the user")
@@ -465,7 +466,7 @@ async def test_what_a_long_answer_cut_off_by_a_block_is_left_to_show_has_no_gap(
     from bot.streaming.render import styled
     from bot.streaming.reply import ReplyStream
 
-    bot = _BlockedAfterTwoSends()
+    bot = _BlockedAfterSends(2)
     button = InlineKeyboardButton(text="Stop", callback_data="x")
     reply = ReplyStream(
         bot,  # type: ignore[arg-type]
@@ -546,25 +547,6 @@ async def test_let_back_in_before_the_leftovers_are_stored(
     assert not answer.reply_markup and not left, (answer.reply_markup is not None, left)
 
 
-class _BlockedAfterOneSend:
-    """Enough of aiogram's Bot for the reply engine: one send goes through, then 403."""
-
-    def __init__(self) -> None:
-        self.sends = 0
-
-    async def __call__(self, method: Any) -> object:
-        from aiogram.exceptions import TelegramForbiddenError
-        from aiogram.methods import SendMessage
-
-        if isinstance(method, SendMessage) and self.sends < 1:
-            self.sends += 1
-            return type("Sent", (), {"message_id": self.sends})()
-        raise TelegramForbiddenError(method, "Forbidden: bot was blocked by the user")
-
-    async def send_chat_action(self, *_: object, **__: object) -> bool:
-        return True
-
-
 async def _refused_close(text: str, notice_text: str | None, complete: bool) -> list[Any]:
     from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
 
@@ -572,7 +554,7 @@ async def _refused_close(text: str, notice_text: str | None, complete: bool) -> 
     from bot.streaming.render import styled
     from bot.streaming.reply import ReplyStream
 
-    bot = _BlockedAfterOneSend()
+    bot = _BlockedAfterSends(1)
     button = InlineKeyboardButton(text="Stop", callback_data="x")
     reply = ReplyStream(
         bot,  # type: ignore[arg-type]
