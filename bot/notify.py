@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from typing import Any, Literal
 
 from aiogram import Bot
-from aiogram.exceptions import TelegramAPIError, TelegramForbiddenError, TelegramRetryAfter
+from aiogram.exceptions import (
+    TelegramAPIError,
+    TelegramBadRequest,
+    TelegramForbiddenError,
+    TelegramRetryAfter,
+)
 from aiogram.methods import (
     DeleteMessage,
     EditMessageReplyMarkup,
@@ -163,6 +169,10 @@ class Notifier:
                 except TelegramForbiddenError:
                     return False
                 except TelegramAPIError as e:
+                    refused = isinstance(e, TelegramBadRequest) and "not modified" not in e.message
+                    if refused and left.part and left.part.entities:
+                        # The formatting, maybe: as the reply engine does, plain text then.
+                        return await self.put_right(replace(left, part=Part(left.part.text)))
                     log.info("chat %s: could not put a message right: %s", chat_id, e)
                     return None
                 else:

@@ -603,3 +603,21 @@ async def test_a_part_sent_once_let_back_in_belongs_to_its_turn(
     [answer] = tg.bot_messages(USER)
     turn = await app.store.turn_by_message(USER, answer.message_id)
     assert turn is not None
+
+
+async def test_what_is_put_right_goes_as_plain_text_if_its_formatting_is_refused(
+    tg: FakeTelegram, llm: FakeLLM, bot_app: Any
+) -> None:
+    """Telegram refuses the stored formatting (here made invalid): the text still shows, plain,
+    as the reply engine does when formatting is refused."""
+    import json
+
+    await _blocked_mid_answer(tg, llm, bot_app)
+    [item] = await bot_app.store.take_left(USER)
+    message_id, part, *rest = json.loads(item)
+    part[1] = [{"type": "bold", "offset": 0, "length": 100_000}]
+    await bot_app.store.leave(USER, json.dumps([message_id, part, *rest]))
+    tg.unblock(USER)
+    await tg.wait_for(lambda: not tg.bot_messages(USER)[0].reply_markup, timeout=10)
+    [answer] = tg.bot_messages(USER)
+    assert answer.text == part[0] and answer.entities == []
