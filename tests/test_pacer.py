@@ -377,3 +377,52 @@ async def test_a_snapshot_is_rendered_once_per_call_once_text_is_shown() -> None
     # state reuses its call's render); rendering before each slot as well would double it.
     assert len(renderer.sources) <= calls + 2, (len(renderer.sources), calls)
     assert bot.calls[-1] == ("edit", " ".join(f"w{i}" for i in range(60)))
+
+
+async def test_a_groups_first_update_and_its_final_go_before_private_chats() -> None:
+    """With the bot-wide budget full, a group's first update after its first text ranks as a
+    first text and goes before private chats' first texts (a group's answer otherwise waited for
+    every private chat's first text, and showed nothing new until its end); its later updates
+    rank as updates. Among finals, groups go first."""
+    clock = Clock()
+    budgets = Budgets(global_per_second=1, global_final_reserve=0, margin=0.0)
+    pacer = Pacer(budgets, clock=clock)
+    order: list[str] = []
+
+    async def take(name: str, chat: int, *, first: bool = False, final: bool = False) -> None:
+        await pacer.acquire(chat, first=first, final=final)
+        order.append(name)
+
+    async def step() -> None:
+        clock.now += 10.0  # past every chat's own interval; one call a second bot-wide
+        pacer.nudge()
+        await settle()
+
+    pacer.record(-100)  # the group's first text
+    clock.now += 10.0
+    pacer.record(7)  # the bot-wide second is full
+    tasks = [
+        asyncio.create_task(take("private first text", 1, first=True)),
+        asyncio.create_task(take("group update", -100)),
+    ]
+    await settle()
+    await step()
+    await step()
+    assert order == ["group update", "private first text"]
+    tasks += [
+        asyncio.create_task(take("group's next update", -100)),
+        asyncio.create_task(take("private first text 2", 2, first=True)),
+    ]
+    await settle()
+    await step()
+    await step()
+    assert order[2:] == ["private first text 2", "group's next update"]
+    tasks += [
+        asyncio.create_task(take("private final", 3, final=True)),
+        asyncio.create_task(take("group final", -100, final=True)),
+    ]
+    await settle()
+    await step()
+    await step()
+    assert order[4:] == ["group final", "private final"]
+    await asyncio.gather(*tasks)

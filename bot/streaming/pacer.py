@@ -9,7 +9,9 @@ limits instead of reacting to 429s, and never lets a call out while a `retry_aft
   the group and global budgets; final states (the complete answer, a notice) may use it.
 - When calls wait for the global budget, finals go first, then answers' first texts (which may
   also use most of the finals' headroom), then the chat that has waited longest since its last
-  update: the budget is shared fairly between chats.
+  update: the budget is shared fairly between chats. A group's first update after its first
+  text ranks as a first text, and within a rank groups go first: a group can be updated 20
+  times a minute at most, and its answer otherwise waited for every private chat's first text.
 - A 429 pauses that chat for `retry_after` and slows its pace for a while; 429s in several chats
   at once are taken as a global limit and pause everything.
 - A call is counted when its slot is granted; one that leaves noticeably later (it first fetched
@@ -382,13 +384,18 @@ class Pacer:
         for_update = self._global_wait(now, False)
         for_first = self._global_wait(now, False, first=True)
         best: _Waiter | None = None
-        best_key: tuple[int, float, float] | None = None
+        best_key: tuple[int, bool, float, float] | None = None
         soonest = math.inf
         for waiter in self._waiters:
             if waiter.future.done():
                 continue
             final = waiter.is_final()
-            held = 0.0 if final else for_first if waiter.first else for_update
+            group = waiter.chat_id < 0
+            # A group's first update after its first text ranks as a first text: its chat can
+            # be updated 20 times a minute at most, and waiting behind every private chat's
+            # first text left a group's answer without an update until its end.
+            early = waiter.first or (group and self._group_calls(waiter.chat_id, now) < 2)
+            held = 0.0 if final else for_first if early else for_update
             if held > 0:
                 soonest = min(soonest, held)  # the bot-wide budget holds it; no need to look
                 continue
@@ -396,11 +403,17 @@ class Pacer:
             if wait > 0:
                 soonest = min(soonest, wait)
                 continue
-            rank = 0 if final else 1 if waiter.first else 2
-            key = (rank, self._chats[waiter.chat_id].last, waiter.since)
+            rank = 0 if final else 1 if early else 2
+            key = (rank, not group, self._chats[waiter.chat_id].last, waiter.since)
             if best_key is None or key < best_key:
                 best, best_key = waiter, key
         return best, soonest
+
+    def _group_calls(self, chat_id: int, now: float) -> int:
+        """Calls to a group in the last minute."""
+        chat = self._chats.get(chat_id)
+        since = now - 60.0 - self.budgets.margin
+        return sum(1 for at in chat.window if at > since) if chat is not None else 0
 
     def _ensure_pump(self) -> None:
         if self._kick is None:
