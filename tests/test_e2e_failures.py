@@ -323,6 +323,11 @@ async def _blocked_mid_answer(tg: FakeTelegram, llm: FakeLLM, app: Any, chat: in
     await tg.wait_for(lambda: not app.answerer.active)
     await tg.wait_for(lambda: any(c.status == 403 and c.chat_id == chat for c in tg.calls))
     await tg.wait_idle(quiet=0.5)
+    for _ in range(100):  # the answer's end is stored (with what the chat is to show)
+        turn = await app.store.latest_turn(chat, None)
+        if turn is not None and turn.status.value != "streaming":
+            break
+        await asyncio.sleep(0.05)
 
 
 async def test_an_answer_the_user_blocked_is_remembered_as_failed(

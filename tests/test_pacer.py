@@ -383,7 +383,7 @@ async def test_a_groups_first_update_and_its_final_go_before_private_chats() -> 
     """With the bot-wide budget full, a group's first update after its first text ranks as a
     first text and goes before private chats' first texts (a group's answer otherwise waited for
     every private chat's first text, and showed nothing new until its end); its later updates
-    rank as updates. Among finals, groups go first."""
+    rank as updates, stalest first. Among finals, groups go first."""
     clock = Clock()
     budgets = Budgets(global_per_second=1, global_final_reserve=0, margin=0.0)
     pacer = Pacer(budgets, clock=clock)
@@ -425,4 +425,18 @@ async def test_a_groups_first_update_and_its_final_go_before_private_chats() -> 
     await step()
     await step()
     assert order[4:] == ["group final", "private final"]
+    # Later updates: stalest first, groups or not (many long group answers must not starve
+    # private chats' updates).
+    clock.now += 10.0
+    pacer.record(-100)
+    clock.now += 10.0
+    pacer.record(-100)  # the group has used three more calls of its minute
+    tasks += [
+        asyncio.create_task(take("group's later update", -100)),
+        asyncio.create_task(take("private update", 1)),  # updated longer ago
+    ]
+    await settle()
+    await step()
+    await step()
+    assert order[6:] == ["private update", "group's later update"]
     await asyncio.gather(*tasks)

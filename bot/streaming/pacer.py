@@ -10,8 +10,9 @@ limits instead of reacting to 429s, and never lets a call out while a `retry_aft
 - When calls wait for the global budget, finals go first, then answers' first texts (which may
   also use most of the finals' headroom), then the chat that has waited longest since its last
   update: the budget is shared fairly between chats. A group's first update after its first
-  text ranks as a first text, and within a rank groups go first: a group can be updated 20
-  times a minute at most, and its answer otherwise waited for every private chat's first text.
+  text ranks as a first text, and groups go first among finals and first texts: a group can be
+  updated 20 times a minute at most, and its answer otherwise waited for every private chat's
+  first text and final. Their later updates take their turn with everybody's.
 - A 429 pauses that chat for `retry_after` and slows its pace for a while; 429s in several chats
   at once are taken as a global limit and pause everything.
 - A call is counted when its slot is granted; one that leaves noticeably later (it first fetched
@@ -404,7 +405,9 @@ class Pacer:
                 soonest = min(soonest, wait)
                 continue
             rank = 0 if final else 1 if early else 2
-            key = (rank, not group, self._chats[waiter.chat_id].last, waiter.since)
+            # Groups first among finals and first texts (one each per answer, or a minute); their
+            # later updates take their turn with everybody's, stalest first.
+            key = (rank, rank < 2 and not group, self._chats[waiter.chat_id].last, waiter.since)
             if best_key is None or key < best_key:
                 best, best_key = waiter, key
         return best, soonest
