@@ -403,10 +403,7 @@ class Answerer:
 
     def back_in(self, chat_id: int) -> None:
         """The chat let the bot back in (questions that waited meanwhile stay unanswered)."""
-        self._back.pop(chat_id, None)
-        self._back[chat_id] = time.monotonic()
-        if len(self._back) > 10_000:
-            del self._back[next(iter(self._back))]
+        _stamp(self._back, chat_id)
 
     def shut_out_of(self, chat_id: int) -> bool:
         """Whether the chat shut the bot out and has not let it back in (as this replica
@@ -414,10 +411,7 @@ class Answerer:
         return self._gone.get(chat_id, -math.inf) > self._back.get(chat_id, -math.inf)
 
     def _shut_out(self, chat_id: int) -> None:
-        self._gone.pop(chat_id, None)
-        self._gone[chat_id] = time.monotonic()
-        if len(self._gone) > 10_000:
-            del self._gone[next(iter(self._gone))]
+        _stamp(self._gone, chat_id)
 
     def withdraw(self, chat_id: int, message_id: int) -> bool:
         """Stop the answer to a message, leaving nothing of it in the chat (no notice): the
@@ -440,3 +434,11 @@ class Answerer:
         for active in running:
             active.stop(interrupted=True)
         return len(running)
+
+
+def _stamp(since: dict[int, float], chat_id: int) -> None:
+    """Note the time for a chat, last in the order; the oldest of 10,000 chats is dropped."""
+    since.pop(chat_id, None)
+    since[chat_id] = time.monotonic()
+    if len(since) > 10_000:
+        del since[next(iter(since))]

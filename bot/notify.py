@@ -17,6 +17,7 @@ from aiogram.methods import (
     DeleteMessage,
     EditMessageReplyMarkup,
     EditMessageText,
+    SendMessage,
     TelegramMethod,
 )
 from aiogram.types import InlineKeyboardMarkup, Message, ReplyParameters
@@ -45,25 +46,34 @@ class Notifier:
         thread_id: int | None = None,
         markup: InlineKeyboardMarkup | None = None,
     ) -> Message | None:
-        for _ in range(3):
-            async with self.pacer.call(chat_id, final=True):
+        reply = None
+        if reply_to:
+            reply = ReplyParameters(message_id=reply_to, allow_sending_without_reply=True)
+        call = SendMessage(
+            chat_id=chat_id,
+            text=text,
+            message_thread_id=thread_id,
+            reply_parameters=reply,
+            reply_markup=markup,
+        )
+        try:
+            sent: Message | None = await self._paced(chat_id, call, final=True, tries=3)
+        except TelegramAPIError as e:
+            log.warning("chat %s: could not send a notice: %s", chat_id, e)
+            return None
+        return sent
+
+    async def _paced(
+        self, chat_id: int, call: TelegramMethod[Any], *, final: bool, tries: int
+    ) -> Any:
+        """Make a call through the pacer, again after a 429, `tries` times at most: its
+        result, or None if every try met a 429. Other refusals are raised."""
+        for _ in range(tries):
+            async with self.pacer.call(chat_id, final=final):
                 try:
-                    return await self.bot.send_message(
-                        chat_id=chat_id,
-                        text=text,
-                        message_thread_id=thread_id,
-                        reply_parameters=ReplyParameters(
-                            message_id=reply_to, allow_sending_without_reply=True
-                        )
-                        if reply_to
-                        else None,
-                        reply_markup=markup,
-                    )
+                    return await self.bot(call)
                 except TelegramRetryAfter as e:
                     self.pacer.penalize(chat_id, float(e.retry_after))
-                except TelegramAPIError as e:
-                    log.warning("chat %s: could not send a notice: %s", chat_id, e)
-                    return None
         return None
 
     async def typing(self, message: Message) -> None:
@@ -110,35 +120,23 @@ class Notifier:
     async def _edit(self, chat_id: int, message_id: int, call: TelegramMethod[Any]) -> bool:
         """Make an edit through the pacer (again after a 429); whether it was made (or had
         been already)."""
-        for _ in range(3):
-            async with self.pacer.call(chat_id, final=True):
-                try:
-                    await self.bot(call)
-                except TelegramRetryAfter as e:
-                    self.pacer.penalize(chat_id, float(e.retry_after))
-                except TelegramAPIError as e:
-                    log.debug("chat %s: could not edit message %s: %s", chat_id, message_id, e)
-                    return "not modified" in str(e)
-                else:
-                    return True
-        return False
+        try:
+            return await self._paced(chat_id, call, final=True, tries=3) is not None
+        except TelegramAPIError as e:
+            log.debug("chat %s: could not edit message %s: %s", chat_id, message_id, e)
+            return "not modified" in str(e)
 
     async def delete(self, chat_id: int, message_id: int) -> bool:
         """Delete a notice that no longer holds; errors are ignored. Tidying up waits behind
         finals and first texts (an intermediate update's priority). False if the chat has shut
         the bot out (blocked it, removed it): the notice is still there."""
-        for _ in range(2):
-            async with self.pacer.call(chat_id, final=False):
-                try:
-                    await self.bot.delete_message(chat_id=chat_id, message_id=message_id)
-                    return True
-                except TelegramRetryAfter as e:
-                    self.pacer.penalize(chat_id, float(e.retry_after))
-                except TelegramForbiddenError:
-                    return False
-                except TelegramAPIError as e:
-                    log.debug("chat %s: could not delete message %s: %s", chat_id, message_id, e)
-                    return True
+        call = DeleteMessage(chat_id=chat_id, message_id=message_id)
+        try:
+            await self._paced(chat_id, call, final=False, tries=2)
+        except TelegramForbiddenError:
+            return False
+        except TelegramAPIError as e:
+            log.debug("chat %s: could not delete message %s: %s", chat_id, message_id, e)
         return True
 
     async def put_right(self, left: Leftover) -> int | Literal[False] | None:
@@ -160,25 +158,19 @@ class Notifier:
             call = DeleteMessage(chat_id=chat_id, message_id=left.message_id)
         else:
             call = calls.edit(chat_id, left.message_id, left.part, markup=None)
-        for _ in range(3):
-            async with self.pacer.call(chat_id, final=True):
-                try:
-                    done: Any = await self.bot(call)
-                except TelegramRetryAfter as e:
-                    self.pacer.penalize(chat_id, float(e.retry_after))
-                except TelegramForbiddenError:
-                    return False
-                except TelegramAPIError as e:
-                    refused = isinstance(e, TelegramBadRequest) and "not modified" not in e.message
-                    if refused and left.part and left.part.entities:
-                        # The formatting, maybe: as the reply engine does, plain text then.
-                        return await self.put_right(replace(left, part=Part(left.part.text)))
-                    log.info("chat %s: could not put a message right: %s", chat_id, e)
-                    return None
-                else:
-                    sent = getattr(done, "message_id", None) if left.message_id is None else None
-                    return sent if isinstance(sent, int) else None
-        return None
+        try:
+            done = await self._paced(chat_id, call, final=True, tries=3)
+        except TelegramForbiddenError:
+            return False
+        except TelegramAPIError as e:
+            refused = isinstance(e, TelegramBadRequest) and "not modified" not in e.message
+            if refused and left.part and left.part.entities:
+                # The formatting, maybe: as the reply engine does, plain text then.
+                return await self.put_right(replace(left, part=Part(left.part.text)))
+            log.info("chat %s: could not put a message right: %s", chat_id, e)
+            return None
+        sent = getattr(done, "message_id", None) if left.message_id is None else None
+        return sent if isinstance(sent, int) else None
 
     async def to(self, message: Message, text: str, **kw: object) -> Message | None:
         """Reply to a user's message (in its topic)."""

@@ -178,12 +178,10 @@ class Pacer:
             if not final:
                 waits.append(chat.last + interval - now)
         else:  # group: sliding 60 s window
-            minute = 60.0 + b.margin
-            while chat.window and chat.window[0] <= now - minute:
-                chat.window.popleft()
+            window = self._minute(chat, now)
             cap = max(b.group_per_minute - (0 if final else b.group_final_reserve), 1)
-            if len(chat.window) >= cap:
-                waits.append(chat.window[len(chat.window) - cap] + minute - now)
+            if len(window) >= cap:
+                waits.append(window[len(window) - cap] + 60.0 + b.margin - now)
             if not final:
                 # Quick while the minute's budget is mostly unused, slower as it fills up: short
                 # answers update often, long ones never run into the cap.
@@ -395,7 +393,8 @@ class Pacer:
             # A group's first update after its first text ranks as a first text: its chat can
             # be updated 20 times a minute at most, and waiting behind every private chat's
             # first text left a group's answer without an update until its end.
-            early = waiter.first or (group and self._group_calls(waiter.chat_id, now) < 2)
+            calls = len(self._minute(self._chat(waiter.chat_id, now), now)) if group else 0
+            early = waiter.first or (group and calls < 2)
             held = 0.0 if final else for_first if early else for_update
             if held > 0:
                 soonest = min(soonest, held)  # the bot-wide budget holds it; no need to look
@@ -412,11 +411,12 @@ class Pacer:
                 best, best_key = waiter, key
         return best, soonest
 
-    def _group_calls(self, chat_id: int, now: float) -> int:
-        """Calls to a group in the last minute."""
-        chat = self._chats.get(chat_id)
+    def _minute(self, chat: _Chat, now: float) -> deque[float]:
+        """A group's calls in the last minute (older ones are dropped)."""
         since = now - 60.0 - self.budgets.margin
-        return sum(1 for at in chat.window if at > since) if chat is not None else 0
+        while chat.window and chat.window[0] <= since:
+            chat.window.popleft()
+        return chat.window
 
     def _ensure_pump(self) -> None:
         if self._kick is None:
