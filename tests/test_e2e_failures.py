@@ -461,17 +461,15 @@ class _BlockedAfterSends:
         return True
 
 
-async def test_what_a_long_answer_cut_off_by_a_block_is_left_to_show_has_no_gap() -> None:
-    """Blocked right after part 2 was sent, before part 1 lost its cursor (the very next call):
-    part 1 is put right as the part it had become, not as its last snapshot (a hole of
-    hundreds of words between the two messages), and the text never shown follows."""
+def _reply_blocked_after(sends: int) -> tuple[_BlockedAfterSends, Any]:
+    """A reply engine with a Stop button, in a private chat that blocks the bot after `sends`
+    messages."""
     from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
 
     from bot.streaming.pacer import Budgets, Pacer
-    from bot.streaming.render import styled
     from bot.streaming.reply import ReplyStream
 
-    bot = _BlockedAfterSends(2)
+    bot = _BlockedAfterSends(sends)
     button = InlineKeyboardButton(text="Stop", callback_data="x")
     reply = ReplyStream(
         bot,  # type: ignore[arg-type]
@@ -479,6 +477,16 @@ async def test_what_a_long_answer_cut_off_by_a_block_is_left_to_show_has_no_gap(
         chat_id=1,
         stop_markup=InlineKeyboardMarkup(inline_keyboard=[[button]]),
     )
+    return bot, reply
+
+
+async def test_what_a_long_answer_cut_off_by_a_block_is_left_to_show_has_no_gap() -> None:
+    """Blocked right after part 2 was sent, before part 1 lost its cursor (the very next call):
+    part 1 is put right as the part it had become, not as its last snapshot (a hole of
+    hundreds of words between the two messages), and the text never shown follows."""
+    from bot.streaming.render import styled
+
+    bot, reply = _reply_blocked_after(2)
     words = [f"w{i}" for i in range(1500)]
     reply.start()
     reply.update(" ".join(words[:500]))  # one message
@@ -553,20 +561,9 @@ async def test_let_back_in_before_the_leftovers_are_stored(
 
 
 async def _refused_close(text: str, notice_text: str | None, complete: bool) -> list[Any]:
-    from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
-
-    from bot.streaming.pacer import Budgets, Pacer
     from bot.streaming.render import styled
-    from bot.streaming.reply import ReplyStream
 
-    bot = _BlockedAfterSends(1)
-    button = InlineKeyboardButton(text="Stop", callback_data="x")
-    reply = ReplyStream(
-        bot,  # type: ignore[arg-type]
-        Pacer(Budgets(private_interval=0.05)),
-        chat_id=1,
-        stop_markup=InlineKeyboardMarkup(inline_keyboard=[[button]]),
-    )
+    bot, reply = _reply_blocked_after(1)
     reply.start()
     reply.update(text[: len(text) // 2])
     for _ in range(100):

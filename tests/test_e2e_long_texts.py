@@ -142,6 +142,13 @@ def origin(kind: str, name: str) -> Json:
     }
 
 
+def send_forwarded(tg: FakeTelegram, text: str, date: int, author: str = "Ann") -> Json:
+    """A message `author` wrote, forwarded by the user, sent at `date` (Unix seconds)."""
+    sent = tg.send_user_message(USER, text, forward_origin=origin("user", author), date=date)
+    message: Json = sent["message"]
+    return message
+
+
 async def test_messages_forwarded_at_once_are_one_question(
     tg: FakeTelegram, llm: FakeLLM, start_bot: BotRunner
 ) -> None:
@@ -185,9 +192,7 @@ async def test_forwards_join_the_comment_typed_with_them(
     comment = tg.send_user_message(USER, "Summarise this:")["message"]
     await tg.wait_for(lambda: len(llm.received) == 1)  # the comment's answer has started
     forwards = [
-        tg.send_user_message(USER, text, forward_origin=origin("user", name), date=comment["date"])[
-            "message"
-        ]
+        send_forwarded(tg, text, comment["date"], name)
         for name, text in [("Ann", "Lunch?"), ("Bob", "Yes")]
     ]
     [answer] = await final_answer(tg, USER, after=forwards[-1]["message_id"])
@@ -220,9 +225,7 @@ async def test_an_answer_shown_to_the_comment_gives_way_to_the_joined_one(
     comment = tg.send_user_message(USER, "Translate:")["message"]
     await tg.wait_for(lambda: bool(answer_messages(tg, USER, comment["message_id"])))
     [shown] = answer_messages(tg, USER, comment["message_id"])
-    forward = tg.send_user_message(
-        USER, "Bonjour", forward_origin=origin("user", "Ann"), date=comment["date"]
-    )["message"]
+    forward = send_forwarded(tg, "Bonjour", comment["date"])
     [answer] = await final_answer(tg, USER, after=forward["message_id"])
     assert answer.text == "All of it."
     assert tg.message(USER, shown.message_id).deleted
@@ -241,9 +244,7 @@ async def test_a_waiting_comment_is_answered_with_its_forwards(
     await tg.wait_for(lambda: len(llm.received) == 1)
     comment = tg.send_user_message(USER, "And this?")["message"]
     await tg.wait_for(lambda: "⏳" in full_text(answer_messages(tg, USER, first["message_id"])))
-    tg.send_user_message(
-        USER, "A forwarded note", forward_origin=origin("user", "Ann"), date=comment["date"]
-    )
+    send_forwarded(tg, "A forwarded note", comment["date"])
 
     def answer_to_comment() -> list[StoredMessage]:
         return [m for m in tg.bot_messages(USER) if m.reply_to_message_id == comment["message_id"]]
@@ -263,9 +264,7 @@ async def test_a_comment_answered_before_its_forwards_came_is_two_questions(
     comment = tg.send_user_message(USER, "Summarise this:")["message"]
     await final_answer(tg, USER, after=comment["message_id"])
     forwards = [
-        tg.send_user_message(USER, text, forward_origin=origin("user", name), date=comment["date"])[
-            "message"
-        ]
+        send_forwarded(tg, text, comment["date"], name)
         for name, text in [("Ann", "Lunch?"), ("Bob", "Yes")]
     ]
     await tg.wait_for(lambda: len(llm.received) == 2, timeout=20)
@@ -286,9 +285,7 @@ async def test_forwards_sent_later_than_a_message_do_not_join_it(
     llm.script(Reply("Hello.", first_delay=1.0), Reply("A note from Ann."))
     hello = tg.send_user_message(USER, "Hello")["message"]
     await tg.wait_for(lambda: len(llm.received) == 1)
-    forward = tg.send_user_message(
-        USER, "Note", forward_origin=origin("user", "Ann"), date=hello["date"] + 2
-    )["message"]
+    forward = send_forwarded(tg, "Note", hello["date"] + 2)
     await tg.wait_for(lambda: len(llm.received) == 2, timeout=20)
     await final_answer(tg, USER, after=forward["message_id"])
     assert not llm.received[0].client_closed
@@ -302,9 +299,7 @@ async def test_in_a_draft_chat_the_joined_answer_streams_into_the_same_draft(
     llm.script(Reply("word " * 300, delay=0.05), Reply("All of it."))
     comment = tg.send_user_message(USER, "Translate:")["message"]
     await tg.wait_for(lambda: bool(tg.drafts))
-    forward = tg.send_user_message(
-        USER, "Bonjour", forward_origin=origin("user", "Ann"), date=comment["date"]
-    )["message"]
+    forward = send_forwarded(tg, "Bonjour", comment["date"])
     [answer] = await final_answer(tg, USER, after=forward["message_id"])
     assert answer.text == "All of it."
     assert tg.bot_messages(USER, include_deleted=True) == [answer]
@@ -322,9 +317,7 @@ async def test_a_forward_held_as_the_bot_stops_leaves_its_comment_answered(
     comment = tg.send_user_message(USER, "Translate:")["message"]
     await tg.wait_for(lambda: bool(answer_messages(tg, USER, comment["message_id"])))
     [shown] = answer_messages(tg, USER, comment["message_id"])
-    forward = tg.send_user_message(
-        USER, "Bonjour", forward_origin=origin("user", "Ann"), date=comment["date"]
-    )["message"]
+    forward = send_forwarded(tg, "Bonjour", comment["date"])
     await tg.wait_for(lambda: not tg.pending_updates)  # the bot holds it (0.5 s)
     await start_bot.stop(app)
     assert not tg.message(USER, shown.message_id).deleted

@@ -16,6 +16,7 @@ from bot.conversations.queues import LocalQueues
 from bot.conversations.service import Defaults
 from bot.conversations.sqlite import MIGRATIONS
 from bot.ratelimit import RateLimiter
+from tests.test_stores import add
 
 
 def turn(i: int, question: str, answer: str) -> Turn:
@@ -239,18 +240,10 @@ async def test_after_a_crash_every_message_of_an_answer_is_settled(tmp_path: Pat
     store = SQLiteStore(tmp_path / "memory.db")
     await store.open()
     answer = " ".join(f"w{i}" for i in range(1200))  # two messages
-    turn = await store.add_turn(
-        chat_id=5,
-        thread_id=None,
-        user_id=5,
-        parent_id=None,
-        question="q",
-        question_message_id=1,
-        model=None,
-    )
+    turn_id = await add(store, 5, 1)
     for message_id in (2, 3):
-        await store.link_message(5, message_id, turn.id)
-    await store.save_progress(turn.id, answer)
+        await store.link_message(5, message_id, turn_id)
+    await store.save_progress(turn_id, answer)
     edits = _Edits()
     defaults = Defaults(model="m", models=("m",), system_prompt="", max_context_chars=10_000)
     conversations = Conversations(store, None, edits, defaults)  # type: ignore[arg-type]
