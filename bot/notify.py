@@ -10,7 +10,6 @@ from aiogram import Bot
 from aiogram.exceptions import (
     TelegramAPIError,
     TelegramBadRequest,
-    TelegramForbiddenError,
     TelegramRetryAfter,
 )
 from aiogram.methods import (
@@ -23,6 +22,7 @@ from aiogram.methods import (
 from aiogram.types import InlineKeyboardMarkup, Message, ReplyParameters
 
 from bot.streaming import Pacer, calls
+from bot.streaming.refusals import cannot_write
 from bot.streaming.render import Part
 from bot.streaming.reply import Leftover
 
@@ -129,13 +129,13 @@ class Notifier:
     async def delete(self, chat_id: int, message_id: int) -> bool:
         """Delete a notice that no longer holds; errors are ignored. Tidying up waits behind
         finals and first texts (an intermediate update's priority). False if the chat has shut
-        the bot out (blocked it, removed it): the notice is still there."""
+        the bot out (blocked it, removed it, muted it): the notice is still there."""
         call = DeleteMessage(chat_id=chat_id, message_id=message_id)
         try:
             await self._paced(chat_id, call, final=False, tries=2)
-        except TelegramForbiddenError:
-            return False
         except TelegramAPIError as e:
+            if cannot_write(e):
+                return False
             log.debug("chat %s: could not delete message %s: %s", chat_id, message_id, e)
         return True
 
@@ -160,9 +160,9 @@ class Notifier:
             call = calls.edit(chat_id, left.message_id, left.part, markup=None)
         try:
             done = await self._paced(chat_id, call, final=True, tries=3)
-        except TelegramForbiddenError:
-            return False
         except TelegramAPIError as e:
+            if cannot_write(e):
+                return False
             refused = isinstance(e, TelegramBadRequest) and "not modified" not in e.message
             if refused and left.part and left.part.entities:
                 # The formatting, maybe: as the reply engine does, plain text then.

@@ -401,6 +401,68 @@ async def test_an_answer_in_a_supergroup_the_group_became_is_put_right_there(
     assert tg.bot_messages(supergroup)[-1].text.endswith("⏹ Stopped.")
 
 
+MUTED_IN = -1009191
+
+
+async def _ask_the_group(tg: FakeTelegram, text: str) -> dict[str, Any]:
+    question: dict[str, Any] = tg.send_user_message(
+        MUTED_IN, f"@{tg.bot_username} {text}", user_id=11, chat_type="supergroup"
+    )["message"]
+    return question
+
+
+async def test_a_group_that_mutes_the_bot_mid_answer_stops_it_at_once(
+    tg: FakeTelegram, llm: FakeLLM, bot_app: Any
+) -> None:
+    """An admin takes away the bot's right to send messages: `my_chat_member` says it is
+    "restricted", and the answer stops there (its own messages can still be edited: it ends
+    "Stopped", without cursor and button), as does the stream. Unmuted, the bot answers
+    again."""
+    llm.script(Reply("word " * 3000, chunk_size=5, delay=0.02))
+    first = await _ask_the_group(tg, "long please")
+    await tg.wait_for(lambda: bool(answer_messages(tg, MUTED_IN, first["message_id"])))
+    tg.mute(MUTED_IN)
+    await tg.wait_for(lambda: llm.received[0].client_closed, timeout=10)
+    await tg.wait_for(lambda: not bot_app.answerer.active, timeout=10)
+    await tg.wait_idle(quiet=0.5)
+    answer = answer_messages(tg, MUTED_IN, first["message_id"])[0]
+    assert answer.text.endswith("⏹ Stopped.") and not answer.reply_markup
+    assert len(llm.received) == 1
+    tg.unmute(MUTED_IN)
+    again = await _ask_the_group(tg, "and now?")
+    await final_answer(tg, MUTED_IN, after=again["message_id"])
+    assert len(llm.received) == 2
+
+
+async def test_a_group_where_the_bot_may_not_write_costs_one_refused_call(
+    tg: FakeTelegram, llm: FakeLLM, bot_app: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The group is read-only for members (nobody's status changes, so no `my_chat_member`):
+    the first send is refused with 400 "not enough rights", which is taken for what it is, not
+    for a formatting problem tried three times; the stream stops, and the answer is
+    remembered as failed."""
+    from bot.conversations.models import TurnStatus
+
+    llm.script(Reply("word " * 3000, chunk_size=5, delay=0.02))
+    tg.mute(MUTED_IN, tell=False)
+    question = await _ask_the_group(tg, "anyone?")
+    await tg.wait_for(lambda: bool(llm.received) and llm.received[0].client_closed, timeout=10)
+    await tg.wait_for(lambda: not bot_app.answerer.active, timeout=10)
+    await tg.wait_idle(quiet=0.5)
+    refused = [c for c in tg.calls if c.method == "sendMessage" and c.status == 400]
+    assert len(refused) == 1, refused_calls(tg)
+    assert "refused formatting" not in caplog.text
+    for _ in range(100):
+        turn = await bot_app.store.turn_by_message(MUTED_IN, question["message_id"])
+        if turn is not None and turn.status is not TurnStatus.STREAMING:
+            break
+        await asyncio.sleep(0.05)
+    assert turn is not None and turn.status is TurnStatus.FAILED
+    tg.unmute(MUTED_IN, tell=False)
+    again = await _ask_the_group(tg, "now?")
+    await final_answer(tg, MUTED_IN, after=again["message_id"])
+
+
 async def test_a_failed_answer_keeps_the_formatting_it_was_shown_with(
     tg: FakeTelegram, llm: FakeLLM, bot_app: object
 ) -> None:

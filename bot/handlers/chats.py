@@ -5,9 +5,10 @@ messages.
 Telegram gives the supergroup a new chat id, and the settings (system prompt, model) are kept by
 chat id: without this, an admin's `/system` would silently stop applying after the upgrade.
 
-A user who blocks the bot mid-answer (or a group that removes it) would otherwise pay for the
-rest of the stream until a call is refused, and find, once the bot is back, an answer with its
-cursor and Stop button and a "⏳" promise that will never be kept.
+A user who blocks the bot mid-answer (or a group that removes it, or mutes it: an admin takes
+away its right to send messages) would otherwise pay for the rest of the stream until a call is
+refused, and find, once the bot is back, an answer with its cursor and Stop button and a "⏳"
+promise that will never be kept.
 """
 
 from __future__ import annotations
@@ -15,8 +16,14 @@ from __future__ import annotations
 import logging
 
 from aiogram import Router
-from aiogram.filters import JOIN_TRANSITION, LEAVE_TRANSITION, ChatMemberUpdatedFilter
-from aiogram.types import ChatMemberUpdated, Message
+from aiogram.types import (
+    ChatMemberAdministrator,
+    ChatMemberMember,
+    ChatMemberOwner,
+    ChatMemberRestricted,
+    ChatMemberUpdated,
+    Message,
+)
 
 from bot.answering import Answerer
 from bot.conversations import Conversations, Store
@@ -47,15 +54,37 @@ async def upgraded(message: Message, store: Store, answerer: Answerer) -> None:
     )
 
 
+def may_write(member: object) -> bool:
+    """Whether the bot may send messages as this member of a chat: not once blocked, removed,
+    or restricted without the right to send messages."""
+    if isinstance(member, ChatMemberRestricted):
+        return member.is_member and member.can_send_messages
+    return isinstance(member, ChatMemberOwner | ChatMemberAdministrator | ChatMemberMember)
+
+
+async def is_shut_out(event: ChatMemberUpdated) -> bool:
+    return may_write(event.old_chat_member) and not may_write(event.new_chat_member)
+
+
+async def is_let_back_in(event: ChatMemberUpdated) -> bool:
+    return not may_write(event.old_chat_member) and may_write(event.new_chat_member)
+
+
 async def shut_out(event: ChatMemberUpdated, answerer: Answerer) -> None:
-    """Blocked by the user, or removed from the group: its answers stop at once."""
+    """Blocked by the user, removed from the group or muted there: its answers stop at once."""
     stopped = await answerer.shut_out(event.chat.id)
-    how = "blocked by the user" if event.chat.type == "private" else "removed"
+    member = event.new_chat_member
+    if event.chat.type == "private":
+        how = "blocked by the user"
+    elif isinstance(member, ChatMemberRestricted) and member.is_member:
+        how = "muted"
+    else:
+        how = "removed"
     log.info("chat %s: the bot was %s; %d answer(s) stopped", event.chat.id, how, stopped)
 
 
 async def let_back_in(event: ChatMemberUpdated, conversations: Conversations) -> None:
-    """Unblocked, or added again: what the chat was left showing is put right."""
+    """Unblocked, added again or unmuted: what the chat was left showing is put right."""
     if tidied := await conversations.let_back_in(event.chat.id):
         log.info("chat %s: the bot is back; %d message(s) put right", event.chat.id, tidied)
 
@@ -63,6 +92,6 @@ async def let_back_in(event: ChatMemberUpdated, conversations: Conversations) ->
 def create_router() -> Router:
     router = Router(name="chats")
     router.message.register(upgraded, is_upgraded_group)
-    router.my_chat_member.register(shut_out, ChatMemberUpdatedFilter(LEAVE_TRANSITION))
-    router.my_chat_member.register(let_back_in, ChatMemberUpdatedFilter(JOIN_TRANSITION))
+    router.my_chat_member.register(shut_out, is_shut_out)
+    router.my_chat_member.register(let_back_in, is_let_back_in)
     return router

@@ -36,6 +36,7 @@ from aiogram.types import InlineKeyboardMarkup, Message, ReplyParameters, Telegr
 
 from bot.streaming import calls
 from bot.streaming.pacer import Pacer
+from bot.streaming.refusals import cannot_write
 from bot.streaming.render import Part
 from bot.streaming.split import TELEGRAM_LIMIT, Segmenter
 
@@ -369,6 +370,10 @@ class ReplyStream:
                 self.pacer.penalize(self.chat_id, float(e.retry_after))
             except (TelegramBadRequest, TelegramNotFound) as e:
                 self.stats.errors += 1
+                if cannot_write(e) and op.kind != "delete":  # muted in a group, say
+                    log.warning("chat %s: may not write there (%s)", self.chat_id, e.message)
+                    self.failed = self.gone = True
+                    return
                 if op.kind == "delete":  # already deleted, by the user or too old: let it be
                     log.info("chat %s: part %d not deleted: %s", self.chat_id, op.index, e.message)
                     self._forget_last()

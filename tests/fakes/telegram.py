@@ -916,6 +916,7 @@ class FakeTelegram:
         self._users: dict[int, Json] = {}
         self._admins: dict[int, set[int]] = {}
         self._blocked: set[int] = set()
+        self._muted: set[int] = set()  # groups where the bot may not send (restricted)
         self._migrated: dict[int, int] = {}  # a group upgraded to a supergroup → its new id
         self._open_callbacks: set[str] = set()
         self._callback_ids = itertools.count(4_000_000_000_000_000_001)
@@ -1016,6 +1017,7 @@ class FakeTelegram:
         self._users.clear()
         self._admins.clear()
         self._blocked.clear()
+        self._muted.clear()
         self._migrated.clear()
         self._open_callbacks.clear()
         self._updates.clear()
@@ -1281,9 +1283,48 @@ class FakeTelegram:
         self._blocked.discard(chat_id)
         self._bot_status(chat_id, "kicked", "member")
 
+    def mute(self, chat_id: int, *, tell: bool = True) -> None:
+        """An admin restricts the bot in a group, taking away its right to send messages: what
+        it sends there gets 400 "not enough rights to send text messages to the chat" (edits
+        and deletes of its own messages still work), and it gets `my_chat_member` with its new
+        status, "restricted" (unless `tell` is False: the group made every member read-only,
+        which changes nobody's status)."""
+        self._muted.add(chat_id)
+        if tell:
+            self._bot_status(chat_id, "member", "restricted")
+
+    def unmute(self, chat_id: int, *, tell: bool = True) -> None:
+        """Undo `mute`: the bot is a "member" again, and gets `my_chat_member` saying so (unless
+        `tell` is False: the group is no longer read-only)."""
+        self._muted.discard(chat_id)
+        if tell:
+            self._bot_status(chat_id, "restricted", "member")
+
     def _bot_member(self, status: str) -> Json:
         member: Json = {"status": status, "user": self._bot_user()}
-        return member | {"until_date": 0} if status == "kicked" else member
+        if status == "kicked":
+            return member | {"until_date": 0}
+        if status == "restricted":  # every right Telegram lists, messages taken away
+            rights = [
+                "can_send_messages",
+                "can_send_audios",
+                "can_send_documents",
+                "can_send_photos",
+                "can_send_videos",
+                "can_send_video_notes",
+                "can_send_voice_notes",
+                "can_send_polls",
+                "can_send_other_messages",
+                "can_add_web_page_previews",
+                "can_react_to_messages",
+                "can_edit_tag",
+                "can_change_info",
+                "can_invite_users",
+                "can_pin_messages",
+                "can_manage_topics",
+            ]
+            return member | {"is_member": True, "until_date": 0} | dict.fromkeys(rights, False)
+        return member
 
     def _bot_status(self, chat_id: int, old: str, new: str) -> None:
         chat = self._chats[chat_id]
@@ -1869,8 +1910,13 @@ class FakeTelegram:
         self._open_callbacks.discard(query_id)
         return True
 
+    def _may_send(self, chat_id: int) -> None:
+        if chat_id in self._muted:
+            raise bad_request("not enough rights to send text messages to the chat")
+
     async def _send_chat_action(self, params: Json) -> bool:
         chat_id = self._chat(params)
+        self._may_send(chat_id)
         if params.get("action") not in CHAT_ACTIONS:
             raise bad_request("wrong parameter action in request")
         self._gate("sendChatAction", chat_id)
@@ -1906,6 +1952,7 @@ class FakeTelegram:
 
     async def _send_message(self, params: Json) -> Json:
         chat_id = self._chat(params)
+        self._may_send(chat_id)
         self._gate("sendMessage", chat_id)
         text, entities = prepare_text(params, allow_empty=False)
         markup = parse_reply_markup(params.get("reply_markup"), inline_only=False)
