@@ -73,14 +73,19 @@ class Outcome:
     stopped: bool = False
     interrupted: bool = False
     withdrawn: bool = False  # its question was sent on with more (`Answerer.withdraw`): redone
-    undelivered: bool = False  # the chat could not be written to (the bot was removed, say)
+    # The chat could not be written to (the bot was removed, say): remembered as failed, not
+    # stopped; one cut off by a block told of, whose end was shown all the same (the bot let
+    # back in at once, or only muted, its own messages still editable), is stopped.
+    undelivered: bool = False
     # ... and what the chat should show of it once the bot is let back in
     left: list[Leftover] = field(default_factory=list)
     first_text_after: float | None = None  # seconds from the question to the first text
 
     @property
-    def result(self) -> Literal["done", "failed", "stopped", "interrupted"]:
+    def result(self) -> Literal["done", "failed", "stopped", "interrupted", "withdrawn"]:
         """How it ended, in one word (a turn's status, a metrics label)."""
+        if self.withdrawn:
+            return "withdrawn"
         if self.interrupted:
             return "interrupted"
         if self.undelivered:
@@ -126,7 +131,6 @@ class ActiveAnswer:
     stopped: bool = False
     interrupted: bool = False  # stopped by a shutdown, not by a user
     withdrawn: bool = False  # to be asked again with more: it leaves nothing in the chat
-    shut_out: bool = False  # the chat shut the bot out: nothing more can be shown there
     started: float = field(default_factory=time.monotonic)
 
     @property
@@ -134,9 +138,7 @@ class ActiveAnswer:
         q = self.question
         return Running(self.answer_id, q.chat_id, q.thread_id, q.user_id, self.draft_id)
 
-    def stop(
-        self, *, interrupted: bool = False, withdrawn: bool = False, shut_out: bool = False
-    ) -> bool:
+    def stop(self, *, interrupted: bool = False, withdrawn: bool = False) -> bool:
         """Stop the stream; False if too late (its stream has ended) or stopped already: the
         first stop says how the answer ends."""
         if self.stopped or (self.task is not None and self.task.done()):
@@ -144,7 +146,6 @@ class ActiveAnswer:
         self.stopped = True
         self.interrupted = interrupted
         self.withdrawn = withdrawn
-        self.shut_out = shut_out
         if self.task is not None:
             self.task.cancel()  # else `answer` cancels it as it starts it
         return True
@@ -259,7 +260,6 @@ class Answerer:
             outcome.stopped = True
             outcome.interrupted = active.interrupted
             outcome.withdrawn = active.withdrawn
-            outcome.undelivered = active.shut_out  # remembered as failed, as a refused call is
             if active.withdrawn:
                 reply.update("")  # its messages are deleted: the answer to come replaces it
         except LLMFailure as failure:
@@ -392,7 +392,7 @@ class Answerer:
         are not answered (`gone_since`). Returns how many answers were stopped."""
         self._shut_out(chat_id)
         here = [a for a in self.active.values() if self.chat_now(a.question.chat_id) == chat_id]
-        stopped = sum(active.stop(shut_out=True) for active in here)
+        stopped = sum(active.stop() for active in here)
         if self.directory is not None:
             with contextlib.suppress(Exception):  # they stop at their next refused call
                 for running in await self.directory.in_chat(chat_id):

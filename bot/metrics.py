@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from bot.answering import Outcome
     from bot.streaming.reply import DeliveryStats
 
-OUTCOMES = ("done", "failed", "stopped", "interrupted")
+OUTCOMES = ("done", "failed", "stopped", "interrupted", "withdrawn")
 DELIVERY_METHODS = ("sendMessage", "editMessageText", "sendMessageDraft")
 FIRST_TEXT_BUCKETS = (0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 8.0, 13.0, 20.0, 30.0, 60.0, 120.0)
 CONTENT_TYPE = CONTENT_TYPE_LATEST

@@ -411,6 +411,16 @@ async def _ask_the_group(tg: FakeTelegram, text: str) -> dict[str, Any]:
     return question
 
 
+async def _ended_turn(app: Any, chat_id: int, message_id: int) -> Any:
+    """The turn of a question, once its end is stored."""
+    for _ in range(100):
+        turn = await app.store.turn_by_message(chat_id, message_id)
+        if turn is not None and turn.status.value != "streaming":
+            return turn
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"the answer to {message_id} did not end")
+
+
 async def test_a_group_that_mutes_the_bot_mid_answer_stops_it_at_once(
     tg: FakeTelegram, llm: FakeLLM, bot_app: Any
 ) -> None:
@@ -428,6 +438,8 @@ async def test_a_group_that_mutes_the_bot_mid_answer_stops_it_at_once(
     answer = answer_messages(tg, MUTED_IN, first["message_id"])[0]
     assert answer.text.endswith("⏹ Stopped.") and not answer.reply_markup
     assert len(llm.received) == 1
+    # Its end was shown: it is remembered as stopped, not as failed (as a blocked one is).
+    assert (await _ended_turn(bot_app, MUTED_IN, first["message_id"])).status.value == "stopped"
     tg.unmute(MUTED_IN)
     again = await _ask_the_group(tg, "and now?")
     await final_answer(tg, MUTED_IN, after=again["message_id"])
@@ -452,12 +464,8 @@ async def test_a_group_where_the_bot_may_not_write_costs_one_refused_call(
     refused = [c for c in tg.calls if c.method == "sendMessage" and c.status == 400]
     assert len(refused) == 1, refused_calls(tg)
     assert "refused formatting" not in caplog.text
-    for _ in range(100):
-        turn = await bot_app.store.turn_by_message(MUTED_IN, question["message_id"])
-        if turn is not None and turn.status is not TurnStatus.STREAMING:
-            break
-        await asyncio.sleep(0.05)
-    assert turn is not None and turn.status is TurnStatus.FAILED
+    turn = await _ended_turn(bot_app, MUTED_IN, question["message_id"])
+    assert turn.status is TurnStatus.FAILED
     tg.unmute(MUTED_IN, tell=False)
     again = await _ask_the_group(tg, "now?")
     await final_answer(tg, MUTED_IN, after=again["message_id"])

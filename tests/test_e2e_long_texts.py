@@ -219,8 +219,11 @@ async def test_an_answer_shown_to_the_comment_gives_way_to_the_joined_one(
     tg: FakeTelegram, llm: FakeLLM, start_bot: BotRunner
 ) -> None:
     """The forwards came once the comment's answer showed text (a fast model, a slow phone):
-    that message is deleted, and the answer to all of it comes in its place."""
-    await start_bot()
+    that message is deleted, and the answer to all of it comes in its place. The answer given
+    way is remembered as withdrawn, not as one the user stopped."""
+    from bot.conversations.models import TurnStatus
+
+    app = await start_bot()
     llm.script(Reply("word " * 300, delay=0.05), Reply("All of it."))
     comment = tg.send_user_message(USER, "Translate:")["message"]
     await tg.wait_for(lambda: bool(answer_messages(tg, USER, comment["message_id"])))
@@ -232,6 +235,11 @@ async def test_an_answer_shown_to_the_comment_gives_way_to_the_joined_one(
     assert answer_messages(tg, USER, comment["message_id"]) == [answer]
     assert last_question(llm) == "Translate:\n\nAnn wrote:\n> Bonjour"
     assert len(llm.received[-1].messages) == 1
+    given_way = await app.store.get_turn(1)  # the comment's turn, the first stored
+    assert given_way is not None and given_way.question == "Translate:"
+    assert given_way.status is TurnStatus.WITHDRAWN
+    assert 'bot_answers_total{outcome="withdrawn"} 1.0' in app.metrics.render().decode()
+    assert 'bot_answers_total{outcome="stopped"} 0.0' in app.metrics.render().decode()
 
 
 async def test_a_waiting_comment_is_answered_with_its_forwards(

@@ -15,6 +15,9 @@ class TurnStatus(enum.StrEnum):
     FAILED = "failed"  # the stream failed; `answer` holds what was shown
     STOPPED = "stopped"  # stopped by the user; `answer` holds what was shown
     INTERRUPTED = "interrupted"  # the bot stopped or crashed before the answer ended
+    # Its question was asked again with the messages sent with it (a comment and its forwards):
+    # nothing of it is shown, and no conversation goes on from it.
+    WITHDRAWN = "withdrawn"
 
 
 @dataclass(slots=True)
