@@ -55,6 +55,7 @@ from aiogram.types import (
 from bot.markup import blockquote
 from bot.streaming.render import utf16_len
 from bot.streaming.split import TELEGRAM_LIMIT
+from bot.texts.framing import framing
 
 LONG = 2000  # UTF-16 units: Telegram Desktop's pieces are at least half of the limit
 FORWARDS_WAIT = 0.5  # seconds: the messages of one forward are created together
@@ -93,7 +94,8 @@ class Joined:
     def text(self) -> str:
         if len(self.texts) == 1:
             return self.texts[0]
-        authors = [forwarded_from(message) for message in self.messages]
+        lang = self.first.from_user.language_code if self.first.from_user else None
+        authors = [forwarded_from(message, lang) for message in self.messages]
         if not any(authors):  # the pieces of one text
             joined = self.texts[0]
             for before, text in zip(self.messages, self.texts[1:], strict=False):
@@ -101,7 +103,7 @@ class Joined:
                 joined += ("" if utf16_len(before.text or "") == TELEGRAM_LIMIT else "\n") + text
             return joined
         return "\n\n".join(
-            f"{author} wrote:\n{blockquote(text)}" if author else text
+            f"{framing(lang, 'wrote', author=author)}\n{blockquote(text)}" if author else text
             for author, text in zip(authors, self.texts, strict=True)
         )
 
@@ -212,18 +214,19 @@ class Rejoiner:
         return HELD if joined is held else joined
 
 
-def forwarded_from(message: Message) -> str | None:
-    """Who wrote a forwarded message, as Telegram tells (None: not forwarded)."""
+def forwarded_from(message: Message, lang: str | None = None) -> str | None:
+    """Who wrote a forwarded message, as Telegram tells (None: not forwarded); one Telegram
+    does not name is named in `lang`, as the model is told of it."""
     origin = message.forward_origin
     if isinstance(origin, MessageOriginUser):
         return origin.sender_user.full_name
     if isinstance(origin, MessageOriginHiddenUser):
         return origin.sender_user_name
     if isinstance(origin, MessageOriginChat):
-        return origin.author_signature or origin.sender_chat.title or "A chat"
+        return origin.author_signature or origin.sender_chat.title or framing(lang, "a_chat")
     if isinstance(origin, MessageOriginChannel):
-        return origin.author_signature or origin.chat.title or "A channel"
-    return None if origin is None else "Someone"
+        return origin.author_signature or origin.chat.title or framing(lang, "a_channel")
+    return None if origin is None else framing(lang, "someone")
 
 
 def _comment(comment: Message, forward: Message) -> bool:

@@ -135,6 +135,41 @@ async def test_a_question_about_a_photo_tells_the_model_it_cannot_see_it(
         )
 
 
+async def test_what_the_model_is_told_around_a_quote_is_in_the_askers_language(
+    tg: FakeTelegram, llm: FakeLLM, bot_app: object
+) -> None:
+    """A Russian question framed in English ("Bob wrote:") tilts some models to answer in
+    English: the framing is the asker's language."""
+    said = tg.send_user_message(
+        GROUP, None, user_id=BOB, first_name="Bob", chat_type="supergroup", photo=True
+    )["message"]
+    question = tg.send_user_message(
+        GROUP,
+        f"@{tg.bot_username} что на нём?",
+        user_id=ALICE + 100,
+        chat_type="supergroup",
+        reply_to_message_id=said["message_id"],
+        language_code="ru",
+    )["message"]
+    await final_answer(tg, GROUP, after=question["message_id"])
+    assert llm.received[-1].messages[-1]["content"] == (
+        "Bob прислал(а) фото; тебе не видно, что там.\n\nчто на нём?"
+    )
+    text = tg.send_user_message(
+        GROUP, "Guten Morgen", user_id=BOB, first_name="Bob", chat_type="supergroup"
+    )["message"]
+    question = tg.send_user_message(
+        GROUP,
+        f"@{tg.bot_username} переведи",
+        user_id=ALICE + 100,
+        chat_type="supergroup",
+        reply_to_message_id=text["message_id"],
+        language_code="ru",
+    )["message"]
+    await final_answer(tg, GROUP, after=question["message_id"])
+    assert llm.received[-1].messages[-1]["content"] == "Bob пишет:\n> Guten Morgen\n\nпереведи"
+
+
 async def test_a_selected_part_is_what_the_question_is_about(
     tg: FakeTelegram, llm: FakeLLM, bot_app: object
 ) -> None:

@@ -172,6 +172,21 @@ async def test_messages_forwarded_at_once_are_one_question(
     )
 
 
+async def test_forwards_are_framed_in_the_senders_language(
+    tg: FakeTelegram, llm: FakeLLM, start_bot: BotRunner
+) -> None:
+    await start_bot()
+    russian = USER + 1
+    sent = [
+        tg.send_user_message(russian, text, forward_origin=origin(kind, name), language_code="ru")[
+            "message"
+        ]
+        for kind, name, text in [("user", "Аня", "Обедаем завтра?"), ("hidden_user", "Боб", "Да")]
+    ]
+    await final_answer(tg, russian, after=sent[-1]["message_id"])
+    assert last_question(llm) == "Аня пишет:\n> Обедаем завтра?\n\nБоб пишет:\n> Да"
+
+
 async def test_a_message_forwarded_alone_is_asked_as_it_reads(
     tg: FakeTelegram, llm: FakeLLM, start_bot: BotRunner
 ) -> None:

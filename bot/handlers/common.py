@@ -7,6 +7,7 @@ from aiogram.types import Message
 from bot.answering import Question, Quote
 from bot.markup import blockquote, markdown_of, message_markdown
 from bot.texts import is_own_text
+from bot.texts.framing import framing
 
 
 def sender_id(message: Message) -> int:
@@ -59,41 +60,45 @@ def quote_of(message: Message, bot_id: int) -> Quote | None:
     if replied is None or replied_id(message) is None:
         return None
     selected = markdown_of(message.quote.text, message.quote.entities) if message.quote else ""
+    lang = lang_of(message)
     if replied.from_user is not None and replied.from_user.id == bot_id:
         if selected:
-            return Quote("About this part of your answer:\n" + blockquote(selected), selected=True)
+            return Quote(framing(lang, "about_part") + "\n" + blockquote(selected), selected=True)
         earlier = message_markdown(replied)
         if not earlier or is_own_text(replied.text or ""):  # help, a notice: not a lost answer
             return None
-        return Quote("You wrote earlier:\n" + blockquote(earlier), own=True)
+        return Quote(framing(lang, "you_wrote") + "\n" + blockquote(earlier), own=True)
     quoted = selected or message_markdown(replied)
     if replied.sender_chat is not None:  # `from` is then a placeholder ("Group", "Channel")
-        author = replied.sender_chat.title or "A channel"
+        author = replied.sender_chat.title or framing(lang, "a_channel")
     elif replied.from_user is not None:
         author = replied.from_user.full_name
     else:
-        author = "Someone"
+        author = framing(lang, "someone")
     if not quoted:
         # "What is in this picture?": the model is told there is one it cannot see, or it would
         # answer as if it knew.
-        kind = next((name for field, name in _UNSEEN if getattr(replied, field, None)), None)
-        return Quote(f"{author} sent {kind}, which you cannot see.") if kind else None
-    return Quote(f"{author} wrote:\n{blockquote(quoted)}", selected=bool(selected))
+        kind = next((field for field in _UNSEEN if getattr(replied, field, None)), None)
+        if kind is None:
+            return None
+        return Quote(framing(lang, "sent_unseen", author=author, kind=framing(lang, kind)))
+    wrote = framing(lang, "wrote", author=author)
+    return Quote(f"{wrote}\n{blockquote(quoted)}", selected=bool(selected))
 
 
-# What a message without text may hold, as the model is told of it.
+# What a message without text may hold, as the model is told of it (`bot.texts.framing`).
 _UNSEEN = (
-    ("photo", "a photo"),
-    ("sticker", "a sticker"),
-    ("animation", "a GIF"),
-    ("video", "a video"),
-    ("video_note", "a video message"),
-    ("voice", "a voice message"),
-    ("audio", "an audio file"),
-    ("document", "a file"),
-    ("poll", "a poll"),
-    ("location", "a location"),
-    ("contact", "a contact"),
+    "photo",
+    "sticker",
+    "animation",
+    "video",
+    "video_note",
+    "voice",
+    "audio",
+    "document",
+    "poll",
+    "location",
+    "contact",
 )
 
 
