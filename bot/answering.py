@@ -77,6 +77,8 @@ class Outcome:
     # stopped; one cut off by a block told of, whose end was shown all the same (the bot let
     # back in at once, or only muted, its own messages still editable), is stopped.
     undelivered: bool = False
+    # A message was sent in a chat the bot had been shut out of: it may write there again.
+    writable_again: bool = False
     # ... and what the chat should show of it once the bot is let back in
     left: list[Leftover] = field(default_factory=list)
     first_text_after: float | None = None  # seconds from the question to the first text
@@ -244,7 +246,7 @@ class Answerer:
                     text += piece
                     outcome.text = text
                     reply.update(text)
-                    if reply.failed:  # the chat is gone: stop paying for the stream
+                    if reply.failed or reply.gone:  # nobody will see more: stop paying for it
                         return
 
         active.task = asyncio.create_task(consume(), name=f"llm:{answer_id}")
@@ -283,7 +285,7 @@ class Answerer:
 
         if reply.gone and outcome.failure is None and not outcome.stopped:
             # The chat refused it midway (a block not told of): cut off, as by `shut_out`.
-            outcome.stopped = outcome.undelivered = True
+            outcome.stopped = True
         finished = outcome.failure is None and not outcome.stopped
         if finished and reply.shows_nothing():
             # Only whitespace or markup, even if a snapshot showed something (`[1]` of `[1]: …`).
@@ -300,10 +302,16 @@ class Answerer:
             notice = styled(t(question.lang, key))
         await reply.close(notice, complete=finished)
         self.finished += 1
-        outcome.undelivered = outcome.undelivered or reply.failed
         if reply.gone:
             self._shut_out(reply.chat_id)
-            outcome.left = reply.leftovers()
+            unshown = reply.leftovers()
+            outcome.undelivered = bool(unshown) or not reply.showed_anything
+            # One the chat never saw any of (refused at its first send: a question asked in a
+            # group that muted the bot) is not brought up once the bot may write again.
+            outcome.left = unshown if reply.showed_anything else []
+        outcome.undelivered = outcome.undelivered or reply.failed
+        shut_out_at = self._gone.get(reply.chat_id, math.inf)
+        outcome.writable_again = self.shut_out_of(reply.chat_id) and reply.last_send > shut_out_at
         outcome.message_ids = reply.message_ids
         if self.metrics is not None:
             self.metrics.record_answer(outcome, reply.stats)

@@ -5,6 +5,7 @@ once, as amended, or, when too late, leaves the rest a question of its own; neve
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 from pathlib import Path
@@ -27,8 +28,10 @@ class _Reply:
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self.text = ""
         self.notice: Any = None
+        self.chat_id = kwargs["chat_id"]
         self.failed = False
         self.gone = False
+        self.last_send = -math.inf
         self.message_ids: list[int] = []
         self.stats = DeliveryStats()
         _Reply.made.append(self)

@@ -469,6 +469,56 @@ async def test_a_group_where_the_bot_may_not_write_costs_one_refused_call(
     tg.unmute(MUTED_IN, tell=False)
     again = await _ask_the_group(tg, "now?")
     await final_answer(tg, MUTED_IN, after=again["message_id"])
+    # Nothing of the answer nobody saw begin is brought up later.
+    assert [m.message_id for m in tg.bot_messages(MUTED_IN)] == [
+        m.message_id for m in answer_messages(tg, MUTED_IN, again["message_id"])
+    ]
+
+
+async def test_questions_asked_while_the_bot_is_muted_are_not_answered_late(
+    tg: FakeTelegram, llm: FakeLLM, bot_app: Any
+) -> None:
+    """A muted bot still gets the group's mentions: each costs the model's first words (its
+    first send is refused), and nothing of them is posted once the bot is unmuted."""
+    hello = await _ask_the_group(tg, "hello")
+    await final_answer(tg, MUTED_IN, after=hello["message_id"])
+    tg.mute(MUTED_IN)
+    await tg.wait_for(lambda: bool(bot_app.answerer.shut_out_of(MUTED_IN)))
+    for text in ("one?", "two?"):
+        llm.script(Reply("word " * 3000, chunk_size=5, delay=0.02))
+        await _ask_the_group(tg, text)
+        await tg.wait_for(lambda: bool(llm.received) and llm.received[-1].client_closed)
+    await tg.wait_for(lambda: not bot_app.answerer.active, timeout=10)
+    tg.unmute(MUTED_IN)
+    again = await _ask_the_group(tg, "and now?")
+    await final_answer(tg, MUTED_IN, after=again["message_id"])
+    await tg.wait_idle(quiet=0.5)
+    assert len(tg.bot_messages(MUTED_IN)) == 2  # to "hello" and to "and now?"
+
+
+async def test_an_answer_cut_off_by_a_read_only_group_is_settled_and_put_right_later(
+    tg: FakeTelegram, llm: FakeLLM, bot_app: Any
+) -> None:
+    """The group turns read-only mid-answer (no update tells): the next part's send is
+    refused, the stream stops, and the message shown is settled, its own to edit (no cursor, no
+    Stop button). Once the bot can send there again (a later answer's send goes through: no
+    update tells that either), the rest is sent with "⏹ Stopped."."""
+    llm.script(Reply("word " * 3000, chunk_size=50, delay=0.02))
+    first = await _ask_the_group(tg, "long please")
+    await tg.wait_for(lambda: bool(answer_messages(tg, MUTED_IN, first["message_id"])))
+    tg.mute(MUTED_IN, tell=False)
+    await tg.wait_for(lambda: llm.received[0].client_closed, timeout=15)
+    await tg.wait_for(lambda: not bot_app.answerer.active, timeout=10)
+    await tg.wait_idle(quiet=0.5)
+    [shown] = answer_messages(tg, MUTED_IN, first["message_id"])
+    assert not shown.text.endswith(CURSOR) and not shown.reply_markup
+    assert "Stopped" not in shown.text  # it goes with the rest, which is not shown yet
+    tg.unmute(MUTED_IN, tell=False)
+    again = await _ask_the_group(tg, "and now?")
+    await final_answer(tg, MUTED_IN, after=again["message_id"])
+    await tg.wait_for(lambda: tg.bot_messages(MUTED_IN)[-1].text.endswith("⏹ Stopped."))
+    rest = tg.bot_messages(MUTED_IN)[-1]
+    assert rest.text.startswith("word") and rest.reply_to_message_id == first["message_id"]
 
 
 async def test_a_failed_answer_keeps_the_formatting_it_was_shown_with(

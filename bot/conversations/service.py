@@ -521,6 +521,13 @@ class Conversations:
                 )
             for left in outcome.left:  # what the chat shows once it lets the bot back in
                 await self._leave(replace(left, turn_id=turn.id))
+            if outcome.writable_again:
+                # A group no longer read-only, or that made the bot an admin, tells nobody:
+                # what it was left with is put right once the bot could send there again.
+                try:
+                    await self.let_back_in(question.chat_id)
+                except Exception:
+                    log.exception("chat %s: not put right", question.chat_id)
             if outcome.withdrawn and question.is_private:
                 # The question asked in its place continues from where this one did.
                 await self.store.set_head(question.chat_id, question.thread_id, parent_id)

@@ -16,6 +16,8 @@ import asyncio
 import contextlib
 import json
 import logging
+import math
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -194,7 +196,12 @@ class ReplyStream:
         self.stop_markup = stop_markup
         self.stats = DeliveryStats()
         self.failed = False  # the chat cannot be written to (blocked, kicked, gone)
-        self.gone = False  # ... because the bot may not write there any more (403, 404)
+        # The bot may not write there any more (403, 404), or may not send (a 400 for lack of
+        # rights: muted, or a group read-only for members, where its own messages can still be
+        # edited, so `close` still settles them).
+        self.gone = False
+        self._no_sends = False
+        self.last_send = -math.inf  # when a message was last sent (time.monotonic())
         self._segmenter = Segmenter()
         self._text = ""
         self._rendered: str | None = None  # the text `_target` last looked at
@@ -248,6 +255,11 @@ class ReplyStream:
     def _started(self) -> bool:
         """Something is shown: a message or a draft."""
         return bool(self._shown) or self._draft_shown is not None
+
+    @property
+    def showed_anything(self) -> bool:
+        """Whether the chat was ever shown any of the answer (a message, a draft)."""
+        return self._started
 
     def shows_nothing(self) -> bool:
         """Whether the whole answer, rendered as final, shows nothing: only whitespace, or only
@@ -315,10 +327,10 @@ class ReplyStream:
         once it is complete (`[1]: https://…` is a link definition, not text). It is deleted,
         else it would keep its cursor and Stop button for good."""
         messages, draft = target
-        if len(messages) > len(self._shown):
+        if len(messages) > len(self._shown) and not self._no_sends:
             part, button = messages[len(self._shown)]
             return _Op(len(self._shown), part, button, "send")
-        for i, (part, button) in enumerate(messages):
+        for i, (part, button) in enumerate(messages[: len(self._shown)]):
             shown = self._shown[i]
             if i in self._gone:
                 continue
@@ -327,6 +339,8 @@ class ReplyStream:
         if len(self._shown) > len(messages):
             last = len(self._shown) - 1
             return _Op(last, self._shown[last].part, False, "delete")
+        if self._no_sends:
+            return None
         if draft is not None and (draft != self._draft_shown or self._draft_due):
             return _Op(len(messages), draft, False, "draft")
         return None
@@ -372,8 +386,11 @@ class ReplyStream:
                 self.stats.errors += 1
                 if cannot_write(e) and op.kind != "delete":  # muted in a group, say
                     log.warning("chat %s: may not write there (%s)", self.chat_id, e.message)
-                    self.failed = self.gone = True
-                    return
+                    self.gone = self._no_sends = True
+                    if op.kind != "send":  # nor edit: nothing more can be shown
+                        self.failed = True
+                        return
+                    continue
                 if op.kind == "delete":  # already deleted, by the user or too old: let it be
                     log.info("chat %s: part %d not deleted: %s", self.chat_id, op.index, e.message)
                     self._forget_last()
@@ -459,6 +476,7 @@ class ReplyStream:
             )
         )
         self.stats.sends += 1
+        self.last_send = time.monotonic()
         self._shown.append(_Shown(message.message_id, op.part, op.button))
         self._progress()
         if self.newest is not None:
