@@ -4,7 +4,8 @@ The benchmark runs the bot in its own process so that CPU time, memory and event
 bot's alone. This process serves both fakes and `/control/*` for the harness:
 `POST /control/ask`, `GET /control/report`, `POST /control/reset`.
 It prints one JSON line with the three base URLs, then serves until stdin closes.
-`--answers plain` makes every answer plain prose instead of Markdown.
+`--answers plain` makes every answer plain prose instead of Markdown; `--length` sets how many
+characters each answer has (1,000 by default).
 """
 
 from __future__ import annotations
@@ -66,6 +67,7 @@ def answer_text(chat_id: int, length: int = 1000, kind: str = "markdown") -> str
 ANSWERS = sys.argv[sys.argv.index("--answers") + 1] if "--answers" in sys.argv else "markdown"
 if "--chars-per-second" in sys.argv:  # the test of the harness streams faster
     CHARS_PER_SECOND = float(sys.argv[sys.argv.index("--chars-per-second") + 1])
+LENGTH = int(sys.argv[sys.argv.index("--length") + 1]) if "--length" in sys.argv else 1000
 
 
 def responder(body: dict[str, Any]) -> Reply:
@@ -73,7 +75,7 @@ def responder(body: dict[str, Any]) -> Reply:
     match = re.search(r"chat (-?\d+)", question)
     chat_id = int(match.group(1)) if match else 0
     return Reply(
-        answer_text(chat_id, kind=ANSWERS), chunk_size=CHUNK, delay=CHUNK / CHARS_PER_SECOND
+        answer_text(chat_id, LENGTH, kind=ANSWERS), chunk_size=CHUNK, delay=CHUNK / CHARS_PER_SECOND
     )
 
 
@@ -122,7 +124,7 @@ async def main() -> None:
                 {
                     "chat_id": int(match.group(1)) if match else 0,
                     "chunks": r.chunks,
-                    "text": answer_text(int(match.group(1)), kind=ANSWERS) if match else "",
+                    "text": answer_text(int(match.group(1)), LENGTH, kind=ANSWERS) if match else "",
                 }
             )
         return web.json_response(

@@ -11,7 +11,8 @@ measures what a user feels and what the bot costs:
   event-loop lag p99.
 
 Every answer is Markdown as a model writes it (bold, a list, inline code, a code block, a link;
-`--answers plain` for plain prose), about 1,000 characters at 250 characters a second.
+`--answers plain` for plain prose), about 1,000 characters (`--length`) at 250 characters a
+second.
 
 Each load runs twice, on chats not used before: once with nothing else in the process (all but
 the lag), once with the lag monitor (its 20 wake-ups a second would otherwise be billed to the
@@ -244,7 +245,7 @@ async def load(
 
 
 def start_fakes(
-    answers: str = "markdown", chars_per_second: float = 250.0
+    answers: str = "markdown", chars_per_second: float = 250.0, length: int = 1000
 ) -> tuple[subprocess.Popen[str], dict[str, str]]:
     """The fakes in a process of their own; it ends when its stdin closes."""
     fakes = subprocess.Popen(
@@ -256,6 +257,8 @@ def start_fakes(
             answers,
             "--chars-per-second",
             str(chars_per_second),
+            "--length",
+            str(length),
         ],
         cwd=ROOT,
         stdin=subprocess.PIPE,
@@ -443,15 +446,18 @@ def main() -> None:
     parser.add_argument("--levels", default="1,10,25,50,200")
     parser.add_argument("--mode", default="auto", choices=("auto", "draft", "edit"))
     parser.add_argument("--answers", default="markdown", choices=("markdown", "plain"))
+    parser.add_argument(
+        "--length", type=int, default=1000, help="characters per answer (CPU is per answer)"
+    )
     parser.add_argument("--no-chart", action="store_true")
     args = parser.parse_args()
     levels = [int(v) for v in args.levels.split(",")]
     print(
-        f"STREAM_MODE={args.mode}; {args.answers} answers of about 1,000 characters "
+        f"STREAM_MODE={args.mode}; {args.answers} answers of about {args.length:,} characters "
         "at 250 characters a second"
     )
     print(HEADER, flush=True)
-    fakes, urls = start_fakes(args.answers)
+    fakes, urls = start_fakes(args.answers, length=args.length)
     try:
         idle: list[float] = []
         results = asyncio.run(run(levels, args.mode, urls, idle=idle))
@@ -462,6 +468,7 @@ def main() -> None:
     report = {
         "mode": args.mode,
         "answers": args.answers,
+        "length": args.length,
         "idle_cpu_ms_per_second": round(idle[0], 1) if idle else None,
         "levels": [asdict(r) for r in results],
     }
