@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from tests.fakes.llm import FakeLLM, Reply
 from tests.fakes.telegram import FakeTelegram, StoredMessage
 from tests.helpers import answer_messages, final_answer, is_final
@@ -140,34 +142,27 @@ async def test_what_the_model_is_told_around_a_quote_is_in_the_askers_language(
 ) -> None:
     """A Russian question framed in English ("Bob wrote:") tilts some models to answer in
     English: the framing is the asker's language."""
-    said = tg.send_user_message(
-        GROUP, None, user_id=BOB, first_name="Bob", chat_type="supergroup", photo=True
-    )["message"]
-    question = tg.send_user_message(
-        GROUP,
-        f"@{tg.bot_username} что на нём?",
-        user_id=ALICE + 100,
-        chat_type="supergroup",
-        reply_to_message_id=said["message_id"],
-        language_code="ru",
-    )["message"]
-    await final_answer(tg, GROUP, after=question["message_id"])
-    assert llm.received[-1].messages[-1]["content"] == (
+
+    async def asked_in_russian(said: dict[str, Any], text: str) -> str:
+        question = tg.send_user_message(
+            GROUP,
+            f"@{tg.bot_username} {text}",
+            user_id=ALICE + 100,
+            chat_type="supergroup",
+            reply_to_message_id=said["message_id"],
+            language_code="ru",
+        )["message"]
+        await final_answer(tg, GROUP, after=question["message_id"])
+        content: str = llm.received[-1].messages[-1]["content"]
+        return content
+
+    bob = {"user_id": BOB, "first_name": "Bob", "chat_type": "supergroup"}
+    photo = tg.send_user_message(GROUP, None, photo=True, **bob)["message"]
+    assert await asked_in_russian(photo, "что на нём?") == (
         "Bob прислал(а) фото; тебе не видно, что там.\n\nчто на нём?"
     )
-    text = tg.send_user_message(
-        GROUP, "Guten Morgen", user_id=BOB, first_name="Bob", chat_type="supergroup"
-    )["message"]
-    question = tg.send_user_message(
-        GROUP,
-        f"@{tg.bot_username} переведи",
-        user_id=ALICE + 100,
-        chat_type="supergroup",
-        reply_to_message_id=text["message_id"],
-        language_code="ru",
-    )["message"]
-    await final_answer(tg, GROUP, after=question["message_id"])
-    assert llm.received[-1].messages[-1]["content"] == "Bob пишет:\n> Guten Morgen\n\nпереведи"
+    text = tg.send_user_message(GROUP, "Guten Morgen", **bob)["message"]
+    assert await asked_in_russian(text, "переведи") == "Bob пишет:\n> Guten Morgen\n\nпереведи"
 
 
 async def test_a_selected_part_is_what_the_question_is_about(
