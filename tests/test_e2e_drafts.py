@@ -144,6 +144,43 @@ async def test_a_draft_is_shown_again_before_it_expires(
     assert tg.count_429 == 0 and refused_calls(tg) == []
 
 
+async def test_a_draft_chat_that_refuses_a_send_waits_quietly_for_the_close(
+    tg: FakeTelegram, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Once a send is refused for lack of rights, no draft is shown again either: the engine
+    must not wake up again and again to refresh the draft it may no longer send while the
+    model is silent."""
+    from aiogram import Bot
+
+    from bot.session import make_session
+    from bot.streaming import reply as reply_module
+    from bot.streaming.pacer import Pacer
+
+    monkeypatch.setattr(reply_module, "DRAFT_REFRESH", 0.3)
+    tg.send_user_message(USER, "hi")
+    bot = Bot(tg.token, session=make_session(tg.base_url))
+    reply = reply_module.ReplyStream(bot, Pacer(), chat_id=USER, draft_id=7)
+    reply.start()
+    reply.update("word " * 100)
+    await tg.wait_for(lambda: bool(tg.drafts))
+    tg.mute(USER, tell=False)
+    reply.update("word " * 1000 + "\n\n" + "more " * 200)  # a part done: its send is refused
+    await tg.wait_for(lambda: reply.gone)
+    looked = 0
+    target = reply._target
+
+    def counted() -> Any:
+        nonlocal looked
+        looked += 1
+        return target()
+
+    monkeypatch.setattr(reply, "_target", counted)
+    await asyncio.sleep(1.0)  # the model is silent
+    await reply.close()
+    await bot.session.close()
+    assert looked < 10, f"the engine looked at its target {looked} times in a quiet second"
+
+
 async def test_a_reasoning_models_thinking_is_not_shown_or_remembered(
     tg: FakeTelegram, llm: FakeLLM, start_bot: BotRunner
 ) -> None:

@@ -484,10 +484,10 @@ async def test_questions_asked_while_the_bot_is_muted_are_not_answered_late(
     await final_answer(tg, MUTED_IN, after=hello["message_id"])
     tg.mute(MUTED_IN)
     await tg.wait_for(lambda: bool(bot_app.answerer.shut_out_of(MUTED_IN)))
-    for text in ("one?", "two?"):
+    for asked, text in enumerate(("one?", "two?"), start=2):
         llm.script(Reply("word " * 3000, chunk_size=5, delay=0.02))
         await _ask_the_group(tg, text)
-        await tg.wait_for(lambda: bool(llm.received) and llm.received[-1].client_closed)
+        await tg.wait_for(lambda n=asked: len(llm.received) == n and llm.received[-1].client_closed)
     await tg.wait_for(lambda: not bot_app.answerer.active, timeout=10)
     tg.unmute(MUTED_IN)
     again = await _ask_the_group(tg, "and now?")

@@ -421,8 +421,9 @@ class ReplyStream:
                 self.failed = True
 
     async def _idle(self) -> None:
-        """Wait for new text (or the close). A draft is shown again before it expires."""
-        if self._draft_shown is None:
+        """Wait for new text (or the close). A draft is shown again before it expires (unless
+        nothing may be sent any more)."""
+        if self._draft_shown is None or self._no_sends:
             await self._wake.wait()
             return
         try:
@@ -553,12 +554,12 @@ class ReplyStream:
     def _type(self) -> None:
         """The first text is late: show "typing…" meanwhile."""
         self._typing_timer = None
-        if not self._started and not self.failed:
+        if not self._started and not self.failed and not self._no_sends:
             self._typing = asyncio.create_task(self._keep_typing(), name=f"typing:{self.chat_id}")
 
     async def _keep_typing(self) -> None:
         """Show "typing…" until the first text is out (Telegram clears it after ~5 s)."""
-        while not self._started and not self.failed:
+        while not self._started and not self.failed and not self._no_sends:
             if self.pacer.paused(self.chat_id):  # inside a retry_after window: not even that
                 await asyncio.sleep(0.5)
                 continue
