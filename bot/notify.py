@@ -19,7 +19,7 @@ from aiogram.methods import (
     SendMessage,
     TelegramMethod,
 )
-from aiogram.types import InlineKeyboardMarkup, Message, ReplyParameters
+from aiogram.types import InlineKeyboardMarkup, Message
 
 from bot.streaming import Pacer, calls
 from bot.streaming.refusals import cannot_write
@@ -46,14 +46,11 @@ class Notifier:
         thread_id: int | None = None,
         markup: InlineKeyboardMarkup | None = None,
     ) -> Message | None:
-        reply = None
-        if reply_to:
-            reply = ReplyParameters(message_id=reply_to, allow_sending_without_reply=True)
         call = SendMessage(
             chat_id=chat_id,
             text=text,
             message_thread_id=thread_id,
-            reply_parameters=reply,
+            reply_parameters=calls.replying_to(reply_to or None),
             reply_markup=markup,
         )
         try:
@@ -148,9 +145,7 @@ class Notifier:
         call: TelegramMethod[Any]
         if left.message_id is None:
             assert left.part is not None
-            reply = None
-            if left.reply_to is not None:
-                reply = ReplyParameters(message_id=left.reply_to, allow_sending_without_reply=True)
+            reply = calls.replying_to(left.reply_to)
             call = calls.send(
                 chat_id, left.part, reply_parameters=reply, thread_id=left.thread_id, markup=None
             )

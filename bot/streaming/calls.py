@@ -52,6 +52,14 @@ def _entities(part: Part) -> Any:
     return list(part.entities) or None  # the Bot API's dicts, dumped as they are
 
 
+def replying_to(message_id: int | None) -> ReplyParameters | None:
+    """A reply to that message, sent even if the message was deleted meanwhile (None: not a
+    reply)."""
+    if message_id is None:
+        return None
+    return ReplyParameters(message_id=message_id, allow_sending_without_reply=True)
+
+
 def send(
     chat_id: int,
     part: Part,

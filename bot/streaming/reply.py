@@ -34,7 +34,7 @@ from aiogram.exceptions import (
     TelegramServerError,
     TelegramUnauthorizedError,
 )
-from aiogram.types import InlineKeyboardMarkup, Message, ReplyParameters, TelegramObject
+from aiogram.types import InlineKeyboardMarkup, Message, TelegramObject
 
 from bot.streaming import calls
 from bot.streaming.pacer import Pacer
@@ -200,7 +200,6 @@ class ReplyStream:
         # rights: muted, or a group read-only for members, where its own messages can still be
         # edited, so `close` still settles them).
         self.gone = False
-        self._no_sends = False
         self.last_send = -math.inf  # when a message was last sent (time.monotonic())
         self._segmenter = Segmenter()
         self._text = ""
@@ -252,14 +251,9 @@ class ReplyStream:
             await self._stop_typing()
 
     @property
-    def _started(self) -> bool:
+    def started(self) -> bool:
         """Something is shown: a message or a draft."""
         return bool(self._shown) or self._draft_shown is not None
-
-    @property
-    def showed_anything(self) -> bool:
-        """Whether the chat was ever shown any of the answer (a message, a draft)."""
-        return self._started
 
     def shows_nothing(self) -> bool:
         """Whether the whole answer, rendered as final, shows nothing: only whitespace, or only
@@ -327,7 +321,7 @@ class ReplyStream:
         once it is complete (`[1]: https://…` is a link definition, not text). It is deleted,
         else it would keep its cursor and Stop button for good."""
         messages, draft = target
-        if len(messages) > len(self._shown) and not self._no_sends:
+        if len(messages) > len(self._shown) and not self.gone:
             part, button = messages[len(self._shown)]
             return _Op(len(self._shown), part, button, "send")
         for i, (part, button) in enumerate(messages[: len(self._shown)]):
@@ -339,7 +333,7 @@ class ReplyStream:
         if len(self._shown) > len(messages):
             last = len(self._shown) - 1
             return _Op(last, self._shown[last].part, False, "delete")
-        if self._no_sends:
+        if self.gone:
             return None
         if draft is not None and (draft != self._draft_shown or self._draft_due):
             return _Op(len(messages), draft, False, "draft")
@@ -354,7 +348,7 @@ class ReplyStream:
             # New text once something is shown: there is surely something to update, and the
             # snapshot is rendered once, after the slot (rendering is most of a tick's cost).
             # The first text is checked before its slot, which has priority over others.
-            news = self._text is not self._rendered and not self._closing and self._started
+            news = self._text is not self._rendered and not self._closing and self.started
             if not news and self._next_op(self._target()) is None:
                 if self._closing:
                     return
@@ -386,7 +380,7 @@ class ReplyStream:
                 self.stats.errors += 1
                 if cannot_write(e) and op.kind != "delete":  # muted in a group, say
                     log.warning("chat %s: may not write there (%s)", self.chat_id, e.message)
-                    self.gone = self._no_sends = True
+                    self.gone = True
                     if op.kind != "send":  # nor edit: nothing more can be shown
                         self.failed = True
                         return
@@ -423,7 +417,7 @@ class ReplyStream:
     async def _idle(self) -> None:
         """Wait for new text (or the close). A draft is shown again before it expires (unless
         nothing may be sent any more)."""
-        if self._draft_shown is None or self._no_sends:
+        if self._draft_shown is None or self.gone:
             await self._wake.wait()
             return
         try:
@@ -436,7 +430,7 @@ class ReplyStream:
         """Wait for the pacer (returns when the call was counted); once the answer closes, the
         wait counts as a final's."""
         return await self.pacer.acquire(
-            self.chat_id, is_final=lambda: self._closing, first=not self._started
+            self.chat_id, is_final=lambda: self._closing, first=not self.started
         )
 
     async def _apply(self, op: _Op) -> None:
@@ -466,7 +460,7 @@ class ReplyStream:
             return
         reply = None
         if self.reply_to is not None and (op.index == 0 or self._written_after()):
-            reply = ReplyParameters(message_id=self.reply_to, allow_sending_without_reply=True)
+            reply = calls.replying_to(self.reply_to)
         message = await self.bot(
             calls.send(
                 self.chat_id,
@@ -554,12 +548,12 @@ class ReplyStream:
     def _type(self) -> None:
         """The first text is late: show "typing…" meanwhile."""
         self._typing_timer = None
-        if not self._started and not self.failed and not self._no_sends:
+        if not self.started and not self.failed and not self.gone:
             self._typing = asyncio.create_task(self._keep_typing(), name=f"typing:{self.chat_id}")
 
     async def _keep_typing(self) -> None:
         """Show "typing…" until the first text is out (Telegram clears it after ~5 s)."""
-        while not self._started and not self.failed and not self._no_sends:
+        while not self.started and not self.failed and not self.gone:
             if self.pacer.paused(self.chat_id):  # inside a retry_after window: not even that
                 await asyncio.sleep(0.5)
                 continue
