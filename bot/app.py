@@ -315,21 +315,54 @@ async def check_backend(app: App) -> None:
         log.warning("model backend: %s", problem)
 
 
-async def shutdown(app: App) -> None:
-    """After updates stopped coming: finish or interrupt the answers, then close everything."""
-    for task in app.background:
-        task.cancel()
-    await asyncio.gather(*app.background, return_exceptions=True)
-    app.conversations.close()  # a question not started now is told it was not answered
-    await app.rejoiner.flush(within=30)  # messages waiting for the rest of theirs, among them
-    await app.conversations.drain(app.settings.shutdown_grace)
-    await app.llm.close()
-    await app.store.close()
-    if app.directory is not None:
-        await app.directory.close()
-    if app.cluster is not None:
-        await app.cluster.close()
-    await app.bot.session.close()
+async def shutdown(app: App, *, handle_signals: bool = False) -> None:
+    """After updates stopped coming: finish or interrupt the answers, then close everything.
+
+    With `handle_signals`, a second SIGINT or SIGTERM (Ctrl+C pressed again) interrupts the
+    answers at once instead of waiting out SHUTDOWN_GRACE. Everything is closed even if this
+    fails or is cancelled half-way: the SQLite connection's thread alone would keep the process
+    from ever exiting."""
+    hurry = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    signals = (signal.SIGTERM, signal.SIGINT) if handle_signals else ()
+    for sig in signals:
+        loop.add_signal_handler(sig, _hurry, hurry)
+    try:
+        for task in app.background:
+            task.cancel()
+        await asyncio.gather(*app.background, return_exceptions=True)
+        app.conversations.close()  # a question not started now is told it was not answered
+        await app.rejoiner.flush(within=30)  # messages waiting for the rest of theirs, among them
+        await app.conversations.drain(app.settings.shutdown_grace, hurry if signals else None)
+    finally:
+        try:
+            await app.conversations.abandon()  # only answers a cut-short drain left running
+        finally:
+            await _close_all(app)
+            for sig in signals:
+                loop.remove_signal_handler(sig)
+
+
+def _hurry(hurry: asyncio.Event) -> None:
+    if not hurry.is_set():
+        log.warning("signal received again: interrupting the answers now")
+        hurry.set()
+
+
+async def _close_all(app: App) -> None:
+    """Close what the bot opened, each even if closing another failed."""
+    closers = [
+        app.llm.close,
+        app.store.close,
+        *([app.directory.close] if app.directory is not None else []),
+        *([app.cluster.close] if app.cluster is not None else []),
+        app.bot.session.close,
+    ]
+    for close in closers:
+        try:
+            await close()
+        except Exception:
+            log.exception("closing %s failed", getattr(close, "__qualname__", close))
 
 
 async def start_web(app: App, *, webhook: bool) -> WebServer:
@@ -371,7 +404,7 @@ async def run_polling(
     finally:
         if server is not None:
             await server.stop()
-        await shutdown(app)
+        await shutdown(app, handle_signals=handle_signals)
 
 
 async def _start_polling(app: App) -> None:
@@ -473,4 +506,4 @@ async def run_webhook(
             loop.remove_signal_handler(sig)
         if server is not None:
             await server.stop()
-        await shutdown(app)
+        await shutdown(app, handle_signals=handle_signals)

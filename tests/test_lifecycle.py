@@ -4,11 +4,17 @@ unfinished answer is found at start-up and the asker is told. The bot runs as `p
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import os
 import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from tests.conftest import TOKEN, BotRunner
 from tests.fakes.llm import FakeLLM, Reply
@@ -93,6 +99,31 @@ async def test_sigterm_lets_a_short_answer_finish(
     assert answer.text == ("short answer " * 30).strip()
 
 
+async def test_a_second_signal_interrupts_the_answers_at_once(
+    tg: FakeTelegram, llm: FakeLLM, tmp_path: Path
+) -> None:
+    process = start_process(tg, llm, tmp_path / "data", SHUTDOWN_GRACE="60")
+    lines: list[str] = []
+    reading = threading.Thread(target=lambda: lines.extend(process.stdout or ()), daemon=True)
+    reading.start()
+    try:
+        await tg.wait_for(lambda: any(c.method == "getUpdates" for c in tg.calls), timeout=60)
+        llm.script(Reply("word " * 3000, chunk_size=5, delay=0.02))  # 60 s of answer
+        question = tg.send_user_message(USER, "a question")["message"]
+        await tg.wait_for(lambda: bool(answer_messages(tg, USER, question["message_id"])))
+        process.send_signal(signal.SIGTERM)
+        await tg.wait_for(lambda: any("waiting up to 60 s" in line for line in lines))
+        process.send_signal(signal.SIGINT)  # Ctrl+C
+        assert await wait_exit(process, timeout=20) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+    reading.join(5)
+    assert any("interrupting the answers now" in line for line in lines)
+    text = answer_messages(tg, USER, question["message_id"])[-1].text
+    assert "stopped before this answer was finished" in text
+
+
 async def test_after_sigkill_the_unfinished_answer_is_marked_interrupted(
     tg: FakeTelegram, llm: FakeLLM, tmp_path: Path, start_bot: BotRunner
 ) -> None:
@@ -151,3 +182,60 @@ async def test_after_sigkill_the_unfinished_answer_is_marked_interrupted(
     assert [m["role"] for m in sent] == ["user", "assistant", "user"]
     assert sent[0]["content"] == "a long answer please" and sent[2]["content"] == "again"
     assert sent[1]["content"].strip() == left.text
+
+
+async def stop_mid_drain(
+    tg: FakeTelegram, llm: FakeLLM, start_bot: BotRunner, caplog: pytest.LogCaptureFixture
+) -> tuple[Any, asyncio.Task[None], threading.Thread]:
+    """A bot stopping with a long answer under way, waiting for it (grace 30 s): the bot, its
+    run, and its SQLite connection's thread."""
+    caplog.set_level(logging.INFO, logger="bot.conversations.service")
+    app = await start_bot(shutdown_grace=30)
+    thread = app.store.db._thread
+    llm.script(Reply("word " * 3000, chunk_size=5, delay=0.02))
+    question = tg.send_user_message(USER, "a long answer please")["message"]
+    await tg.wait_for(lambda: bool(answer_messages(tg, USER, question["message_id"])))
+    _, task = start_bot.running.pop(id(app))
+    await app.dispatcher.stop_polling()
+    await tg.wait_for(lambda: "waiting up to 30 s" in caplog.text)
+    return app, task, thread
+
+
+async def test_a_shutdown_cut_short_still_closes_everything(
+    tg: FakeTelegram, llm: FakeLLM, start_bot: BotRunner, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Before, storage stayed open: its thread (not a daemon) kept the process from exiting.
+    app, task, thread = await stop_mid_drain(tg, llm, start_bot, caplog)
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    assert app.store._db is None
+    thread.join(5)
+    assert not thread.is_alive()
+    assert app.bot.session._session is None or app.bot.session._session.closed
+    await tg.wait_for(lambda: llm.received[-1].client_closed, timeout=5)
+    assert "abandoning 1 unfinished answer(s)" in caplog.text
+
+
+async def test_a_step_of_shutdown_that_fails_does_not_keep_storage_open(
+    tg: FakeTelegram,
+    llm: FakeLLM,
+    start_bot: BotRunner,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    caplog.set_level(logging.INFO, logger="bot.conversations.service")
+    app = await start_bot()
+    thread = app.store.db._thread
+
+    async def broken(*args: object) -> None:
+        raise RuntimeError("drain broke")
+
+    monkeypatch.setattr(app.conversations, "drain", broken)
+    _, task = start_bot.running.pop(id(app))
+    await app.dispatcher.stop_polling()
+    with pytest.raises(RuntimeError, match="drain broke"):
+        await task
+    assert app.store._db is None
+    thread.join(5)
+    assert not thread.is_alive()

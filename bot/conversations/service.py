@@ -92,20 +92,45 @@ class Conversations:
         """From now on, no answer starts: a question is told it was not answered."""
         self._closing = True
 
-    async def drain(self, grace: float) -> None:
-        """At shutdown: let answers finish within `grace` s, then interrupt and record the rest.
+    async def drain(self, grace: float, hurry: asyncio.Event | None = None) -> None:
+        """At shutdown: let answers finish within `grace` s (or until `hurry` is set), then
+        interrupt and record the rest.
 
         Questions still queued are not started any more: they are told they were not answered.
         """
         self.close()
-        if self._inflight:
-            log.info("waiting up to %.0f s for %d answer(s)", grace, len(self._inflight))
-            await asyncio.wait(set(self._inflight), timeout=grace)
+        hint = "; SIGINT or SIGTERM again interrupts them now" if hurry else ""
+        hurry = hurry or asyncio.Event()
+        if self._inflight and not hurry.is_set():
+            log.info("waiting up to %.0f s for %d answer(s)%s", grace, len(self._inflight), hint)
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + grace
+            hurried = asyncio.create_task(hurry.wait())
+            try:
+                while self._inflight and not hurry.is_set() and loop.time() < deadline:
+                    await asyncio.wait(
+                        {*self._inflight, hurried},
+                        timeout=deadline - loop.time(),
+                        return_when=asyncio.FIRST_COMPLETED,
+                    )
+            finally:
+                hurried.cancel()
         if self._inflight:
             count = self.answerer.interrupt_all()
             log.info("interrupting %d answer(s)", count)
             await asyncio.wait(set(self._inflight), timeout=30)
         await self.retrying.last_tries()  # writes storage refused: a last try, then lost
+
+    async def abandon(self) -> None:
+        """Cancel the answers still running (a shutdown cut short): each is left as a crash
+        leaves it, and the next start tells its asker it was interrupted."""
+        self.close()
+        running = set(self._inflight)
+        if running:
+            log.warning("abandoning %d unfinished answer(s)", len(running))
+            for task in running:
+                task.cancel()
+            await asyncio.wait(running, timeout=5)
 
     async def ask(
         self, question: Question, reply_to: int | None = None, quote: Quote | None = None
