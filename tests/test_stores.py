@@ -10,6 +10,7 @@ import sqlite3
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -101,6 +102,17 @@ async def test_the_progress_of_an_answer_is_kept_until_it_ends(reopen: Reopen) -
     await store.save_progress(turn_id, "Once upon a")
     turn = await store.get_turn(turn_id)
     assert turn is not None and turn.answer == "Once upon a time."
+
+
+async def test_a_status_written_by_a_newer_version_reads_as_failed(reopen: Reopen) -> None:
+    store = await reopen()
+    turn_id = await add(store, 5, 1)
+    newer = SimpleNamespace(value="someday")  # a status this version does not know
+    await store.finish_turn(turn_id, answer="ans", status=newer, message_ids=[2])  # type: ignore[arg-type]
+
+    store = await reopen()
+    turn = await store.turn_by_message(5, 2)
+    assert turn is not None and turn.status is TurnStatus.FAILED and turn.answer == "ans"
 
 
 async def test_chain_follows_parents_oldest_first(reopen: Reopen) -> None:

@@ -19,6 +19,12 @@ class TurnStatus(enum.StrEnum):
     # nothing of it is shown, and no conversation goes on from it.
     WITHDRAWN = "withdrawn"
 
+    @classmethod
+    def _missing_(cls, value: object) -> TurnStatus:
+        """A status only a newer version writes (replicas of two versions share Redis while one
+        replaces the other; a downgrade reads its data): read as an answer that ended early."""
+        return cls.FAILED
+
 
 @dataclass(slots=True)
 class Turn:
