@@ -308,7 +308,7 @@ class Answerer:
             outcome.undelivered = bool(unshown) or not reply.started
             # One the chat never saw any of (refused at its first send: a question asked in a
             # group that muted the bot) is not brought up once the bot may write again.
-            outcome.left = unshown if reply.started else []
+            outcome.left = unshown if reply.seen else []
         outcome.undelivered = outcome.undelivered or reply.failed
         shut_out_at = self._gone.get(reply.chat_id, math.inf)
         outcome.writable_again = self.shut_out_of(reply.chat_id) and reply.last_send > shut_out_at

@@ -401,6 +401,32 @@ async def test_an_answer_in_a_supergroup_the_group_became_is_put_right_there(
     assert tg.bot_messages(supergroup)[-1].text.endswith("⏹ Stopped.")
 
 
+async def test_an_answer_begun_in_a_group_and_refused_in_its_supergroup_is_put_right_there(
+    tg: FakeTelegram, llm: FakeLLM, bot_app: Any
+) -> None:
+    """The group became a supergroup mid-answer, where members may not write (nothing tells):
+    the answer's first send there is refused. The group saw it begin, so once a later answer's
+    send goes through in the supergroup, the rest is sent there with "⏹ Stopped."."""
+    group, supergroup = -7778, -1007778
+    llm.script(Reply("word " * 3000, chunk_size=5, delay=0.02))
+    question = tg.send_user_message(
+        group, f"@{tg.bot_username} long please", user_id=11, chat_type="group"
+    )["message"]
+    await tg.wait_for(lambda: bool(answer_messages(tg, group, question["message_id"])))
+    tg.mute(supergroup, tell=False)
+    tg.upgrade_group(group, supergroup)
+    await tg.wait_for(lambda: not bot_app.answerer.active, timeout=15)
+    await tg.wait_idle(quiet=0.5)
+    assert not tg.bot_messages(supergroup)
+    tg.unmute(supergroup, tell=False)
+    again = tg.send_user_message(
+        supergroup, f"@{tg.bot_username} and now?", user_id=11, chat_type="supergroup"
+    )["message"]
+    await final_answer(tg, supergroup, after=again["message_id"])
+    await tg.wait_for(lambda: tg.bot_messages(supergroup)[-1].text.endswith("⏹ Stopped."))
+    assert tg.bot_messages(supergroup)[-1].text.startswith("word")
+
+
 MUTED_IN = -1009191
 
 

@@ -549,8 +549,8 @@ class Conversations:
             if outcome.writable_again:
                 # A group no longer read-only, or that made the bot an admin, tells nobody:
                 # what it was left with is put right once the bot could send there again.
-                try:
-                    await self.let_back_in(question.chat_id)
+                try:  # (in the supergroup, if the group became one meanwhile)
+                    await self.let_back_in(self.answerer.chat_now(question.chat_id))
                 except Exception:
                     log.exception("chat %s: not put right", question.chat_id)
             if outcome.withdrawn and question.is_private:

@@ -213,6 +213,7 @@ class ReplyStream:
         self._draft_due = False  # the draft shown is about to expire: show it again
         self._draft_at = 0.0  # when it was shown (loop time)
         self._gone: set[int] = set()  # parts the user deleted
+        self._seen_before_move = False  # shown in the group this supergroup was
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._typing: asyncio.Task[None] | None = None
@@ -254,6 +255,12 @@ class ReplyStream:
     def started(self) -> bool:
         """Something is shown: a message or a draft."""
         return bool(self._shown) or self._draft_shown is not None
+
+    @property
+    def seen(self) -> bool:
+        """The chat saw some of it: shown here, or in the group it was before it became a
+        supergroup (whose history keeps it)."""
+        return self.started or self._seen_before_move
 
     def shows_nothing(self) -> bool:
         """Whether the whole answer, rendered as final, shows nothing: only whitespace, or only
@@ -501,6 +508,7 @@ class ReplyStream:
         the old group, whose history keeps what was shown; the answer is shown whole in the
         supergroup, as a new message (the question stays behind in the old history)."""
         log.info("chat %s: became supergroup %s; the answer goes on there", self.chat_id, chat_id)
+        self._seen_before_move = self.seen
         self.chat_id = chat_id
         self.reply_to = None
         self._shown.clear()
