@@ -332,7 +332,7 @@ async def shutdown(app: App, *, handle_signals: bool = False) -> None:
             task.cancel()
         await asyncio.gather(*app.background, return_exceptions=True)
         app.conversations.close()  # a question not started now is told it was not answered
-        await app.rejoiner.flush(within=30)  # messages waiting for the rest of theirs, among them
+        await app.rejoiner.flush(within=5)  # messages waiting for the rest of theirs, among them
         await app.conversations.drain(app.settings.shutdown_grace, hurry if signals else None)
     finally:
         try:
@@ -502,8 +502,8 @@ async def run_webhook(
             serving.result()  # it only ends by itself by raising (a StartupError, say)
         log.info("stopping: webhook requests are refused from now on")
     finally:
-        for sig in signals:
-            loop.remove_signal_handler(sig)
+        # The handlers stay until `shutdown` puts its own in their place: a second signal while
+        # the server stops must not kill the process.
         if server is not None:
             await server.stop()
         await shutdown(app, handle_signals=handle_signals)

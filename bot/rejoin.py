@@ -42,7 +42,7 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any, Final, Literal
+from typing import Final, Literal
 
 from aiogram.types import (
     Message,
@@ -125,7 +125,7 @@ class Rejoiner:
         self._held: dict[_Key, Joined] = {}
         self._joined: OrderedDict[tuple[int, int], Joined] = OrderedDict()  # by (chat, message)
         self._latest: OrderedDict[_Key, Joined] = OrderedDict()  # asked at once: a comment?
-        self._holding: set[asyncio.Task[Any]] = set()  # handlers that held a message
+        self._holding: set[asyncio.Future[None]] = set()  # set when a held message is let go
         self._closing = False
 
     async def join(self, message: Message, text: str) -> Joined | None:
@@ -159,9 +159,8 @@ class Rejoiner:
             hint = asyncio.ensure_future(self.on_hold(message))
             self._hints.add(hint)
             hint.add_done_callback(self._hints.discard)
-        if task := asyncio.current_task():  # `flush` waits for it to be asked
-            self._holding.add(task)
-            task.add_done_callback(self._holding.discard)
+        let_go = asyncio.get_running_loop().create_future()  # `flush` waits for it
+        self._holding.add(let_go)
         try:
             while not self._closing:
                 joined.more.clear()
@@ -174,6 +173,8 @@ class Rejoiner:
                     break  # the last piece: a piece before it fills a message
         finally:
             del self._held[key]
+            self._holding.discard(let_go)
+            let_go.set_result(None)  # its handler asks it before `flush` wakes: no await till then
         if len(joined.messages) > 1:
             for message_id in joined.ids:
                 self._joined[(message.chat.id, message_id)] = joined
@@ -184,7 +185,8 @@ class Rejoiner:
     async def flush(self, within: float) -> None:
         """At shutdown: messages still waiting for the rest of theirs are asked at once (and so
         told they were not answered, as questions that have not started are); this waits until
-        they are. Messages arriving from now on are asked as they come."""
+        they are asked, which `Conversations.drain` then waits for as for any other. Messages
+        arriving from now on are asked as they come."""
         self._closing = True
         for joined in self._held.values():
             joined.more.set()

@@ -126,3 +126,22 @@ async def redis_url(redis_server_url: str) -> str:
     await client.flushall()
     await client.aclose()
     return redis_server_url
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """An SQLite connection left open (a test that failed before closing its store, whose
+    frame pytest keeps for the report) would keep this process from ever exiting: its thread
+    is not a daemon. Such connections are stopped here, and named."""
+    import gc
+
+    import aiosqlite
+
+    left = [
+        obj
+        for obj in gc.get_objects()
+        if isinstance(obj, aiosqlite.Connection) and obj._connection is not None
+    ]
+    for connection in left:
+        connection.stop()
+    if left:
+        print(f"\n{len(left)} SQLite connection(s) left open by the tests were closed")

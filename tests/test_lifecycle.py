@@ -8,6 +8,7 @@ import contextlib
 import logging
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -20,6 +21,7 @@ from tests.conftest import TOKEN, BotRunner
 from tests.fakes.llm import FakeLLM, Reply
 from tests.fakes.telegram import FakeTelegram
 from tests.helpers import CURSOR, answer_messages, final_answer
+from tests.test_e2e_long_texts import origin
 
 ROOT = Path(__file__).resolve().parent.parent
 USER = 6006
@@ -214,7 +216,64 @@ async def test_a_shutdown_cut_short_still_closes_everything(
     assert not thread.is_alive()
     assert app.bot.session._session is None or app.bot.session._session.closed
     await tg.wait_for(lambda: llm.received[-1].client_closed, timeout=5)
-    assert "abandoning 1 unfinished answer(s)" in caplog.text
+    # The answer was interrupted as at the end of SHUTDOWN_GRACE: told so, and remembered.
+    assert "stopped before this answer was finished" in tg.bot_messages(USER)[-1].text
+    assert _turns(start_bot.data_dir) == [("interrupted", True)]
+
+
+async def test_an_answer_that_cannot_end_as_a_shutdown_is_cut_short_is_left_as_by_a_crash(
+    tg: FakeTelegram, llm: FakeLLM, start_bot: BotRunner, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Its interrupted state cannot be shown within seconds (a 429 for 7 s): the answer is
+    cancelled, nothing of the bot runs on after the shutdown, and the next start tells the
+    asker, as after a crash."""
+    app, task, thread = await stop_mid_drain(tg, llm, start_bot, caplog)
+    tg.inject_429(chat_id=USER, methods=("editMessageText", "sendMessage"), retry_after=7, times=1)
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    assert "abandoning 1 answer(s)" in caplog.text
+    assert not app.conversations._inflight and not app.conversations.retrying._tasks
+    assert app.store._db is None
+    assert app.bot.session._session is None or app.bot.session._session.closed
+    thread.join(5)
+    assert not thread.is_alive()
+    [(status, stored)] = _turns(start_bot.data_dir)
+    assert status == "streaming" and stored  # unfinished, with the text its message showed
+
+    await asyncio.sleep(7)  # the 429's wait
+    await start_bot()
+    await tg.wait_for(
+        lambda: "stopped before this answer was finished" in tg.bot_messages(USER)[-1].text,
+        timeout=20,
+    )
+
+
+async def test_a_message_held_for_its_forwards_does_not_prolong_the_shutdown(
+    tg: FakeTelegram, llm: FakeLLM, start_bot: BotRunner
+) -> None:
+    """A forward waits for the rest of its messages, and then in line behind the answer
+    streaming in its chat: the shutdown waits SHUTDOWN_GRACE for both, not for that answer to
+    end. Before, it waited until the answer ended or 30 s passed."""
+    app = await start_bot(shutdown_grace=1)
+    llm.script(Reply("word " * 3000, chunk_size=5, delay=0.02))  # 60 s of answer
+    question = tg.send_user_message(USER, "a long answer please")["message"]
+    await tg.wait_for(lambda: bool(answer_messages(tg, USER, question["message_id"])))
+    forward = tg.send_user_message(USER, "forwarded", forward_origin=origin("user", "Bob"))
+    await tg.wait_for(lambda: bool(app.rejoiner._held))
+    _, task = start_bot.running.pop(id(app))
+    await app.dispatcher.stop_polling()
+    await asyncio.wait_for(task, 15)
+    assert "stopped before this answer was finished" in tg.bot_messages(USER)[-2].text
+    told = tg.bot_messages(USER)[-1]  # the forward: not answered, and told so
+    assert told.reply_to_message_id == forward["message"]["message_id"]
+
+
+def _turns(data_dir: Path) -> list[tuple[str, bool]]:
+    """Each turn's status, and whether it holds an answer."""
+    with contextlib.closing(sqlite3.connect(data_dir / "bot.sqlite3")) as db:
+        rows = db.execute("SELECT status, length(answer) > 0 FROM turns ORDER BY id").fetchall()
+    return [(status, bool(stored)) for status, stored in rows]
 
 
 async def test_a_step_of_shutdown_that_fails_does_not_keep_storage_open(

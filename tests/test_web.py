@@ -10,6 +10,7 @@ import logging
 import re
 import signal
 import socket
+import threading
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -403,6 +404,45 @@ async def test_python_m_bot_in_webhook_mode_answers_and_drains_on_sigterm(
     assert answer.text == ("finishing after SIGTERM " * 12).strip()
     assert answer.reply_markup is None
     assert tg.webhook_url == WEBHOOK_URL  # left set: Telegram keeps updates until the bot is back
+
+
+async def test_a_second_sigterm_while_the_webhook_server_stops_still_exits_cleanly(
+    tg: FakeTelegram, llm: FakeLLM, tmp_path: Path
+) -> None:
+    """`docker stop` twice, say: the second SIGTERM comes while the server waits for a request
+    still arriving. Before, it found no handler there and killed the process."""
+    port = free_port()
+    process = start_process(
+        tg,
+        llm,
+        tmp_path / "data",
+        BOT_MODE="webhook",
+        WEBHOOK_URL=WEBHOOK_URL,
+        WEBHOOK_SECRET=SECRET,
+        WEB_PORT=str(port),
+    )
+    lines: list[str] = []
+    reading = threading.Thread(target=lambda: lines.extend(process.stdout or ()), daemon=True)
+    reading.start()
+    try:
+        await tg.wait_for(lambda: any(c.method == "setWebhook" for c in tg.calls), timeout=60)
+        # A webhook request whose body is still arriving: the server's stop waits for it.
+        _, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(
+            b"POST /tg/updates HTTP/1.1\r\nHost: bot\r\nContent-Type: application/json\r\n"
+            + f"X-Telegram-Bot-Api-Secret-Token: {SECRET}\r\n".encode()
+            + b"Content-Length: 100\r\n\r\n{"
+        )
+        await writer.drain()
+        await asyncio.sleep(0.3)
+        process.send_signal(signal.SIGTERM)
+        await tg.wait_for(lambda: any("stopping: webhook" in line for line in lines))
+        process.send_signal(signal.SIGTERM)
+        assert await wait_exit(process, timeout=20) == 0
+        writer.close()
+    finally:
+        if process.poll() is None:
+            process.kill()
 
 
 async def test_port_in_use_is_a_startup_error(llm: FakeLLM, tmp_path: Path) -> None:

@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 RETRY_FIRST = 1.0
 RETRY_MAX = 30.0
 RETRY_FOR = 600.0
+ABANDON_AFTER = 5.0  # s an interrupted answer is given to end when a shutdown was cut short
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +87,7 @@ class Conversations:
         self._starting: set[tuple[int, int]] = set()
         self._edit_order = LocalQueues()
         self._closing = False
+        self._abandoning = False  # see `abandon`
         self.retrying = Retrying(first=RETRY_FIRST, most=RETRY_MAX, give_up_after=RETRY_FOR)
 
     def close(self) -> None:
@@ -122,15 +124,23 @@ class Conversations:
         await self.retrying.last_tries()  # writes storage refused: a last try, then lost
 
     async def abandon(self) -> None:
-        """Cancel the answers still running (a shutdown cut short): each is left as a crash
-        leaves it, and the next start tells its asker it was interrupted."""
+        """A shutdown cut short (cancelled, or a step of it failed) while answers still run:
+        they are interrupted as `drain` does, but given only a few seconds; any still running
+        then is cancelled and left as a crash leaves it (the next start tells its asker). When
+        this returns, nothing of the bot's runs any more: storage may close."""
         self.close()
-        running = set(self._inflight)
-        if running:
-            log.warning("abandoning %d unfinished answer(s)", len(running))
+        if not self._inflight:
+            return
+        log.warning("interrupting %d answer(s): the shutdown was cut short", len(self._inflight))
+        self.answerer.interrupt_all()
+        await asyncio.wait(set(self._inflight), timeout=ABANDON_AFTER)
+        self._abandoning = True
+        while running := set(self._inflight):
+            log.warning("abandoning %d answer(s), as a crash would", len(running))
             for task in running:
                 task.cancel()
-            await asyncio.wait(running, timeout=5)
+            await asyncio.wait(running, timeout=1)
+        await self.retrying.last_tries()
 
     async def ask(
         self, question: Question, reply_to: int | None = None, quote: Quote | None = None
@@ -143,6 +153,9 @@ class Conversations:
         key = (question.chat_id, question.message_id)
         arrived = time.monotonic()
         self._pending[key] = None  # before any await: from now on, an edit of it is kept
+        task = asyncio.current_task()
+        if task is not None:  # also before any await: `drain` waits for it from now on
+            self._inflight.add(task)
         try:
             if await self._rate_limited(question):
                 return None
@@ -181,6 +194,8 @@ class Conversations:
             return await self._run(await self._key(framed, replied), framed, answer, arrived)
         finally:
             self._pending.pop(key, None)
+            if task is not None:
+                self._inflight.discard(task)
 
     def amend(self, question: Question, quote: Quote | None = None) -> bool:
         """A private question was sent with more, which now joins it (a comment typed with a
@@ -560,14 +575,17 @@ class Conversations:
             return outcome
         finally:
             progress.close()  # no waiting here: the answer's end is stored in any case
-            finish = partial(
-                self.store.finish_turn,
-                turn.id,
-                answer=outcome.text if outcome else "",
-                status=status,
-                message_ids=outcome.message_ids if outcome else [],
-            )
-            await self._written(f"the answer of turn {turn.id}", finish)
+            # Abandoned, it is left as a crash leaves it: stored as far as it was shown, found
+            # unfinished by the next start, which tells its asker.
+            if outcome is not None or not self._abandoning:
+                finish = partial(
+                    self.store.finish_turn,
+                    turn.id,
+                    answer=outcome.text if outcome else "",
+                    status=status,
+                    message_ids=outcome.message_ids if outcome else [],
+                )
+                await self._written(f"the answer of turn {turn.id}", finish)
 
     async def _written(self, what: str, write: Callable[[], Awaitable[object]]) -> None:
         """Write now or, while storage fails, keep trying in the background: an answer the chat

@@ -248,6 +248,9 @@ class ReplyStream:
         except TimeoutError:
             log.error("chat %s: final state not delivered in %.0f s", self.chat_id, CLOSE_TIMEOUT)
             self._task.cancel()
+        except asyncio.CancelledError:  # the answer is abandoned: so is what shows it
+            self._task.cancel()
+            raise
         finally:
             await self._stop_typing()
 
