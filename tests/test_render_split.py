@@ -811,6 +811,16 @@ def test_a_heading_stays_with_a_long_chinese_paragraph(sentence: str) -> None:
         assert parts[1].text.startswith(("这是", "用来"))
 
 
+def test_a_heading_longer_than_a_part_is_cut_between_its_words() -> None:
+    """Found by the property test: a heading is never cut while anything else can be, and one
+    longer than a part was cut inside a word, here inside its code (`00000000 and 00` raw)."""
+    doc = "0\n\n## " + "word " * 40 + "`0000000000`"
+    parts = Segmenter(limit=200).parts(doc)
+    assert [p.text for p in parts][1:] == ["✏ " + ("word " * 39).strip(), "word 0000000000"]
+    assert parts[2].entities == ({"type": "code", "offset": 5, "length": 10},)
+    assert squash("".join(p.text for p in parts)) == squash(render(doc).text)
+
+
 def test_a_code_block_reopened_less_deep_stays_so_over_several_parts() -> None:
     code = "\n".join(f"        x{i} = compute({i})  # step {i}" for i in range(400))
     doc = f"1.  Run:\n    ```python\n{code}\n    ```\n\n    Then:\n\n    ```sh\n    ls\n    ```"

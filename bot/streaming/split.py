@@ -200,7 +200,7 @@ class Segmenter:
 
     def _find_cut(self, source: str) -> _Cut:
         floor = len(self._prefix) + 1
-        paragraphs, lines, words = _candidates(source, floor)
+        paragraphs, lines, words, in_headings = _candidates(source, floor)
         for level in (paragraphs, lines, words):
             best = self._largest_fitting(source, level)
             if best is not None and self._fits(source, best) >= self.limit * _MIN_FILL:
@@ -209,7 +209,9 @@ class Segmenter:
             best = self._largest_fitting(source, level)
             if best is not None:
                 return best
-        return self._hard_cut(source, floor)
+        # A heading longer than a part: between its words, rather than in one (or in its code).
+        best = self._largest_fitting(source, sorted([*words, *in_headings], key=lambda c: c.at))
+        return best if best is not None else self._hard_cut(source, floor)
 
     def _largest_fitting(self, source: str, cuts: list[_Cut]) -> _Cut | None:
         """Binary search: rendered size grows with the cut position."""
@@ -424,9 +426,10 @@ def _tables(source: str, fences: Fences) -> dict[int, str | None]:
     return found
 
 
-def _candidates(source: str, floor: int) -> tuple[list[_Cut], list[_Cut], list[_Cut]]:
-    """Cut points by preference: paragraph breaks and code-block starts; line breaks; spaces.
-    A table longer than a part is cut between rows and reopened with its header."""
+def _candidates(source: str, floor: int) -> tuple[list[_Cut], list[_Cut], list[_Cut], list[_Cut]]:
+    """Cut points by preference: paragraph breaks and code-block starts; line breaks; spaces;
+    last, spaces in headings. A table longer than a part is cut between rows and reopened with
+    its header."""
     fences = fence_map(source)
     openers = {p for p, f in fences if f and _reopenable(f)}
     tables = _tables(source, fences) if "|" in source else {}
@@ -434,6 +437,7 @@ def _candidates(source: str, floor: int) -> tuple[list[_Cut], list[_Cut], list[_
     paragraphs: list[_Cut] = []
     lines: list[_Cut] = []
     words: list[_Cut] = []
+    in_headings: list[_Cut] = []
     line = 0  # where the current line starts
     heading: int | None = None  # where the last line with text starts, if it is a heading
     in_heading = bool(_HEADING.match(source))  # the current line is one: never cut in it
@@ -468,9 +472,12 @@ def _candidates(source: str, floor: int) -> tuple[list[_Cut], list[_Cut], list[_
             if not cut.close and source[i + 1] == "\n":
                 paragraphs.append(_Cut(i + 2, "", "") if i + 2 < len(source) else cut)
             lines.append(cut)
-        elif (ch == " " or ch in _CJK_BREAKS) and not in_heading and not _in_link(links, i):
-            words.append(_cut_at(i + 1, fences, mid_line=True))
-    return paragraphs, lines, words
+        elif (ch == " " or ch in _CJK_BREAKS) and not _in_link(links, i):
+            if not in_heading:
+                words.append(_cut_at(i + 1, fences, mid_line=True))
+            elif source[line:i].strip(" \t#"):  # (not between its `##` and its text)
+                in_headings.append(_cut_at(i + 1, fences, mid_line=True))
+    return paragraphs, lines, words, in_headings
 
 
 def _links(source: str) -> list[tuple[int, int]]:
