@@ -197,6 +197,7 @@ def build_app(settings: Settings) -> App:
     dispatcher.update.outer_middleware(OncePerUpdate(seen))  # before counting: a redelivery
     dispatcher.update.outer_middleware(metrics.count_update)  # is not a new update
     dispatcher.message.outer_middleware(answerer.newest.middleware)  # every message, handled or not
+    bot.session.middleware(answerer.newest.outgoing)  # and every one the bot sends
     access = AccessMiddleware(policy, store, notifier, refusals)
     dispatcher.message.middleware(access)
     dispatcher.edited_message.middleware(access)

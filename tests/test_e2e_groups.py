@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 from tests.fakes.llm import FakeLLM, Reply
@@ -391,4 +392,33 @@ async def test_an_answer_that_moved_to_the_supergroup_can_be_stopped_there(
         )
     refusals = [c for c in tg.calls if c.method == "answerCallbackQuery"]
     assert [c.params.get("text") for c in refusals] == ["Stopped."]
+    assert tg.count_429 == 0 and tg.violations == 0
+
+
+async def test_parts_of_answers_sent_at_the_same_moment_each_follow_their_own(
+    tg: FakeTelegram, llm: FakeLLM, bot_app: Any
+) -> None:
+    """Three long answers in one group send their second parts together (finals go first). A
+    part not right under the part before it replies to its question, or it reads as another
+    answer's. Before, only messages whose ids had come back counted: a part sent at the same
+    moment as another answer's landed under it without a reply."""
+    texts = [
+        "\n\n".join(f"Answer {k} paragraph {i}: " + f"a{k}w{i} " * 80 for i in range(12))
+        for k in range(3)
+    ]
+    for text in texts:
+        llm.script(Reply(text, chunk_size=40, delay=0.02))
+    for k in range(3):
+        tg.send_user_message(
+            GROUP, f"@{tg.bot_username} q{k}", user_id=80 + k, chat_type="supergroup"
+        )
+    await tg.wait_for(lambda: bot_app.answerer.finished == 3, timeout=60)
+    await tg.wait_idle(quiet=0.5)
+    chat = tg.messages_in(GROUP)
+    parts = [m for m in chat if m.from_bot]
+    owner = {m.message_id: next(k for k in range(3) if f"a{k}w" in m.text) for m in parts}
+    assert sorted(owner.values()) == [0, 0, 1, 1, 2, 2]
+    for before, part in itertools.pairwise(chat):
+        if part.from_bot and part.reply_to_message_id is None:
+            assert before.from_bot and owner[before.message_id] == owner[part.message_id]
     assert tg.count_429 == 0 and tg.violations == 0

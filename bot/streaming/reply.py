@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from aiogram import Bot
+from aiogram.client.session.middlewares.base import NextRequestMiddlewareType
 from aiogram.exceptions import (
     TelegramAPIError,
     TelegramBadRequest,
@@ -34,6 +35,8 @@ from aiogram.exceptions import (
     TelegramServerError,
     TelegramUnauthorizedError,
 )
+from aiogram.methods import Response, SendMessage, TelegramMethod
+from aiogram.methods.base import TelegramType
 from aiogram.types import InlineKeyboardMarkup, Message, TelegramObject
 
 from bot.streaming import calls
@@ -140,6 +143,7 @@ class NewestMessages:
 
     def __init__(self) -> None:
         self._ids: dict[int, int] = {}
+        self._sending: dict[int, int] = {}  # the bot's messages on their way, by chat
 
     def saw(self, chat_id: int, message_id: int) -> None:
         if message_id > self._ids.get(chat_id, 0):
@@ -150,6 +154,31 @@ class NewestMessages:
 
     def newest(self, chat_id: int) -> int:
         return self._ids.get(chat_id, 0)
+
+    def written_after(self, chat_id: int, message_id: int) -> bool:
+        """Whether a message came after `message_id`, or one of the bot's is on its way: sent
+        at the same moment as the part about to go (another answer's), it lands between."""
+        return self.newest(chat_id) > message_id or chat_id in self._sending
+
+    async def outgoing(
+        self,
+        make_request: NextRequestMiddlewareType[TelegramType],
+        bot: Bot,
+        method: TelegramMethod[TelegramType],
+    ) -> Response[TelegramType]:
+        """Session middleware: the bot's own messages, from the moment they are sent."""
+        chat_id = method.chat_id if isinstance(method, SendMessage) else None
+        if not isinstance(chat_id, int):
+            return await make_request(bot, method)
+        self._sending[chat_id] = self._sending.get(chat_id, 0) + 1
+        try:
+            sent = await make_request(bot, method)  # (the result, despite aiogram's types)
+        finally:
+            if (left := self._sending.pop(chat_id) - 1) > 0:
+                self._sending[chat_id] = left
+        if isinstance(message_id := getattr(sent, "message_id", None), int):
+            self.saw(chat_id, message_id)
+        return sent
 
     async def middleware(
         self,
@@ -521,7 +550,7 @@ class ReplyStream:
         """Whether a message came after the last part shown (a new question, another answer)."""
         if self.newest is None or not self._shown:
             return False
-        return self.newest.newest(self.chat_id) > self._shown[-1].message_id
+        return self.newest.written_after(self.chat_id, self._shown[-1].message_id)
 
     def _forget_last(self) -> None:
         """The last shown message is no longer shown."""

@@ -1381,6 +1381,13 @@ class FakeTelegram:
             and (message_thread_id is None or message.message_thread_id == message_thread_id)
         ]
 
+    def messages_in(self, chat_id: int) -> list[StoredMessage]:
+        """Every message in a chat, users' and the bot's, in the order they came."""
+        return sorted(
+            (m for m in self._messages.get(chat_id, {}).values() if not m.deleted),
+            key=lambda m: m.message_id,
+        )
+
     def message(self, chat_id: int, message_id: int) -> StoredMessage:
         """One stored message (the bot's or a user's), deleted ones included."""
         try:
