@@ -306,6 +306,26 @@ def test_autolinks_are_links_not_html() -> None:
     assert render("`<https://a.io>` and Vec<T>").text == "<https://a.io> and Vec<T>"
 
 
+def test_a_link_address_in_angle_brackets_is_a_link() -> None:
+    """`[text](<address>)` is CommonMark's form for an address with spaces or parentheses.
+    Its `<` was escaped as HTML: the first link below lost its address, the second showed raw."""
+    part = render(
+        "См. [Foo](<https://en.wikipedia.org/wiki/Foo_(bar)>) и [docs](<https://a.io/a b>)."
+    )
+    assert part.text == "См. Foo и docs."
+    assert [(e["offset"], e["url"]) for e in part.entities] == [
+        (4, "https://en.wikipedia.org/wiki/Foo_(bar)"),
+        (10, "https://a.io/a%20b"),  # Telegram takes no space in an address
+    ]
+    assert render("[`Vec<T>`](<https://a.io/(x)>) and Vec<T>").text == "Vec<T> and Vec<T>"
+    while_written = {
+        "".join(p.text for p in Segmenter().parts(text[:end], streaming=True))
+        for text in ['See [docs](<https://a.io/a b> "Title") now.']
+        for end in range(1, len(text) + 1)
+    }
+    assert not [shown for shown in while_written if "](" in shown or "<" in shown]
+
+
 def test_a_block_under_a_list_item_starts_on_its_own_line() -> None:
     """In a list that opens the text, telegramify-markdown glued a code block, a quote or a
     heading under an item's first line to that line."""

@@ -945,13 +945,24 @@ def _verbatim(markdown: str) -> list[tuple[int, int]]:
             literal = "CodeBlock" in start or (
                 isinstance(link, dict) and link.get("link_type") in _AUTOLINKS
             )
+        begin, end = span["start"], span["end"]
+        if not literal and isinstance(start, dict) and "Link" in start:
+            # `[text](<address>)`, the form for an address with spaces or parentheses: the
+            # address is not HTML (the text is markup as any other).
+            angled = data.rfind(b"](<", begin, end)
+            if angled < 0:
+                continue
+            begin, literal = angled + 2, True
         if literal:
-            begin, end = span["start"], span["end"]
             if not ascii_only:
                 begin, end = len(data[:begin].decode("utf-8")), len(data[:end].decode("utf-8"))
-            if not ranges or begin >= ranges[-1][1]:
-                ranges.append((begin, end))
-    return ranges
+            ranges.append((begin, end))
+    ranges.sort()  # (a link's address comes before the code in its text)
+    kept: list[tuple[int, int]] = []
+    for begin, end in ranges:
+        if not kept or begin >= kept[-1][1]:
+            kept.append((begin, end))
+    return kept
 
 
 def _escape(markdown: str, verbatim: list[tuple[int, int]]) -> tuple[str, list[int], bool]:
@@ -1062,8 +1073,12 @@ def sanitize(text: str, entities: list[Entity]) -> list[Entity]:
             continue
         if offset + length > total:
             continue
-        if e["type"] == "text_link" and not _URL_RE.match(str(e.get("url") or "")):
-            continue
+        if e["type"] == "text_link":
+            url = str(e.get("url") or "")
+            if " " in url:  # `[docs](<https://example.com/a b>)`: Telegram takes no space
+                e = {**e, "url": url.replace(" ", "%20")}
+            if not _URL_RE.match(e["url"]):
+                continue
         candidates.append(e)
     # Over the same span, code goes inside a quote or formatting: a quote holding only a code
     # block, or bold code (`**`x`**`), lost the quote or the bold as if it were inside the code.

@@ -329,7 +329,14 @@ def _before_open_tag(line: str) -> str:
 def _address_open(after: str) -> bool:
     """Whether a link's `(address` is still being written: its parentheses are not balanced
     yet (`(https://en.wikipedia.org/wiki/Python_(language)` is one `)` short), or its title
-    is (`(https://a.io "Title`). Words after a space: no link, as written."""
+    is (`(https://a.io "Title`), or its `<` (`(<https://example.com/a b`, the form for an
+    address with spaces). Words after a space: no link, as written."""
+    if after.startswith("(<"):
+        end = after.find(">", 2)
+        if end < 0:
+            return True
+        rest = after[end + 1 :].lstrip()
+        return not rest or (rest[0] in "\"'" and ")" not in rest[1:])
     depth = 0
     escape = False
     for i, ch in enumerate(after):
