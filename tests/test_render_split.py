@@ -243,6 +243,13 @@ def test_latex_delimiters_in_code_stay_as_written(code: str) -> None:
         ("\\[\nf = \\alpha\n+ 2x\n\\]", "f = α + 2x"),  # `+ 2x` no list item, no line break
         ("\\(x^2\\)2", "x²2"),  # not `$x^2$2`, which reads as prices
         ("\\[\n\\frac{1}{2}\n\\]", "½"),
+        # Showed raw (`\\ne`), or as escaped brackets: "(50%)", "(n!)", "(f'(x))".
+        (r"где \(a \ne 0\)", "где a ≠ 0"),
+        (r"\(90\degree\)", "90°"),
+        (r"рост \(50\%\)", "рост 50%"),
+        (r"\(n!\) ways", "n! ways"),
+        (r"then \(f'(x)\)", "then f'(x)"),
+        (r"\(x \bmod 3\)", "x mod 3"),  # one space each side, not two
     ],
 )
 def test_latex_math_shows_as_unicode_whatever_it_holds(markdown: str, shown: str) -> None:
@@ -260,6 +267,7 @@ def test_latex_math_shows_as_unicode_whatever_it_holds(markdown: str, shown: str
         ("arr\\[0\\] = 5", "arr[0] = 5"),
         ("x \\\\(a\\\\) y", "x \\(a\\) y"),  # escaped backslashes, then brackets
         ("\\( \\)", "( )"),
+        ("Python 3\\.12 \\(note\\!\\)", "Python 3.12 (note!)"),
     ],
 )
 def test_escaped_brackets_that_are_not_math_stay_brackets(markdown: str, shown: str) -> None:

@@ -424,7 +424,18 @@ def _width(text: str) -> int:
 
 
 _FRACTION_STYLES = re.compile(r"\\[dtc]frac(?![A-Za-z])")  # ChatGPT's `\dfrac`: a `\frac` to us
-_ANGLES = {"\\langle": "⟨", "\\rangle": "⟩"}
+# `\langle` was the CJK bracket 〈, wide, as if it were Chinese punctuation; the rest showed raw.
+_SYMBOLS = {
+    "\\langle": "⟨",
+    "\\rangle": "⟩",
+    "\\ne": "≠",
+    "\\impliedby": "⟸",
+    "\\lcm": "lcm",
+    "\\degree": "°",
+    "\\checkmark": "✓",
+    "\\cdotp": "·",
+}
+_SPACES = re.compile(r"  +")
 _ROOT_SIGNS = {"": "√", "2": "√", "3": "∛", "4": "∜"}
 # A differential, `dy/dx`, `∂²f/∂x²`, written so (no parentheses).
 _DIFFERENTIAL = re.compile(r"[d∂][⁰¹²³⁴⁵⁶⁷⁸⁹]*[^\W\d_][⁰¹²³⁴⁵⁶⁷⁸⁹]*")
@@ -441,10 +452,10 @@ class _Latex(LatexToUnicodeHelper):
       reads as "divided by 2, times a". It gets them: `/(2a)`, `1/(2π)` (not `dy/dx`).
     """
 
-    @staticmethod
-    def translate_escape(name: str) -> str:
-        # `\langle` was the CJK bracket 〈, wide, as if it were Chinese punctuation.
-        shown: str = _ANGLES.get(name) or LatexToUnicodeHelper.translate_escape(name)  # type: ignore[no-untyped-call]
+    def handle_command(self, command: str, latex: str, index: int) -> tuple[str, int]:
+        if command in _SYMBOLS:
+            return _SYMBOLS[command], index
+        shown: tuple[str, int] = super().handle_command(command, latex, index)  # type: ignore[no-untyped-call]
         return shown
 
     @staticmethod
@@ -492,7 +503,7 @@ def latex_text(math: str) -> str:
     """LaTeX math in Unicode: `\\pi r^2` as "π r²", a root as `√(b² - 4ac)`."""
     math = _FRACTION_STYLES.sub(r"\\frac", math)  # `\\dfrac{x}{2}` showed as "\\dfracx2"
     converted: str = _LATEX.convert(math).strip()  # type: ignore[no-untyped-call]
-    return converted
+    return _SPACES.sub(" ", converted)  # `x \bmod 3` was "x  mod  3"
 
 
 _CONFIG = RenderConfig.isolated()
@@ -604,7 +615,7 @@ _TEX = re.compile(
 # `arr\[0\]`, as a model escaping for Telegram's MarkdownV2 writes them): a command (`\pi`), a
 # sub- or superscript, a relation or an operator; inline, also a lone variable or number
 # (`_VARIABLE`).
-_MATH_SIGNS = re.compile(r"\\[A-Za-z]|[\^_=+<>{}]|\d\s*[-*/]\s*\d")
+_MATH_SIGNS = re.compile(r"\\[A-Za-z%$]|[\^_=+<>{}]|\d\s*[-*/]\s*\d|[A-Za-z]'+\(")
 _BACKTICK_RUN = re.compile(r"`+")
 
 
@@ -625,7 +636,7 @@ def code_span(value: str) -> str:
 # answer in math (`**Ответ:** \(1\).` showed as "(1)").
 _MARKDOWN_V2 = re.compile(r"\\[.\-#!>]|\w\\\(")  # its escapes, or `f\(1\)`: a call
 _NUMBER = r"-?\d+(?:[.,]\d+)?"
-_VARIABLE = re.compile(rf"\s*(?:[A-Za-z][0-9]?|{_NUMBER}(?:\s*[;,]\s*{_NUMBER})*)\s*")
+_VARIABLE = re.compile(rf"\s*(?:[A-Za-z][0-9]?!?|{_NUMBER}!?(?:\s*[;,]\s*{_NUMBER})*)\s*")
 
 
 def tex_math(markdown: str) -> str:
