@@ -358,6 +358,17 @@ def test_github_alerts_show_as_a_bold_label() -> None:
         assert "!" not in shown and "[" not in shown, doc[:end]
 
 
+def test_an_alerts_label_is_in_the_language_of_the_answer() -> None:
+    """A Russian answer's alert was labelled in English ("ℹ️ Note")."""
+    assert render("> [!NOTE]\n> Проверьте версию.").text == "ℹ️ Примечание\nПроверьте версию."
+    assert render("Важно:\n\n> [!WARNING]").text == "Важно:\n\n⚠️ Внимание"  # by what came before
+    assert render("> [!CAUTION]\n> `rm -rf` удаляет всё").text == "🛑 Осторожно\nrm -rf удаляет всё"
+    assert render("> [!TIP]\n> Используйте `venv` (virtual environment).").text.startswith(
+        "💡 Совет"
+    )
+    assert render("> [!TIP]\n> Use it.").text == "💡 Tip\nUse it."
+
+
 @pytest.mark.parametrize(
     ("markdown", "shown"),
     [

@@ -22,6 +22,7 @@ from telegramify_markdown.entity import MessageEntity
 from telegramify_markdown.latex_escape.helper import LatexToUnicodeHelper
 
 from bot.streaming.code import code_blocks, code_spans
+from bot.texts.answers import ALERTS, language_of_text
 
 Entity = dict[str, Any]
 
@@ -795,7 +796,10 @@ def as_meant(markdown: str, *, links_to_come: bool = False, notes_to_come: bool 
         alert = _ALERT.match(line) if alerts else None
         if alert:
             kind = alert[2].upper()
-            lines[i] = f"{alert[1]}**{_ALERTS[kind]} {kind.capitalize()}**{alert[3]}"
+            # In the language of what it says (else of what comes before it).
+            said = "".join(lines[i + 1 : i + 4]) or "".join(lines[max(0, i - 3) : i])
+            label = ALERTS[language_of_text(said)][kind]
+            lines[i] = f"{alert[1]}**{_ALERTS[kind]} {label}**{alert[3]}"
             continue
         row = bool((breaks or pipes) and TABLE_ROW.match(line.lstrip(" \t>")))  # (quoted too)
         if tags and "`</" in line:
