@@ -358,6 +358,25 @@ def test_github_alerts_show_as_a_bold_label() -> None:
         assert "!" not in shown and "[" not in shown, doc[:end]
 
 
+@pytest.mark.parametrize(
+    ("info", "label"),
+    [
+        ('python title="x.py"', "python"),
+        ("js{1,3}", "js"),  # lines to highlight
+        ("{r}", "r"),  # R Markdown
+        ("{.python}", "python"),
+        ("c++", "c++"),
+        ("c#", "c#"),
+        ("objective-c", "objective-c"),
+        ("{}", None),
+    ],
+)
+def test_a_code_blocks_label_is_its_language_only(info: str, label: str | None) -> None:
+    """The whole info string was the label: `python title="x.py"`, or `js{1` (cut at `,`)."""
+    [pre] = render(f"```{info}\nx = 1\n```").entities
+    assert pre.get("language") == label
+
+
 def test_an_alerts_label_is_in_the_language_of_the_answer() -> None:
     """A Russian answer's alert was labelled in English ("ℹ️ Note")."""
     assert render("> [!NOTE]\n> Проверьте версию.").text == "ℹ️ Примечание\nПроверьте версию."

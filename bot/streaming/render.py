@@ -55,6 +55,7 @@ _NESTING = {
     **dict.fromkeys(("bold", "italic", "underline", "strikethrough", "spoiler"), 0),
     **dict.fromkeys(_LEAF_TYPES, 1),
 }
+_LANGUAGE = re.compile(r"\s*\{?\s*\.?([\w+#.-]*\w[+#]*)")
 _URL_RE = re.compile(r"^(https?|tg|mailto)://[^\s]+$|^mailto:[^\s]+$", re.IGNORECASE)
 _LITERAL = re.compile(r"(?<!\\)(?:<|\|(?=\|))|(?<=[A-Za-z0-9])\*{1,2}(?=[A-Za-z0-9])")
 # A quick look for stars between letters or digits, before parsing (starting with the `*` is
@@ -1088,6 +1089,13 @@ def sanitize(text: str, entities: list[Entity]) -> list[Entity]:
             continue
         if offset + length > total:
             continue
+        if e["type"] == "pre" and "language" in e:
+            # A fence's info string past its language (`python title="x.py"`, `js{1,3}`, R
+            # Markdown's `{r}`) is no label.
+            language = _LANGUAGE.match(str(e["language"]))
+            e = {k: v for k, v in e.items() if k != "language"}
+            if language:
+                e["language"] = language[1]
         if e["type"] == "text_link":
             url = str(e.get("url") or "")
             if " " in url:  # `[docs](<https://example.com/a b>)`: Telegram takes no space
