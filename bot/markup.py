@@ -77,6 +77,8 @@ def without_mentions(message: Message, username: str) -> tuple[str, bool]:
         left, right = joined.rstrip(" \t"), piece.lstrip(" \t")
         if left[-1:] in (",", ";", ":") and right[:1] == ",":  # "Hi, @bot, how…": one comma
             right = right[1:].lstrip(" \t")
+        elif left[-1:] == "," and right[:1] in _NO_GAP_BEFORE:  # "what is it, @bot?": no comma
+            left = left[:-1]
         # No gap before punctuation: "is that true @bot?" asks "is that true?".
         gap = " " if left[-1:] not in ("", "\n") and right[:1] not in _NO_GAP_BEFORE else ""
         joined = left + gap + right

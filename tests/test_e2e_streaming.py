@@ -36,6 +36,19 @@ async def test_private_question_streams_and_ends_complete(
     assert refused_calls(tg) == []
 
 
+async def test_the_bots_name_typed_in_a_private_chat_is_not_sent_to_the_model(
+    tg: FakeTelegram, llm: FakeLLM, bot_app: object
+) -> None:
+    """As in a group, where it is needed; another user's name stays."""
+    for text, asked in [
+        (f"@{tg.bot_username} hi there", "hi there"),
+        (f"what does @alice mean, @{tg.bot_username}?", "what does @alice mean?"),
+    ]:
+        question = tg.send_user_message(USER, text)["message"]
+        await final_answer(tg, USER, after=question["message_id"])
+        assert llm.received[-1].messages[-1] == {"role": "user", "content": asked}
+
+
 async def test_typing_shows_while_the_model_is_slow_to_start(
     tg: FakeTelegram, llm: FakeLLM, bot_app: object
 ) -> None:

@@ -151,6 +151,8 @@ def test_the_comma_or_colon_after_an_opening_mention_goes() -> None:
         ("hey @MyBot, what?", "hey, what?"),
         ("is that true @MyBot?", "is that true?"),
         ("ask @MyBot (politely)", "ask (politely)"),
+        ("what is X, @MyBot?", "what is X?"),  # was "what is X,?"
+        ("Thanks, @MyBot", "Thanks"),
     ]:
         entities = [entity(text, "@MyBot", "mention")]
         assert without_mentions(_group_message(text, entities), "MyBot") == (prompt, True)

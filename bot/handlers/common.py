@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from aiogram import Bot
 from aiogram.types import Message
 
 from bot.answering import Question, Quote
-from bot.markup import blockquote, markdown_of, message_markdown
+from bot.markup import blockquote, markdown_of, message_markdown, without_mentions
 from bot.texts import is_own_text
 from bot.texts.framing import framing
 
@@ -104,3 +105,14 @@ _UNSEEN = (
 
 def lang_of(message: Message) -> str | None:
     return message.from_user.language_code if message.from_user else None
+
+
+async def private_text(message: Message, bot: Bot) -> str:
+    """A private message's text as Markdown, without the bot's `@name` if typed in it (as in
+    a group, where it is needed): the model is not asked about a name it does not know."""
+    text = message_markdown(message)
+    if "@" in text:
+        prompt, mentioned = without_mentions(message, (await bot.me()).username or "")
+        if mentioned and prompt:
+            return prompt
+    return text

@@ -11,15 +11,14 @@ from aiogram.types import Message
 
 from bot.conversations import Conversations
 from bot.filters import AddressedInGroup, is_group, is_plain_text, is_private
-from bot.handlers.common import asked
-from bot.markup import message_markdown
+from bot.handlers.common import asked, private_text
 from bot.rejoin import HELD, Rejoiner
 
 
 async def private_edit(
     message: Message, bot: Bot, conversations: Conversations, rejoiner: Rejoiner
 ) -> None:
-    text = message_markdown(message)
+    text = await private_text(message, bot)
     joined = rejoiner.edited(message, text)
     if joined is None:
         await conversations.edit(*asked(message, bot.id, text))

@@ -7,8 +7,7 @@ from aiogram.types import Message
 
 from bot.conversations import Conversations
 from bot.filters import AddressedInGroup, is_group, is_plain_text, is_private
-from bot.handlers.common import asked, lang_of
-from bot.markup import message_markdown
+from bot.handlers.common import asked, lang_of, private_text
 from bot.notify import Notifier
 from bot.rejoin import Rejoiner
 from bot.texts import t
@@ -17,7 +16,7 @@ from bot.texts import t
 async def private_question(
     message: Message, bot: Bot, conversations: Conversations, rejoiner: Rejoiner
 ) -> None:
-    joined = await rejoiner.join(message, message_markdown(message))
+    joined = await rejoiner.join(message, await private_text(message, bot))
     if joined is None:  # a piece of a long text, asked with its first piece
         return
     if joined.amends:  # forwards after a comment, which was asked at once
