@@ -879,6 +879,25 @@ def test_a_heading_longer_than_a_part_is_cut_between_its_words() -> None:
     assert squash("".join(p.text for p in parts)) == squash(render(doc).text)
 
 
+def test_code_that_starts_a_message_indented_keeps_its_indentation() -> None:
+    """A function's body longer than a message: the next message started with an indented
+    line, whose spaces Telegram drops (`x122 = …` flush left, which does not run when copied).
+    A line "…" goes before it, outside the code."""
+    body = [f"    x{i} = compute({i})  # step {i}" for i in range(300)]
+    doc = "Here:\n\n```python\ndef f():\n" + "\n".join(body) + "\n```"
+    parts = Segmenter().parts(doc)
+    assert len(parts) == 3
+    code: list[str] = []
+    for part in parts:
+        assert_valid(part)
+        [pre] = [e for e in part.entities if e["type"] == "pre"]
+        if part is not parts[0]:
+            assert part.text.startswith("…\n    x") and pre["offset"] == 2
+        code += part.text[pre["offset"] :].split("\n")
+    assert code == ["def f():", *body]
+    assert render("```\nx = 1\n```").text == "x = 1"  # not indented: as it was
+
+
 def test_a_code_block_reopened_less_deep_stays_so_over_several_parts() -> None:
     code = "\n".join(f"        x{i} = compute({i})  # step {i}" for i in range(400))
     doc = f"1.  Run:\n    ```python\n{code}\n    ```\n\n    Then:\n\n    ```sh\n    ls\n    ```"

@@ -175,10 +175,26 @@ def render(markdown: str, *, keep_indent: bool = False) -> Part:
     text, raw = _convert(keep_literal(tex_math(as_meant(markdown))))
     text, found = _tidy(text, [e.to_dict() for e in raw])
     entities = sanitize(text, found)
+    lead = len(text) - len(text.lstrip("\n"))
     if keep_indent:
-        lead = len(text) - len(text.lstrip("\n"))
         return strip(text, entities, start=lead)
+    if text[lead : lead + 1] in (" ", "\t") and _in_pre(entities, utf16_len(text[:lead])):
+        # Code whose first line is indented (a code block cut between two messages, in a
+        # function's body): Telegram drops the spaces a message starts with, so the line would
+        # lose its indentation, and code copied from it would not run. A line goes before it.
+        text, lead = f"{CONTINUED}\n{text[lead:]}", lead - utf16_len(CONTINUED) - 1
+        entities = [{**e, "offset": e["offset"] - lead} for e in entities]
+        return strip(text, entities, start=0)
     return strip(text, entities)
+
+
+CONTINUED = "…"  # the line before code that starts a message indented
+
+
+def _in_pre(entities: list[Entity], offset: int) -> bool:
+    return any(
+        e["type"] == "pre" and e["offset"] <= offset < e["offset"] + e["length"] for e in entities
+    )
 
 
 class _Walker(EventWalker):
