@@ -53,6 +53,13 @@ def start_process(
     )
 
 
+def output_lines(process: subprocess.Popen[str]) -> list[str]:
+    """The lines the process writes, as they come (read by a thread of their own)."""
+    lines: list[str] = []
+    threading.Thread(target=lambda: lines.extend(process.stdout or ()), daemon=True).start()
+    return lines
+
+
 async def wait_exit(process: subprocess.Popen[str], timeout: float = 30) -> int:  # noqa: ASYNC109
     for _ in range(int(timeout * 20)):
         if process.poll() is not None:
@@ -105,9 +112,7 @@ async def test_a_second_signal_interrupts_the_answers_at_once(
     tg: FakeTelegram, llm: FakeLLM, tmp_path: Path
 ) -> None:
     process = start_process(tg, llm, tmp_path / "data", SHUTDOWN_GRACE="60")
-    lines: list[str] = []
-    reading = threading.Thread(target=lambda: lines.extend(process.stdout or ()), daemon=True)
-    reading.start()
+    lines = output_lines(process)
     try:
         await tg.wait_for(lambda: any(c.method == "getUpdates" for c in tg.calls), timeout=60)
         llm.script(Reply("word " * 3000, chunk_size=5, delay=0.02))  # 60 s of answer
@@ -120,8 +125,7 @@ async def test_a_second_signal_interrupts_the_answers_at_once(
     finally:
         if process.poll() is None:
             process.kill()
-    reading.join(5)
-    assert any("interrupting the answers now" in line for line in lines)
+    await tg.wait_for(lambda: any("interrupting the answers now" in line for line in lines))
     text = answer_messages(tg, USER, question["message_id"])[-1].text
     assert "stopped before this answer was finished" in text
 

@@ -10,7 +10,7 @@ import logging
 import re
 import signal
 import socket
-import threading
+import subprocess
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +23,7 @@ from tests.conftest import TOKEN, BotRunner
 from tests.fakes.llm import FakeLLM, Reply
 from tests.fakes.telegram import FakeTelegram
 from tests.helpers import answer_messages, final_answer
-from tests.test_lifecycle import start_process, wait_exit
+from tests.test_lifecycle import output_lines, start_process, wait_exit
 from tests.test_startup import run_bot
 
 USER = 7007
@@ -371,20 +371,27 @@ async def test_polling_with_web_answers_and_counts(
         await asyncio.wait_for(task, 10)
 
 
-async def test_python_m_bot_in_webhook_mode_answers_and_drains_on_sigterm(
-    tg: FakeTelegram, llm: FakeLLM, tmp_path: Path, http: aiohttp.ClientSession
-) -> None:
-    port = free_port()
-    process = start_process(
+def start_webhook(
+    tg: FakeTelegram, llm: FakeLLM, data_dir: Path, port: int, **env: str
+) -> subprocess.Popen[str]:
+    """`python -m bot` in webhook mode, serving on `port`."""
+    return start_process(
         tg,
         llm,
-        tmp_path / "data",
+        data_dir,
         BOT_MODE="webhook",
         WEBHOOK_URL=WEBHOOK_URL,
         WEBHOOK_SECRET=SECRET,
         WEB_PORT=str(port),
-        SHUTDOWN_GRACE="10",
+        **env,
     )
+
+
+async def test_python_m_bot_in_webhook_mode_answers_and_drains_on_sigterm(
+    tg: FakeTelegram, llm: FakeLLM, tmp_path: Path, http: aiohttp.ClientSession
+) -> None:
+    port = free_port()
+    process = start_webhook(tg, llm, tmp_path / "data", port, SHUTDOWN_GRACE="10")
     try:
         await tg.wait_for(lambda: any(c.method == "setWebhook" for c in tg.calls), timeout=60)
         llm.script(Reply("finishing after SIGTERM " * 12, chunk_size=8, delay=0.02))
@@ -412,18 +419,8 @@ async def test_a_second_sigterm_while_the_webhook_server_stops_still_exits_clean
     """`docker stop` twice, say: the second SIGTERM comes while the server waits for a request
     still arriving. Before, it found no handler there and killed the process."""
     port = free_port()
-    process = start_process(
-        tg,
-        llm,
-        tmp_path / "data",
-        BOT_MODE="webhook",
-        WEBHOOK_URL=WEBHOOK_URL,
-        WEBHOOK_SECRET=SECRET,
-        WEB_PORT=str(port),
-    )
-    lines: list[str] = []
-    reading = threading.Thread(target=lambda: lines.extend(process.stdout or ()), daemon=True)
-    reading.start()
+    process = start_webhook(tg, llm, tmp_path / "data", port)
+    lines = output_lines(process)
     try:
         await tg.wait_for(lambda: any(c.method == "setWebhook" for c in tg.calls), timeout=60)
         # A webhook request whose body is still arriving: the server's stop waits for it.
