@@ -39,14 +39,16 @@ async def test_private_question_streams_and_ends_complete(
 async def test_the_bots_name_typed_in_a_private_chat_is_not_sent_to_the_model(
     tg: FakeTelegram, llm: FakeLLM, bot_app: object
 ) -> None:
-    """As in a group, where it is needed; another user's name stays."""
+    """As in a group, where it is needed, when it opens or closes the message; another user's
+    name stays, and so does the bot's in a sentence (it is what the question is about)."""
     for text, asked in [
         (f"@{tg.bot_username} hi there", "hi there"),
         (f"what does @alice mean, @{tg.bot_username}?", "what does @alice mean?"),
+        (f"how do I add @{tg.bot_username} to a group?", None),
     ]:
         question = tg.send_user_message(USER, text)["message"]
         await final_answer(tg, USER, after=question["message_id"])
-        assert llm.received[-1].messages[-1] == {"role": "user", "content": asked}
+        assert llm.received[-1].messages[-1] == {"role": "user", "content": asked or text}
 
 
 async def test_typing_shows_while_the_model_is_slow_to_start(

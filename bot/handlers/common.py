@@ -108,11 +108,15 @@ def lang_of(message: Message) -> str | None:
 
 
 async def private_text(message: Message, bot: Bot) -> str:
-    """A private message's text as Markdown, without the bot's `@name` if typed in it (as in
-    a group, where it is needed): the model is not asked about a name it does not know."""
+    """A private message's text as Markdown, without the bot's `@name` typed to address it
+    (as in a group, where it is needed), opening or closing the message: the model is not
+    asked about a name it does not know. In a sentence ("is @bot free?") the name stays."""
     text = message_markdown(message)
     if "@" in text:
-        prompt, mentioned = without_mentions(message, (await bot.me()).username or "")
-        if mentioned and prompt:
-            return prompt
+        name = "@" + ((await bot.me()).username or "")
+        words = (message.text or message.caption or "").lower().split()
+        if words and name.lower() in (words[0].rstrip(",:"), words[-1].rstrip("?!.")):
+            prompt, mentioned = without_mentions(message, name[1:])
+            if mentioned and prompt:
+                return prompt
     return text

@@ -521,6 +521,8 @@ def latex_text(math: str) -> str:
     """LaTeX math in Unicode: `\\pi r^2` as "π r²", a root as `√(b² - 4ac)`."""
     math = _FRACTION_STYLES.sub(r"\\frac", math)  # `\\dfrac{x}{2}` showed as "\\dfracx2"
     converted: str = _LATEX.convert(math).strip()  # type: ignore[no-untyped-call]
+    if "\\begin" in math:
+        return converted  # (a matrix's cells are two spaces apart)
     return _SPACES.sub(" ", converted)  # `x \bmod 3` was "x  mod  3"
 
 
@@ -633,7 +635,7 @@ _TEX = re.compile(
 # `arr\[0\]`, as a model escaping for Telegram's MarkdownV2 writes them): a command (`\pi`), a
 # sub- or superscript, a relation or an operator; inline, also a lone variable or number
 # (`_VARIABLE`).
-_MATH_SIGNS = re.compile(r"\\[A-Za-z%$]|[\^_=+<>{}]|\d\s*[-*/]\s*\d|[A-Za-z]'+\(")
+_MATH_SIGNS = re.compile(r"\\[A-Za-z%]|[\^_=+<>{}]|\d\s*[-*/]\s*\d|[A-Za-z]'+\(")
 _BACKTICK_RUN = re.compile(r"`+")
 
 
@@ -813,9 +815,10 @@ def as_meant(markdown: str, *, links_to_come: bool = False, notes_to_come: bool 
         alert = _ALERT.match(line) if alerts else None
         if alert:
             kind = alert[2].upper()
-            # In the language of what it says (else of what comes before it).
-            said = "".join(lines[i + 1 : i + 4]) or "".join(lines[max(0, i - 3) : i])
-            label = ALERTS[language_of_text(said)][kind]
+            # In the language of what it says: of its first letter, which streaming waits for
+            # (`tail.py`), so that the label does not change as the words come.
+            first = first_letter("".join(lines[i + 1 : i + 4]))
+            label = ALERTS[language_of_text(first or "".join(lines[max(0, i - 3) : i]))][kind]
             lines[i] = f"{alert[1]}**{_ALERTS[kind]} {label}**{alert[3]}"
             continue
         row = bool((breaks or pipes) and TABLE_ROW.match(line.lstrip(" \t>")))  # (quoted too)
@@ -848,6 +851,15 @@ def _code_of_lines(markdown: str, lines: list[str]) -> Iterator[tuple[int, int, 
 def _label(text: str) -> str:
     """A link label as CommonMark matches them: case and runs of spaces do not count."""
     return " ".join(text.split()).casefold()
+
+
+def first_letter(text: str) -> str:
+    """The first letter of `text` outside inline code ("" if none yet): what language an
+    alert's text is in (`rm -rf` tells nothing)."""
+    return next((ch for ch in _CODE_OR_OPEN_CODE.sub("", text) if ch.isalpha()), "")
+
+
+_CODE_OR_OPEN_CODE = re.compile(r"(`+)(?:.*?\1|.*$)", re.DOTALL)
 
 
 def _tag(match: re.Match[str]) -> str:

@@ -30,6 +30,7 @@ from bot.streaming.render import (
     TAG_NAMES,
     as_meant,
     escaped,
+    first_letter,
     is_ascii_alnum,
 )
 
@@ -73,6 +74,8 @@ def settle(markdown: str) -> str:
         # Bold as it will show (`**注意：**这`), not a new opener; a named footnote's mark, and
         # a link to a definition, as they will show once their definitions come at the end.
         markdown = as_meant(markdown, links_to_come=True, notes_to_come=True)
+    if "[!" in markdown:
+        markdown = _without_open_alert(markdown)
     ended = _ends_paragraph(markdown)  # a blank line: the paragraph is over
     if ended:
         return _settle(markdown, ended)
@@ -82,6 +85,18 @@ def settle(markdown: str) -> str:
         return settled
     # What `_settle` holds back may leave a marker bare too (`- $1,000` being written).
     return _without_bare_marker(settled)[0]
+
+
+_ALERT_LINE = re.compile(r"(?:^|\n)((?:[ \t]*>)+[ \t]*\[![A-Za-z]*\]?[ \t]*)(?=\n|$)")
+
+
+def _without_open_alert(markdown: str) -> str:
+    """`markdown` without GitHub's alert at its end (`> [!NOTE]`) while no letter of what it
+    says is written: its label is in the language of that letter (`render.as_meant`)."""
+    alert = next(reversed(list(_ALERT_LINE.finditer(markdown))), None)
+    if alert is None or first_letter(markdown[alert.end() :]):
+        return markdown
+    return markdown[: alert.start(1)]
 
 
 def _without_open_definition(markdown: str) -> str:
@@ -271,9 +286,11 @@ def _link_text(line: str) -> str:
         if (
             rest.startswith("!")
             and _QUOTE_START.fullmatch(line, start, at)
-            and close in (-1, len(rest) - 1)
+            and (close == -1 or not any(ch.isalpha() for ch in rest[close + 1 :]))
         ):
-            return line[:at]  # GitHub's alert being written, `> [!NOTE]`: "ℹ️ Note" to come
+            # GitHub's alert being written, `> [!NOTE]`: "ℹ️ Note" to come, once a letter of
+            # what it says shows the answer's language (its label is in it).
+            return line[:at]
         box, after = (rest, "") if close == -1 else (rest[:close], rest[close + 1 :])
         task = box in ("", " ", "x", "X") and not after.strip()
         if task and _ITEM_START.fullmatch(line, start, at):
@@ -333,6 +350,9 @@ def _address_open(after: str) -> bool:
     address with spaces). Words after a space: no link, as written."""
     if after.startswith("(<"):
         end = after.find(">", 2)
+        line_end = after.find("\n", 2)
+        if line_end >= 0 and (end < 0 or line_end < end):
+            return False  # no line break in `<…>`: no link, as written
         if end < 0:
             return True
         rest = after[end + 1 :].lstrip()
