@@ -328,6 +328,8 @@ def test_a_link_address_in_angle_brackets_is_a_link() -> None:
         (10, "https://a.io/a%20b"),  # Telegram takes no space in an address
     ]
     assert render("[`Vec<T>`](<https://a.io/(x)>) and Vec<T>").text == "Vec<T> and Vec<T>"
+    image = render("![chart](<https://a.io/my chart.png>)")
+    assert image.entities[0]["url"] == "https://a.io/my%20chart.png"  # (it showed raw)
     for text, raw in [
         ('See [docs](<https://a.io/a b> "Title") now.', False),
         ("a [1](<- l\nr", True),

@@ -990,9 +990,9 @@ def _verbatim(markdown: str) -> list[tuple[int, int]]:
                 isinstance(link, dict) and link.get("link_type") in _AUTOLINKS
             )
         begin, end = span["start"], span["end"]
-        if not literal and isinstance(start, dict) and "Link" in start:
-            # `[text](<address>)`, the form for an address with spaces or parentheses: the
-            # address is not HTML (the text is markup as any other).
+        if not literal and isinstance(start, dict) and ("Link" in start or "Image" in start):
+            # `[text](<address>)` (or an image's `![…](<…>)`), the form for an address with
+            # spaces or parentheses: the address is not HTML (the text is markup as any other).
             angled = data.rfind(b"](<", begin, end)
             if angled < 0:
                 continue
