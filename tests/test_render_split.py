@@ -344,6 +344,21 @@ def test_a_link_address_in_angle_brackets_is_a_link() -> None:
             assert not [shown for shown in while_written if "](" in shown or "<" in shown]
 
 
+def test_an_html_link_is_a_link() -> None:
+    """`<a href="…">text</a>`, as some models write a link, showed raw."""
+    doc = 'See <a href="https://x.y/a">the site</a> now.'
+    link = {"type": "text_link", "offset": 4, "length": 8, "url": "https://x.y/a"}
+    assert render(doc) == Part("See the site now.", (link,))
+    while_written = [
+        "".join(p.text for p in Segmenter().parts(doc[:end], streaming=True))
+        for end in range(1, len(doc) + 1)
+    ]
+    assert not [shown for shown in while_written if "<" in shown or "href" in shown]
+    about_html = 'Use the <a> tag, and `<a href="x">y</a>` in code.'
+    assert render(about_html).text == 'Use the <a> tag, and <a href="x">y</a> in code.'
+    assert Segmenter().parts(about_html[:20], streaming=True)[0].text == "Use the <a> tag, and"
+
+
 def test_a_block_under_a_list_item_starts_on_its_own_line() -> None:
     """In a list that opens the text, telegramify-markdown glued a code block, a quote or a
     heading under an item's first line to that line."""

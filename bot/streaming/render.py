@@ -96,6 +96,10 @@ TAG_NAMES = ("kbd", "code", "sub", "sup", *_TAG_MARKERS)
 _TAG = re.compile(
     rf"<({'|'.join(TAG_NAMES)})>(?=\S)([^<>\n]+)(?<=\S)</\1>", re.IGNORECASE
 )  # (not `<s> at the start and </s>`, a text about tokens: formatting hugs its text)
+# `<a href="https://…">text</a>`, as some models write a link.
+ANCHOR = re.compile(
+    r"""<a\s+href=(["'])((?:https?|mailto|tg):[^"'<>\s]+)\1[^<>\n]*>([^<>\n]+)</a>""", re.I
+)
 # A collapsible section's own tags, alone on their line or before its title: they go (Telegram
 # has no such section; its title and text show).
 _DETAILS = re.compile(r"[ \t]*(?:</?details(?:\s[^<>\n]*)?>[ \t]*)+(?=<summary>|\r?\n|$)", re.I)
@@ -753,13 +757,16 @@ def as_meant(markdown: str, *, links_to_come: bool = False, notes_to_come: bool 
     blanks = _ODD_BLANK.search(markdown) is not None
     alerts = "[!" in markdown
     tags = "</" in markdown and _TAG.search(markdown) is not None
+    anchors = "href=" in markdown and ANCHOR.search(markdown) is not None
     details = "details" in markdown and _DETAILS.search(markdown) is not None
     dunders = "__" in markdown and _DUNDER.search(markdown) is not None
     pipes = "$" in markdown and _ROW_MATH_PIPE.search(markdown) is not None
     if _SHALLOW_BULLET.search(markdown) and _NUMBERED_ITEM.search(markdown):
         markdown = _nested(markdown)
     references = links_to_come and "][" in markdown
-    if not any((bold, notes, breaks, blanks, alerts, tags, references, details, dunders, pipes)):
+    if not any(
+        (bold, notes, breaks, blanks, alerts, tags, anchors, references, details, dunders, pipes)
+    ):
         return markdown
     defined = {match[2] for match in _NOTE.finditer(markdown)} if notes else set()
     targets = {_label(m[1]) for m in _DEFINITION.finditer(markdown)} if references else set()
@@ -792,6 +799,8 @@ def as_meant(markdown: str, *, links_to_come: bool = False, notes_to_come: bool 
             text = _GLUED_BREAK.sub(lambda m: "" if m[1] is not None else "\n", text)
         if references and "][" in text:
             text = _REFERENCE.sub(link, text)
+        if anchors and "href=" in text:
+            text = ANCHOR.sub(_anchor, text)
         if tags and "</" in text:
             text = _TAG.sub(_tag, _TAG.sub(_tag, text))  # (twice: `<b><i>x</i></b>`)
         if dunders and "__" in text:
@@ -851,6 +860,11 @@ def _code_of_lines(markdown: str, lines: list[str]) -> Iterator[tuple[int, int, 
 def _label(text: str) -> str:
     """A link label as CommonMark matches them: case and runs of spaces do not count."""
     return " ".join(text.split()).casefold()
+
+
+def _anchor(match: re.Match[str]) -> str:
+    words = match[3].replace("]", "\\]")
+    return f"[{words}]({match[2]})"
 
 
 def first_letter(text: str) -> str:

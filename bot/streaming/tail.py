@@ -39,6 +39,7 @@ _DELIMITER_ROW = re.compile(r" {0,3}\|?[\s:|-]*$")
 _LINK_START = re.compile(r"!?\[")
 _QUOTE_START = re.compile(r"(?:[ \t]*>)+[ \t]*")
 _OPEN_TAG = re.compile(rf"<({'|'.join(TAG_NAMES)})>", re.IGNORECASE)  # as `as_meant` rewrites
+_OPEN_ANCHOR = re.compile(r"<a(?:\s+h[^<>\n]*|\s*$)", re.IGNORECASE)  # (not `the <a> tag`)
 _HALF_TAG = re.compile(r"</?([A-Za-z]{0,7})(?:(?<=[A-Za-z])(?:/|\s[^<>\n]*))?$")  # `<br/`
 _ITEM_START = re.compile(r"(?:[ \t]*>)*[ \t]*(?:[-+*]|\d{1,9}[.)])[ \t]+")
 # A line that is a block of its own: a heading, a fence, a table row, a rule or an underline.
@@ -335,6 +336,10 @@ def _before_open_tag(line: str) -> str:
         if f"</{tag[1].lower()}>" not in line[opened:].lower() and not any(
             start <= opened < end for start, end in spans
         ):
+            return line[:opened]
+    for anchor in _OPEN_ANCHOR.finditer(line):  # `<a href="…">text`: a link to come
+        opened = anchor.start()
+        if "</a>" not in line[opened:].lower() and not any(s <= opened < e for s, e in spans):
             return line[:opened]
     half = _HALF_TAG.search(line)
     # (Also a collapsible section's own tag, and a line break, which `as_meant` rewrites too.)
