@@ -213,6 +213,12 @@ def test_every_prefix_shows_a_prefix_of_the_final_text(markdown: str, data: st.D
     assert final.startswith(squash(part.text))
 
 
+def test_bold_closed_after_a_number_is_no_list_marker() -> None:
+    """Found by the property test: `0**` closing bold on its line was taken for a list's
+    number being written, so the line went and the bold showed open, `**0`."""
+    assert render(settle("**0\n0**\n\n*")).text == "0\n0"
+
+
 def test_latex_never_shows_raw_while_streaming() -> None:
     answer = (
         "The area is \\(A = \\pi r^2\\), where \\(r\\) is the radius.\n\n"

@@ -116,7 +116,9 @@ def _without_bare_marker(markdown: str) -> tuple[str, bool]:
     last = markdown.rstrip()
     start = last.rfind("\n") + 1
     bare = last.rstrip(_TRAILING + "$")
-    if len(bare) > start and _BARE_MARKER.fullmatch(bare, start):
+    # (Markers its text opens with come after a space: in `0**` the stars close bold.)
+    opened = last[len(bare) : len(bare) + 1] in ("", " ", "\t")
+    if len(bare) > start and opened and _BARE_MARKER.fullmatch(bare, start):
         return last[:start], _ends_paragraph(last[:start])
     return markdown, False
 
