@@ -359,6 +359,21 @@ def test_an_html_link_is_a_link() -> None:
     assert Segmenter().parts(about_html[:20], streaming=True)[0].text == "Use the <a> tag, and"
 
 
+def test_an_html_link_in_capitals_or_with_brackets_in_its_text_is_a_link() -> None:
+    assert render('See <A HREF="https://x.y/a">site</A>.').text == "See site."
+    assert render('<a href="https://x.y/a">a [b] c</a>').text == "a [b] c"
+    assert render('<a href="https://x.y/a">C:\\</a>').text == "C:\\"
+
+
+def test_an_a_tag_that_opens_no_link_does_not_stop_streaming() -> None:
+    """Held back till the paragraph's end, only "the" or "if b" showed."""
+    for doc in ("the <a href> attribute names the target", "if b<a holds then x and y"):
+        segmenter = Segmenter()
+        for end in range(1, len(doc)):
+            shown = segmenter.parts(doc[:end], streaming=True)
+        assert shown[0].text == doc[:-1].rstrip()
+
+
 def test_a_block_under_a_list_item_starts_on_its_own_line() -> None:
     """In a list that opens the text, telegramify-markdown glued a code block, a quote or a
     heading under an item's first line to that line."""
@@ -928,6 +943,19 @@ def test_code_that_starts_a_message_indented_keeps_its_indentation() -> None:
         code += part.text[pre["offset"] :].split("\n")
     assert code == ["def f():", *body]
     assert render("```\nx = 1\n```").text == "x = 1"  # not indented: as it was
+
+
+def test_indented_code_after_blank_lines_or_under_text_keeps_its_line_before_it() -> None:
+    """The code's entity covered the "…" (or started at -1) after blank lines; while streaming,
+    the line went once text followed the code, and the code lost its indentation."""
+    for blank in range(2, 5):
+        part = render("```\n" + "\n" * blank + "    x\n```")
+        assert part == Part("…\n    x", ({"type": "pre", "offset": 2, "length": 5},))
+    doc = "```python\n    x = 1\n```\n\nText after it."
+    segmenter = Segmenter()
+    for end in range(1, len(doc) + 1):
+        shown = "".join(p.text for p in segmenter.parts(doc[:end], streaming=True))
+        assert not shown.startswith("x") and ("x" not in shown or shown.startswith("…\n    x"))
 
 
 def test_a_code_block_reopened_less_deep_stays_so_over_several_parts() -> None:

@@ -182,13 +182,18 @@ def render(markdown: str, *, keep_indent: bool = False) -> Part:
     lead = len(text) - len(text.lstrip("\n"))
     if keep_indent:
         return strip(text, entities, start=lead)
-    if text[lead : lead + 1] in (" ", "\t") and _in_pre(entities, utf16_len(text[:lead])):
-        # Code whose first line is indented (a code block cut between two messages, in a
-        # function's body): Telegram drops the spaces a message starts with, so the line would
-        # lose its indentation, and code copied from it would not run. A line goes before it.
-        text, lead = f"{CONTINUED}\n{text[lead:]}", lead - utf16_len(CONTINUED) - 1
-        entities = [{**e, "offset": e["offset"] - lead} for e in entities]
-        return strip(text, entities, start=0)
+    return lead_line(text, entities)
+
+
+def lead_line(text: str, entities: list[Entity]) -> Part:
+    """`strip`, but code whose first line is indented gets a line "…" before it."""
+    lead = len(text) - len(text.lstrip("\n"))
+    first = text[lead:].split("\n", 1)[0]
+    if first[:1] in (" ", "\t") and first.strip() and _in_pre(entities, utf16_len(text[:lead])):
+        part = strip(text, entities, start=lead)
+        shift = utf16_len(CONTINUED) + 1
+        moved = tuple({**e, "offset": e["offset"] + shift} for e in part.entities)
+        return Part(f"{CONTINUED}\n{part.text}", moved)
     return strip(text, entities)
 
 
@@ -757,7 +762,7 @@ def as_meant(markdown: str, *, links_to_come: bool = False, notes_to_come: bool 
     blanks = _ODD_BLANK.search(markdown) is not None
     alerts = "[!" in markdown
     tags = "</" in markdown and _TAG.search(markdown) is not None
-    anchors = "href=" in markdown and ANCHOR.search(markdown) is not None
+    anchors = "href=" in markdown.lower() and ANCHOR.search(markdown) is not None
     details = "details" in markdown and _DETAILS.search(markdown) is not None
     dunders = "__" in markdown and _DUNDER.search(markdown) is not None
     pipes = "$" in markdown and _ROW_MATH_PIPE.search(markdown) is not None
@@ -799,7 +804,7 @@ def as_meant(markdown: str, *, links_to_come: bool = False, notes_to_come: bool 
             text = _GLUED_BREAK.sub(lambda m: "" if m[1] is not None else "\n", text)
         if references and "][" in text:
             text = _REFERENCE.sub(link, text)
-        if anchors and "href=" in text:
+        if anchors and "href=" in text.lower():
             text = ANCHOR.sub(_anchor, text)
         if tags and "</" in text:
             text = _TAG.sub(_tag, _TAG.sub(_tag, text))  # (twice: `<b><i>x</i></b>`)
@@ -863,7 +868,7 @@ def _label(text: str) -> str:
 
 
 def _anchor(match: re.Match[str]) -> str:
-    words = match[3].replace("]", "\\]")
+    words = re.sub(r"([\\\[\]])", r"\\\1", match[3])
     return f"[{words}]({match[2]})"
 
 

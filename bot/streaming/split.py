@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from bot.streaming.code import CLOSING_FENCE, Fences, container, fence_map, open_fence_at
-from bot.streaming.render import TABLE_ROW, Part, as_meant, render, strip
+from bot.streaming.render import TABLE_ROW, Part, as_meant, lead_line, render
 from bot.streaming.tail import open_emphasis, reopening, settle
 
 TELEGRAM_LIMIT = 4096
@@ -140,7 +140,7 @@ class Segmenter:
         # Joined after the head, a block keeps the indentation of a code block's first line.
         tail = self._render(shown(open_source[at:].lstrip("\n")), keep_indent=True)
         part = head.plus(tail) if tail.text else head
-        return strip(part.text, list(part.entities)) if part.text[:1].isspace() else part
+        return lead_line(part.text, list(part.entities)) if part.text[:1].isspace() else part
 
     def _extend_head(self, source: str, fences: Fences) -> None:
         """Add the blocks up to the last blank line to the rendered head, once the block after

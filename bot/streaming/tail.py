@@ -39,7 +39,10 @@ _DELIMITER_ROW = re.compile(r" {0,3}\|?[\s:|-]*$")
 _LINK_START = re.compile(r"!?\[")
 _QUOTE_START = re.compile(r"(?:[ \t]*>)+[ \t]*")
 _OPEN_TAG = re.compile(rf"<({'|'.join(TAG_NAMES)})>", re.IGNORECASE)  # as `as_meant` rewrites
-_OPEN_ANCHOR = re.compile(r"<a(?:\s+h[^<>\n]*|\s*$)", re.IGNORECASE)  # (not `the <a> tag`)
+_OPEN_ANCHOR = re.compile(
+    r"""<a(?:\s+href=(["'])[^"'<>\s]*\1[^<>\n]*>|\s+(?:h(?:r(?:e(?:f(?:=(?:["'][^"'<>\s]*(?:["'][^<>\n]*)?)?)?)?)?)?)?$|\s*$)""",
+    re.IGNORECASE,
+)  # (not `the <a> tag`)
 _HALF_TAG = re.compile(r"</?([A-Za-z]{0,7})(?:(?<=[A-Za-z])(?:/|\s[^<>\n]*))?$")  # `<br/`
 _ITEM_START = re.compile(r"(?:[ \t]*>)*[ \t]*(?:[-+*]|\d{1,9}[.)])[ \t]+")
 # A line that is a block of its own: a heading, a fence, a table row, a rule or an underline.
