@@ -12,10 +12,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, replace
 from functools import partial
@@ -94,6 +95,20 @@ class Conversations:
         """From now on, no answer starts: a question is told it was not answered."""
         self._closing = True
 
+    @contextlib.contextmanager
+    def _in_flight(self) -> Iterator[None]:
+        """The current task is an answer in flight (`drain` waits for it) until the block ends;
+        nested, until the outermost one ends."""
+        task = asyncio.current_task()
+        if task is None or task in self._inflight:
+            yield
+            return
+        self._inflight.add(task)
+        try:
+            yield
+        finally:
+            self._inflight.discard(task)
+
     async def drain(self, grace: float, hurry: asyncio.Event | None = None) -> None:
         """At shutdown: let answers finish within `grace` s (or until `hurry` is set), then
         interrupt and record the rest.
@@ -153,49 +168,45 @@ class Conversations:
         key = (question.chat_id, question.message_id)
         arrived = time.monotonic()
         self._pending[key] = None  # before any await: from now on, an edit of it is kept
-        task = asyncio.current_task()
-        if task is not None:  # also before any await: `drain` waits for it from now on
-            self._inflight.add(task)
-        try:
-            if await self._rate_limited(question):
-                return None
-            replied = await self._turn_of(question.chat_id, reply_to)
-            framed = _framed(question, replied, quote)
+        with self._in_flight():  # also before any await: `drain` waits for it from now on
+            try:
+                if await self._rate_limited(question):
+                    return None
+                replied = await self._turn_of(question.chat_id, reply_to)
+                framed = _framed(question, replied, quote)
 
-            async def answer() -> Outcome:
-                # Queued behind another answer, it is answered as its message reads now.
-                edit = self._pending.get(key)
-                self._pending[key] = None
-                current = _framed(edit[0], replied, edit[1]) if edit else framed
+                async def answer() -> Outcome:
+                    # Queued behind another answer, it is answered as its message reads now.
+                    edit = self._pending.get(key)
+                    self._pending[key] = None
+                    current = _framed(edit[0], replied, edit[1]) if edit else framed
 
-                async def stored(turn: Turn) -> None:  # an edit while the answer was starting
-                    async with self._editing(key):
-                        if late := self._pending.pop(key, None):
-                            await self._edited(turn, _framed(late[0], replied, late[1]))
+                    async def stored(turn: Turn) -> None:  # an edit while the answer was starting
+                        async with self._editing(key):
+                            if late := self._pending.pop(key, None):
+                                await self._edited(turn, _framed(late[0], replied, late[1]))
 
-                try:
-                    while True:
-                        self._starting.add(key)
-                        outcome = await self._answering_while(
-                            key, current, self._answer(current, replied, on_stored=stored)
-                        )
-                        amended = self._amended.pop(key, None)
-                        if amended is None or not outcome.withdrawn:
-                            return outcome
-                        current = _framed(amended[0], replied, amended[1])
-                        if self._closing:  # withdrawn as the bot stops: nothing of it is shown
-                            await self._notice(current, "notice_not_started")
-                            return outcome
-                        self._pending[key] = None  # an edit from now on is the new turn's
-                finally:
-                    self._starting.discard(key)
-                    self._amended.pop(key, None)
+                    try:
+                        while True:
+                            self._starting.add(key)
+                            outcome = await self._answering_while(
+                                key, current, self._answer(current, replied, on_stored=stored)
+                            )
+                            amended = self._amended.pop(key, None)
+                            if amended is None or not outcome.withdrawn:
+                                return outcome
+                            current = _framed(amended[0], replied, amended[1])
+                            if self._closing:  # withdrawn as the bot stops: nothing of it is shown
+                                await self._notice(current, "notice_not_started")
+                                return outcome
+                            self._pending[key] = None  # an edit from now on is the new turn's
+                    finally:
+                        self._starting.discard(key)
+                        self._amended.pop(key, None)
 
-            return await self._run(await self._key(framed, replied), framed, answer, arrived)
-        finally:
-            self._pending.pop(key, None)
-            if task is not None:
-                self._inflight.discard(task)
+                return await self._run(await self._key(framed, replied), framed, answer, arrived)
+            finally:
+                self._pending.pop(key, None)
 
     def amend(self, question: Question, quote: Quote | None = None) -> bool:
         """A private question was sent with more, which now joins it (a comment typed with a
@@ -463,39 +474,36 @@ class Conversations:
         work: Callable[[], Awaitable[Outcome]],
         arrived: float,
     ) -> Outcome | None:
-        task = asyncio.current_task()
-        if task is not None:
-            self._inflight.add(task)
-        queued: Message | None = None  # "⏳ I'll answer this right after…"
-        waiting: int | None = None  # its record, for the case of a crash meanwhile
+        with self._in_flight():
+            queued: Message | None = None  # "⏳ I'll answer this right after…"
+            waiting: int | None = None  # its record, for the case of a crash meanwhile
 
-        async def on_queued() -> None:
-            nonlocal queued, waiting
-            queued = await self._notice(question, "queued")
-            if queued is None:
-                return
-            try:
-                waiting = await self.store.add_waiting(
-                    chat_id=question.chat_id,
-                    thread_id=question.thread_id,
-                    message_id=question.message_id,
-                    notice_id=queued.message_id,
-                    lang=question.lang,
-                )
-            except Exception as error:  # only a crash meanwhile would need it
-                log.warning("waiting question not stored (%s)", type(error).__name__)
+            async def on_queued() -> None:
+                nonlocal queued, waiting
+                queued = await self._notice(question, "queued")
+                if queued is None:
+                    return
+                try:
+                    waiting = await self.store.add_waiting(
+                        chat_id=question.chat_id,
+                        thread_id=question.thread_id,
+                        message_id=question.message_id,
+                        notice_id=queued.message_id,
+                        lang=question.lang,
+                    )
+                except Exception as error:  # only a crash meanwhile would need it
+                    log.warning("waiting question not stored (%s)", type(error).__name__)
 
-        try:
-            async with self.queues.hold(key, on_queued):
-                if self._closing:
-                    await self._notice(question, "notice_not_started")
-                    return None
-                if self.answerer.gone_since(question.chat_id, arrived):
-                    log.info("chat %s: not answering, the bot was removed", question.chat_id)
-                    return None
-                return await work()
-        finally:
             try:
+                async with self.queues.hold(key, on_queued):
+                    if self._closing:
+                        await self._notice(question, "notice_not_started")
+                        return None
+                    if self.answerer.gone_since(question.chat_id, arrived):
+                        log.info("chat %s: not answering, the bot was removed", question.chat_id)
+                        return None
+                    return await work()
+            finally:  # (all of it in flight: `drain` waits for the delete too)
                 if queued is not None:  # answered (or told why not): the promise is kept or void
                     chat, notice = queued.chat.id, queued.message_id
                     if not await self.notifier.delete(chat, notice):  # the chat shut the bot out
@@ -505,8 +513,6 @@ class Conversations:
                         f"waiting question {waiting} done",
                         partial(self.store.remove_waiting, waiting),
                     )
-            finally:
-                self._inflight.discard(task)  # only now: `drain` waits for the delete too
 
     async def _answer(
         self,
