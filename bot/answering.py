@@ -168,7 +168,7 @@ class Answerer:
     ) -> None:
         self.bot = bot
         self.directory = directory
-        self.newest = newest or NewestMessages()  # fed by the dispatcher (`app.py`)
+        self.newest = newest or NewestMessages()  # fed by the dispatcher and session
         self.metrics = metrics
         self.llm = llm
         self.pacer = pacer

@@ -179,9 +179,8 @@ def render(markdown: str, *, keep_indent: bool = False) -> Part:
     text, raw = _convert(keep_literal(tex_math(as_meant(markdown))))
     text, found = _tidy(text, [e.to_dict() for e in raw])
     entities = sanitize(text, found)
-    lead = len(text) - len(text.lstrip("\n"))
     if keep_indent:
-        return strip(text, entities, start=lead)
+        return strip(text, entities, start=len(text) - len(text.lstrip("\n")))
     return lead_line(text, entities)
 
 

@@ -512,9 +512,7 @@ class ReplyStream:
         self.stats.sends += 1
         self.last_send = time.monotonic()
         self._shown.append(_Shown(message.message_id, op.part, op.button))
-        self._progress()
-        if self.newest is not None:
-            self.newest.saw(self.chat_id, message.message_id)
+        self._progress()  # (`NewestMessages.outgoing` has noted its id)
         await self._stop_typing()
         if self.on_sent is not None:
             try:
