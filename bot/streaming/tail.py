@@ -39,10 +39,14 @@ _DELIMITER_ROW = re.compile(r" {0,3}\|?[\s:|-]*$")
 _LINK_START = re.compile(r"!?\[")
 _QUOTE_START = re.compile(r"(?:[ \t]*>)+[ \t]*")
 _OPEN_TAG = re.compile(rf"<({'|'.join(TAG_NAMES)})>", re.IGNORECASE)  # as `as_meant` rewrites
+# An HTML link's opening tag, whole or being written (not `the <a> tag`, not `b<a holds`).
 _OPEN_ANCHOR = re.compile(
-    r"""<a(?:\s+href=(["'])[^"'<>\s]*\1[^<>\n]*>|\s+(?:h(?:r(?:e(?:f(?:=(?:["'][^"'<>\s]*(?:["'][^<>\n]*)?)?)?)?)?)?)?$|\s*$)""",
+    r"<a(?:"
+    r"""\s+href=(["'])[^"'<>\s]*\1[^<>\n]*>"""  # whole
+    r"""|\s+(?:href=(?:["'][^"'<>\s]*(?:["'][^<>\n]*)?)?|href|hre|hr|h)?$"""  # being written
+    r"|\s*$)",
     re.IGNORECASE,
-)  # (not `the <a> tag`)
+)
 _HALF_TAG = re.compile(r"</?([A-Za-z]{0,7})(?:(?<=[A-Za-z])(?:/|\s[^<>\n]*))?$")  # `<br/`
 _ITEM_START = re.compile(r"(?:[ \t]*>)*[ \t]*(?:[-+*]|\d{1,9}[.)])[ \t]+")
 # A line that is a block of its own: a heading, a fence, a table row, a rule or an underline.
