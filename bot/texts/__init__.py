@@ -22,8 +22,14 @@ def language_of(code: str | None) -> str:
 
 def t(lang: str | None, key: str, **values: object) -> str:
     """The text `key` in the user's language (English where a translation is missing)."""
-    catalog = CATALOGS.get(language_of(lang), EN)
-    template = catalog.get(key) or EN[key]
+    return pick(CATALOGS, lang, key, **values)
+
+
+def pick(catalogs: dict[str, dict[str, str]], lang: str | None, key: str, **values: object) -> str:
+    """`key` from the catalog in the user's language, with `values` put in (English where a
+    translation is missing)."""
+    catalog = catalogs.get(language_of(lang), catalogs[DEFAULT_LANGUAGE])
+    template = catalog.get(key) or catalogs[DEFAULT_LANGUAGE][key]
     return template.format(**values) if values else template
 
 
@@ -45,4 +51,4 @@ def is_own_text(text: str) -> bool:
     return _OWN.fullmatch(text) is not None
 
 
-__all__ = ["CATALOGS", "DEFAULT_LANGUAGE", "is_own_text", "language_of", "t"]
+__all__ = ["CATALOGS", "DEFAULT_LANGUAGE", "is_own_text", "language_of", "pick", "t"]

@@ -8,7 +8,7 @@ Russian question tilts some models to answer in English.
 
 from __future__ import annotations
 
-from bot.texts import language_of
+from bot.texts import pick
 
 _EN: dict[str, str] = {
     "wrote": "{author} wrote:",
@@ -57,5 +57,4 @@ _FRAMING = {"en": _EN, "ru": _RU}
 
 def framing(lang: str | None, key: str, **values: object) -> str:
     """The framing `key` in the asker's language (English where there is none)."""
-    template = _FRAMING.get(language_of(lang), _EN)[key]
-    return template.format(**values) if values else template
+    return pick(_FRAMING, lang, key, **values)
