@@ -382,15 +382,20 @@ async def test_what_a_chat_was_left_with_is_put_right_after_a_restart(
     assert answer.text.startswith("word word") and answer.text.endswith("⏹ Stopped.")
 
 
-async def test_an_answer_in_a_supergroup_the_group_became_is_put_right_there(
-    tg: FakeTelegram, llm: FakeLLM, bot_app: Any
-) -> None:
-    group, supergroup = -7777, -1007777
+async def _long_answer_begun(tg: FakeTelegram, llm: FakeLLM, group: int) -> None:
+    """A long answer asked for in a (basic) group, until its first message shows."""
     llm.script(Reply("word " * 3000, chunk_size=5, delay=0.02))
     question = tg.send_user_message(
         group, f"@{tg.bot_username} long please", user_id=11, chat_type="group"
     )["message"]
     await tg.wait_for(lambda: bool(answer_messages(tg, group, question["message_id"])))
+
+
+async def test_an_answer_in_a_supergroup_the_group_became_is_put_right_there(
+    tg: FakeTelegram, llm: FakeLLM, bot_app: Any
+) -> None:
+    group, supergroup = -7777, -1007777
+    await _long_answer_begun(tg, llm, group)
     tg.upgrade_group(group, supergroup)
     await tg.wait_for(lambda: any(m.reply_markup for m in tg.bot_messages(supergroup)), timeout=15)
     tg.block(supergroup)
@@ -408,11 +413,7 @@ async def test_an_answer_begun_in_a_group_and_refused_in_its_supergroup_is_put_r
     the answer's first send there is refused. The group saw it begin, so once a later answer's
     send goes through in the supergroup, the rest is sent there with "⏹ Stopped."."""
     group, supergroup = -7778, -1007778
-    llm.script(Reply("word " * 3000, chunk_size=5, delay=0.02))
-    question = tg.send_user_message(
-        group, f"@{tg.bot_username} long please", user_id=11, chat_type="group"
-    )["message"]
-    await tg.wait_for(lambda: bool(answer_messages(tg, group, question["message_id"])))
+    await _long_answer_begun(tg, llm, group)
     tg.mute(supergroup, tell=False)
     tg.upgrade_group(group, supergroup)
     await tg.wait_for(lambda: not bot_app.answerer.active, timeout=15)
