@@ -58,13 +58,20 @@ def looks_like_command(text: str) -> bool:
     return bool(_COMMAND.match(text))
 
 
+def addressee(text: str) -> str | None:
+    """The bot a command names (`/stop@some_bot`: "some_bot"), if it names one."""
+    match = _COMMAND.match(text)
+    if not match or "@" not in match.group():
+        return None
+    return match.group().split("@", 1)[1].strip()
+
+
 async def is_command_to_me(message: Message, bot: Bot) -> bool:
     """`/anything@this_bot`: in a group, a command meant for this bot and no other."""
-    match = _COMMAND.match(message.text or "")
-    if not match or "@" not in match.group():
+    mention = addressee(message.text or "")
+    if mention is None:
         return False
     me = await bot.me()
-    mention = match.group().split("@", 1)[1].strip()
     return bool(me.username) and mention.lower() == (me.username or "").lower()
 
 

@@ -164,6 +164,12 @@ async def test_sticker_and_unknown_command_get_clear_answers(
     assert "don't know that command" in reply and "/ask" in reply
     assert llm.received == []
 
+    # A command of its own, addressed to another bot (pasted from a group): not "unknown".
+    command = tg.send_user_message(USER, "/stop@other_bot")["message"]
+    await tg.wait_for(lambda: bool(answer_messages(tg, USER, command["message_id"])))
+    reply = answer_messages(tg, USER, command["message_id"])[0].text
+    assert reply.startswith("That command is addressed to @other_bot") and "/ask" in reply
+
     # A slash that starts no command name is text: a question.
     for text in ("/usr/bin/python is missing, why?", "/ 2 = ?"):
         question = tg.send_user_message(USER, text)["message"]

@@ -8,18 +8,23 @@ from aiogram import Bot, Router
 from aiogram.enums import ContentType
 from aiogram.types import Message
 
-from bot.filters import is_command, is_command_to_me, is_group, is_private
+from bot.filters import addressee, is_command, is_command_to_me, is_group, is_private
 from bot.handlers.common import lang_of
 from bot.notify import Notifier
 from bot.texts import t
 
 
 async def unknown_command(message: Message, bot: Bot, notifier: Notifier) -> None:
+    """Help, after saying why: the command is not one of the bot's, or (in a private chat) it
+    names another bot, as `/stop@other_bot` does, mistyped or pasted from a group."""
     me = await bot.me()
     lang = lang_of(message)
-    await notifier.to(
-        message, t(lang, "unknown_command") + "\n\n" + t(lang, "help", username=me.username or "")
-    )
+    other = addressee(message.text or "")
+    if other is not None and other.lower() != (me.username or "").lower():
+        why = t(lang, "command_for_another_bot", bot=other)
+    else:
+        why = t(lang, "unknown_command")
+    await notifier.to(message, why + "\n\n" + t(lang, "help", username=me.username or ""))
 
 
 # What a person sends as a message; anything else is an event in the chat, not said to the bot.

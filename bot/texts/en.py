@@ -40,6 +40,7 @@ EN: dict[str, str] = {
     "not_text": "I can only read text messages. Send me your question as text.",
     "empty_question": "What is the question? Write it after the command or the mention.",
     "unknown_command": "I don't know that command.",
+    "command_for_another_bot": "That command is addressed to @{bot}, another bot.",
     "queued": "⏳ I'll answer this right after the current answer.",
     "rate_limited": "You have reached the limit of questions for now. "
     "Please come back in {minutes} min.",
