@@ -237,7 +237,12 @@ class Answerer:
         outcome = Outcome(text="", message_ids=[])
         started = time.monotonic()
 
+        # A chat that shut the bot out: a muted bot still gets the group's mentions.
+        ask_first = self.shut_out_of(self.chat_now(question.chat_id))
+
         async def consume() -> None:
+            if ask_first and not await reply.may_write():
+                return  # nobody would see the answer: the model is not asked
             text = ""
             async with contextlib.aclosing(self.llm.stream(messages, model)) as pieces:
                 async for piece in pieces:

@@ -505,22 +505,44 @@ async def test_a_group_where_the_bot_may_not_write_costs_one_refused_call(
 async def test_questions_asked_while_the_bot_is_muted_are_not_answered_late(
     tg: FakeTelegram, llm: FakeLLM, bot_app: Any
 ) -> None:
-    """A muted bot still gets the group's mentions: each costs the model's first words (its
-    first send is refused), and nothing of them is posted once the bot is unmuted."""
+    """A muted bot still gets the group's mentions: each costs one refused "typing…", not a
+    model's stream, and nothing of them is posted once the bot is unmuted."""
     hello = await _ask_the_group(tg, "hello")
     await final_answer(tg, MUTED_IN, after=hello["message_id"])
     tg.mute(MUTED_IN)
     await tg.wait_for(lambda: bool(bot_app.answerer.shut_out_of(MUTED_IN)))
-    for asked, text in enumerate(("one?", "two?"), start=2):
-        llm.script(Reply("word " * 3000, chunk_size=5, delay=0.02))
+
+    def refused() -> list[str]:
+        return [c.method for c in tg.calls if c.status == 400]
+
+    for asked, text in enumerate(("one?", "two?"), start=1):
         await _ask_the_group(tg, text)
-        await tg.wait_for(lambda n=asked: len(llm.received) == n and llm.received[-1].client_closed)
+        await tg.wait_for(lambda n=asked: len(refused()) == n, timeout=10)
     await tg.wait_for(lambda: not bot_app.answerer.active, timeout=10)
+    await tg.wait_idle(quiet=0.5)
+    assert refused() == ["sendChatAction"] * 2, refused_calls(tg)
+    assert len(llm.received) == 1  # "hello" only
     tg.unmute(MUTED_IN)
     again = await _ask_the_group(tg, "and now?")
     await final_answer(tg, MUTED_IN, after=again["message_id"])
     await tg.wait_idle(quiet=0.5)
     assert len(tg.bot_messages(MUTED_IN)) == 2  # to "hello" and to "and now?"
+
+
+async def test_a_mute_that_ends_by_its_date_lets_the_bot_answer_again(
+    tg: FakeTelegram, llm: FakeLLM, bot_app: Any
+) -> None:
+    """A restriction with an end date lifts without an update saying so: the bot, which still
+    takes itself for muted, finds out with its "typing…" and answers."""
+    hello = await _ask_the_group(tg, "hello")
+    await final_answer(tg, MUTED_IN, after=hello["message_id"])
+    tg.mute(MUTED_IN)
+    await tg.wait_for(lambda: bool(bot_app.answerer.shut_out_of(MUTED_IN)))
+    tg.unmute(MUTED_IN, tell=False)  # its date came
+    question = await _ask_the_group(tg, "still there?")
+    [answer] = await final_answer(tg, MUTED_IN, after=question["message_id"])
+    assert answer.reply_to_message_id == question["message_id"]
+    assert len(llm.received) == 2
 
 
 async def test_an_answer_cut_off_by_a_read_only_group_is_settled_and_put_right_later(

@@ -583,6 +583,22 @@ class ReplyStream:
             log.error("chat %s: Telegram refused a part: %s", self.chat_id, error.message)
             self.failed = True
 
+    async def may_write(self) -> bool:
+        """Whether the chat takes the bot's messages now, asked with one "typing…": for a chat
+        that shut the bot out, before its answer costs a model's stream. A timed mute ends, and
+        a block is lifted, without an update saying so; this finds out either way."""
+        try:
+            await self.bot.send_chat_action(
+                self.chat_id, "typing", message_thread_id=self.thread_id
+            )
+        except TelegramAPIError as e:
+            if cannot_write(e):
+                log.info("chat %s: still may not write there (%s)", self.chat_id, e.message)
+                self.gone = True
+            else:  # a 429, a network failure: sending the answer will tell
+                log.debug("chat %s: typing indicator failed: %s", self.chat_id, e)
+        return not self.gone
+
     def _type(self) -> None:
         """The first text is late: show "typing…" meanwhile."""
         self._typing_timer = None
