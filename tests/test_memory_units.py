@@ -42,17 +42,24 @@ def test_newest_question_is_always_kept_whole() -> None:
     assert messages == [{"role": "user", "content": long_question}]
 
 
-def test_a_last_turn_without_an_answer_goes_with_the_new_question() -> None:
-    """It failed before any text; the next question ("try again") is often about it. Earlier
-    ones are left out, and user and assistant still take turns."""
-    history = [turn(1, "q1", "a1"), turn(2, "q2", ""), turn(3, "q3", "partial"), turn(4, "q4", "")]
+def test_a_turn_without_an_answer_goes_with_the_next_question() -> None:
+    """It failed before any text; the next question ("try again", "and Germany?") is often
+    about it, and was sent with it in one message: so it stays, as it was sent, once that one is
+    answered too. User and assistant still take turns."""
+    history = [
+        turn(1, "q1", "a1"),
+        turn(2, "France?", ""),
+        turn(3, "and Germany?", "Paris, Berlin"),
+        turn(4, "q4", ""),
+        turn(5, "q5", ""),
+    ]
     messages = build_context("", history, "again", 1000)
     assert [(m["role"], m["content"]) for m in messages] == [
         ("user", "q1"),
         ("assistant", "a1"),
-        ("user", "q3"),
-        ("assistant", "partial"),
-        ("user", "q4\n\nagain"),
+        ("user", "France?\n\nand Germany?"),
+        ("assistant", "Paris, Berlin"),
+        ("user", "q4\n\nq5\n\nagain"),
     ]
 
 

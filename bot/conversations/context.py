@@ -14,28 +14,36 @@ def build_context(
     """Trim whole turns from the oldest until everything fits in `max_chars`.
 
     The new question is always kept whole, even when it alone is longer. A failed or stopped
-    turn contributes what was shown. One that failed before any text is left out, unless it is
-    the last: after "the service is not answering", a user's "try again" or "and in French?" is
-    about it, so its question goes before the new one, in the same message (some models refuse
-    two user messages in a row, and an earlier one that failed is past).
+    turn contributes what was shown. The question of one that failed before any text goes
+    before the next question, in the same message, as it was sent then: after "the service is
+    not answering", a user's "try again" or "and in French?" is about it (some models refuse two
+    user messages in a row, and an earlier one that failed is past). So it stays in the
+    context after that next question is answered, too.
     """
-    if history and not history[-1].answer.strip():
-        question = f"{history[-1].question}\n\n{question}"
+    exchanges: list[tuple[str, str]] = []  # each question as it was sent, and its answer
+    unanswered = ""  # questions that got no text, waiting for the next one
+    for turn in history:
+        asked = f"{unanswered}\n\n{turn.question}" if unanswered else turn.question
+        if turn.answer.strip():
+            exchanges.append((asked, turn.answer))
+            unanswered = ""
+        else:
+            unanswered = asked
+    if unanswered:
+        question = f"{unanswered}\n\n{question}"
     budget = max_chars - len(system_prompt) - len(question)
-    kept: list[Turn] = []
-    for turn in reversed(history):
-        if not turn.answer.strip():
-            continue
-        cost = len(turn.question) + len(turn.answer)
+    kept: list[tuple[str, str]] = []
+    for asked, answer in reversed(exchanges):
+        cost = len(asked) + len(answer)
         if cost > budget:
             break
         budget -= cost
-        kept.append(turn)
+        kept.append((asked, answer))
     messages: list[ChatMessage] = []
     if system_prompt:
         messages.append({"role": "system", "content": system_prompt})
-    for turn in reversed(kept):
-        messages.append({"role": "user", "content": turn.question})
-        messages.append({"role": "assistant", "content": turn.answer})
+    for asked, answer in reversed(kept):
+        messages.append({"role": "user", "content": asked})
+        messages.append({"role": "assistant", "content": answer})
     messages.append({"role": "user", "content": question})
     return messages
