@@ -78,6 +78,24 @@ async def test_new_starts_afresh(tg: FakeTelegram, llm: FakeLLM, bot_app: object
     assert dialog(llm)[-1] == ("user", "hello there")
 
 
+async def test_new_waits_for_the_questions_sent_before_it(
+    tg: FakeTelegram, llm: FakeLLM, bot_app: object
+) -> None:
+    """`/new` sent while a question waits behind an answer: that question is answered in the
+    conversation it was asked in, and the one sent after `/new` starts afresh. The user is told
+    of the new conversation at once."""
+    _, second, _ = await _queued(tg, llm, "What is my name?", words=60)
+    new = tg.send_user_message(USER, "/new")["message"]
+    await tg.wait_for(lambda: bool(answer_messages(tg, USER, new["message_id"])))
+    assert len(llm.received) == 1  # told before the first answer ended
+    fresh = tg.send_user_message(USER, "Fresh topic")["message"]
+    await tg.wait_for(lambda: len(llm.received) == 3, timeout=20)
+    await final_answer(tg, USER, after=fresh["message_id"])
+    assert [c for _, c in dialog(llm, 1)] == ["first", "first answer " * 60, "What is my name?"]
+    assert dialog(llm, 2) == [("user", "Fresh topic")]
+    assert [m.message_id for m in answer_messages(tg, USER, second["message_id"])]
+
+
 async def test_reply_to_an_older_answer_branches(
     tg: FakeTelegram, llm: FakeLLM, bot_app: object
 ) -> None:
