@@ -123,6 +123,27 @@ async def test_model_choice_is_stored_per_chat(
     assert refused_calls(tg) == []
 
 
+async def test_a_menu_from_before_the_models_were_reordered_picks_what_it_shows(
+    tg: FakeTelegram, llm: FakeLLM, start_bot: BotRunner
+) -> None:
+    app = await start_bot(g4f_models="gpt-4,claude-x,llama-y")
+    menus = [await reply_to(tg, USER, "/model") for _ in range(2)]
+    buttons = [row[0] for row in menus[0].reply_markup["inline_keyboard"]]  # type: ignore[index]
+    await start_bot.stop(app)
+    await start_bot(g4f_models="llama-y,gpt-4")  # claude-x gone, the rest reordered
+    tg.press_button(USER, menus[0].message_id, buttons[0]["callback_data"], user_id=USER)
+    await tg.wait_for(lambda: sum(c.method == "answerCallbackQuery" for c in tg.calls) == 1)
+    told = [c for c in tg.calls if c.method == "answerCallbackQuery"][-1]
+    assert told.params["text"] == "Model set to gpt-4."
+    tg.press_button(USER, menus[1].message_id, buttons[1]["callback_data"], user_id=USER)
+    await tg.wait_for(lambda: sum(c.method == "answerCallbackQuery" for c in tg.calls) == 2)
+    told = [c for c in tg.calls if c.method == "answerCallbackQuery"][-1]
+    assert told.params["text"].startswith("That model is no longer available")
+    question = tg.send_user_message(USER, "which model?")["message"]
+    await final_answer(tg, USER, after=question["message_id"])
+    assert llm.received[-1].body["model"] == "gpt-4"
+
+
 async def test_model_with_nothing_to_choose_from(
     tg: FakeTelegram, llm: FakeLLM, bot_app: object
 ) -> None:
@@ -156,7 +177,12 @@ async def test_model_change_in_a_group_needs_an_admin(
 ) -> None:
     await start_bot(g4f_models="gpt-4,claude-x")
     tg.set_admin(GROUP, ADMIN)
-    menu = await reply_to(tg, GROUP, "/model", user_id=ALICE, chat_type="supergroup")
+    # A member is told which model, and who may change it: no buttons that only refuse.
+    shown = await reply_to(tg, GROUP, "/model", user_id=ALICE, chat_type="supergroup")
+    assert shown.text == "Model: gpt-4. Only a chat admin can change it here."
+    assert shown.reply_markup is None
+    # The menu an admin brings up is there for everyone to see: a member's press is refused.
+    menu = await reply_to(tg, GROUP, "/model", user_id=ADMIN, chat_type="supergroup")
     data = menu.reply_markup["inline_keyboard"][1][0]["callback_data"]  # type: ignore[index]
     tg.press_button(GROUP, menu.message_id, data, user_id=ALICE)
     await tg.wait_for(lambda: any(c.method == "answerCallbackQuery" for c in tg.calls))

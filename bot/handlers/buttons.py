@@ -11,7 +11,7 @@ from bot.access import AccessPolicy, is_chat_admin
 from bot.answering import STOP_PREFIX, Answerer
 from bot.conversations import Store
 from bot.filters import data_starts_with
-from bot.handlers.commands import MODEL_PREFIX, model_keyboard
+from bot.handlers.commands import CHOSEN, MODEL_PREFIX, model_keyboard
 from bot.notify import Notifier
 from bot.texts import t
 from config import Settings
@@ -63,9 +63,8 @@ async def model_chosen(
         await callback.answer()
         return
     chat_id = message.chat.id
-    try:
-        choice = settings.models[int((callback.data or "")[len(MODEL_PREFIX) :])]
-    except (ValueError, IndexError):  # a menu from before G4F_MODELS changed
+    choice = _named(message, callback.data or "")
+    if choice not in settings.models:  # a menu from before G4F_MODELS changed
         await callback.answer(t(lang, "model_gone"), show_alert=True)
         prefs = await store.prefs(chat_id)
         current = prefs.model if prefs.model in settings.models else settings.g4f_model
@@ -77,6 +76,16 @@ async def model_chosen(
     await store.set_pref(chat_id, "model", choice)
     await callback.answer(t(lang, "model_set", model=choice))
     await _show_menu(notifier, message, lang, settings.models, choice)
+
+
+def _named(menu: Message, data: str) -> str | None:
+    """The model the pressed button shows (its label, less the ✅): what the user chose, even on
+    a menu from before G4F_MODELS was reordered, where its place in the list names another."""
+    rows = menu.reply_markup.inline_keyboard if menu.reply_markup else []
+    for button in (button for row in rows for button in row):
+        if button.callback_data == data:
+            return button.text.removeprefix(CHOSEN)
+    return None
 
 
 async def _show_menu(

@@ -17,6 +17,7 @@ from bot.texts import t
 from config import Settings
 
 MODEL_PREFIX = "model:"
+CHOSEN = "✅ "  # before the model in use, in the /model menu
 SHOWN_PROMPT_CHARS = 1800  # UTF-16 units at most twice this: well within a message
 
 
@@ -89,7 +90,7 @@ def model_keyboard(models: tuple[str, ...], current: str) -> InlineKeyboardMarku
     rows = [
         [
             InlineKeyboardButton(
-                text=("✅ " if name == current else "") + name,
+                text=(CHOSEN if name == current else "") + name,
                 callback_data=f"{MODEL_PREFIX}{i}",
             )
         ]
@@ -98,11 +99,23 @@ def model_keyboard(models: tuple[str, ...], current: str) -> InlineKeyboardMarku
     return InlineKeyboardMarkup(inline_keyboard=rows)
 
 
-async def model(message: Message, store: Store, settings: Settings, notifier: Notifier) -> None:
+async def model(
+    message: Message,
+    bot: Bot,
+    store: Store,
+    settings: Settings,
+    policy: AccessPolicy,
+    notifier: Notifier,
+) -> None:
+    """The model in use, and a menu to choose another for whoever may (in a group, an admin:
+    a member would be shown buttons that only refuse)."""
     prefs = await store.prefs(message.chat.id)
     current = prefs.model if prefs.model in settings.models else settings.g4f_model
     if settings.models == (current,):  # nothing to choose from
         await notifier.to(message, t(lang_of(message), "model_only", model=current))
+        return
+    if not await is_chat_admin(bot, policy, message.chat.id, sender_id(message)):
+        await notifier.to(message, t(lang_of(message), "model_admins_choose", model=current))
         return
     await notifier.to(
         message,

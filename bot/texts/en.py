@@ -62,6 +62,7 @@ EN: dict[str, str] = {
     "model_only": "Model: {model}. It is the only one available here.",
     "model_gone": "That model is no longer available; the menu shows the current ones.",
     "model_not_allowed": "Only a chat admin can change the model here.",
+    "model_admins_choose": "Model: {model}. Only a chat admin can change it here.",
     "system_show": "System prompt of this chat:\n\n{prompt}",
     "system_none": "This chat has no system prompt. Set one with /system <text> (in a group: a "
     "chat admin); /system reset goes back to the default.",
