@@ -38,8 +38,9 @@ def assert_no_leaks(text: str) -> None:
             "returned an error",
         ),
         (Reply(fault="empty"), False, "empty answer"),
+        (Reply(fault="html"), False, "returned an error"),
     ],
-    ids=["drop", "http500", "http500-plain", "http429", "sse-error", "empty"],
+    ids=["drop", "http500", "http500-plain", "http429", "sse-error", "empty", "html-page"],
 )
 async def test_failure_keeps_partial_text_and_shows_notice(
     tg: FakeTelegram,

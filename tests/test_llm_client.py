@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
@@ -73,6 +73,9 @@ async def test_the_backend_receives_exactly_the_conversation(llm: FakeLLM, tmp_p
         (Reply("abc", fault="sse_error", fault_after=2), FailureKind.HTTP),
         (Reply(fault="empty"), FailureKind.EMPTY),
         (Reply("abc", fault="stall", fault_after=1), FailureKind.IDLE_TIMEOUT),
+        # A reply g4f cannot read (g4f's own code fails on it): the backend's, not the bot's.
+        (Reply(fault="html"), FailureKind.HTTP),
+        (Reply("abcdef", fault="garbage", fault_after=3), FailureKind.HTTP),
     ],
     ids=lambda v: v.value if isinstance(v, FailureKind) else "",
 )
@@ -84,6 +87,23 @@ async def test_failures_are_classified(
     with pytest.raises(LLMFailure) as failure:
         await collect(client, [{"role": "user", "content": "hi"}])
     assert failure.value.kind is kind
+
+
+def test_an_error_in_the_bots_own_code_stays_internal() -> None:
+    """Only what code other than the bot's raised is taken for a reply it could not read."""
+    import json
+
+    from bot.llm.errors import misread
+
+    def raised(call: Callable[[], object]) -> Exception:
+        try:
+            call()
+        except Exception as error:
+            return error
+        raise AssertionError("nothing raised")
+
+    assert misread(raised(lambda: json.loads("not json")))
+    assert not misread(raised(lambda: LineEnds().feed(None)))  # type: ignore[arg-type]
 
 
 async def test_total_timeout_cuts_a_slow_answer(llm: FakeLLM, tmp_path: Path) -> None:

@@ -30,7 +30,7 @@ from typing import Any, Literal, TypedDict
 
 import aiohttp
 
-from bot.llm.errors import FailureKind, LLMFailure, classify
+from bot.llm.errors import FailureKind, LLMFailure, classify, misread
 from bot.llm.text import LineEnds, ReasoningFilter
 from bot.llm.transport import catch_up, install_pool
 
@@ -233,7 +233,7 @@ class LLMClient:
                     except Exception as exc:
                         if kind := watchdog.fired(exc):
                             raise self._timed_out(kind) from exc
-                        raise LLMFailure(classify(exc), _describe(exc)) from exc
+                        raise _read_failure(exc) from exc
                     watchdog.received()
                     # Providers also yield reasoning, sources, usage and other objects: only
                     # plain text is the answer. Some yield an exception instead of raising it;
@@ -328,6 +328,14 @@ class _Watchdog:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+
+
+def _read_failure(exc: Exception) -> LLMFailure:
+    """The failure of a stream that raised `exc` while it was read."""
+    kind = classify(exc)
+    if kind is FailureKind.INTERNAL and misread(exc):  # the logged cause says which reply
+        return LLMFailure(FailureKind.HTTP, f"reply not understood: {_describe(exc)}")
+    return LLMFailure(kind, _describe(exc))
 
 
 def _describe(exc: BaseException) -> str:

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import os
+from pathlib import Path
+
+_BOT_CODE = f"{Path(__file__).resolve().parent.parent}{os.sep}"
 
 
 class FailureKind(enum.Enum):
@@ -59,3 +63,16 @@ def classify(exc: BaseException) -> FailureKind:
     ):
         return FailureKind.CONNECTION
     return FailureKind.INTERNAL
+
+
+def misread(exc: BaseException) -> bool:
+    """Whether `exc`, raised while the stream was read and of no kind above, came from code
+    other than the bot's (past the frame that caught it): g4f failing on what the backend sent,
+    such as an HTML page where events were due, or an event that is not JSON. That is the
+    backend's failure, not the bot's."""
+    frame = exc.__traceback__.tb_next if exc.__traceback__ else None
+    while frame is not None:
+        if frame.tb_frame.f_code.co_filename.startswith(_BOT_CODE):
+            return False
+        frame = frame.tb_next
+    return True

@@ -16,7 +16,9 @@ from typing import Any, Literal
 
 from aiohttp import web
 
-Fault = Literal["drop", "http500", "http500_plain", "http429", "stall", "sse_error", "empty"]
+Fault = Literal[
+    "drop", "http500", "http500_plain", "http429", "stall", "sse_error", "empty", "html", "garbage"
+]
 
 
 @dataclass
@@ -28,7 +30,8 @@ class Reply:
     delay: float = 0.005
     first_delay: float = 0.0  # seconds before the first event, as a model starting slowly
     fault: Fault | None = None
-    fault_after: int = 0  # characters sent before a mid-stream fault ("drop", "stall", "sse_error")
+    # characters sent before a mid-stream fault ("drop", "stall", "sse_error", "garbage")
+    fault_after: int = 0
     reasoning: str = ""  # sent first as `delta.reasoning` chunks (no content), like thinking models
 
 
@@ -140,6 +143,9 @@ class FakeLLM:
         if reply.fault == "http429":
             err = {"error": {"message": "Rate limit reached", "type": "rate_limit_exceeded"}}
             return web.json_response(err, status=429, headers={"Retry-After": "7"})
+        if reply.fault == "html":  # a proxy's challenge page, or an address that is a web UI
+            page = "<html><body>Checking your browser…</body></html>"
+            return web.Response(text=page, content_type="text/html")
 
         model = str(body.get("model") or "gpt-4")
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
@@ -165,7 +171,8 @@ class FakeLLM:
             await asyncio.sleep(reply.delay)
 
         text = "" if reply.fault == "empty" else reply.text
-        limit = reply.fault_after if reply.fault in ("drop", "stall", "sse_error") else len(text)
+        faults_midway = ("drop", "stall", "sse_error", "garbage")
+        limit = reply.fault_after if reply.fault in faults_midway else len(text)
         sent = 0
         while sent < min(limit, len(text)):
             piece = text[sent : min(sent + reply.chunk_size, limit)]
@@ -186,6 +193,9 @@ class FakeLLM:
             while transport is not None and not transport.is_closing():  # noqa: ASYNC110
                 await asyncio.sleep(0.02)
             raise ConnectionResetError("client went away during the stall")
+        if reply.fault == "garbage":  # an event that is not JSON, then the stream goes on
+            await event("not json at all")
+            await event(chunk({"role": "assistant", "content": text[limit:]}))
         if reply.fault == "sse_error":
             await event({"error": {"message": "upstream model crashed", "type": "server_error"}})
             await resp.write_eof()
