@@ -35,7 +35,7 @@ def assert_no_leaks(text: str) -> None:
         (
             Reply("Half of it and then", fault="sse_error", fault_after=10),
             True,
-            "returned an error",
+            "returned an error, so the answer is incomplete",
         ),
         (Reply(fault="empty"), False, "empty answer"),
         (Reply(fault="html"), False, "returned an error"),

@@ -79,7 +79,9 @@ EN: dict[str, str] = {
     "notice_connection": "⚠️ The connection to the model was lost, so the answer is incomplete. "
     "Please try again.",
     "notice_connection_none": "⚠️ Could not reach the model. Please try again in a moment.",
-    "notice_http": "⚠️ The model service returned an error. Please try again in a moment.",
+    "notice_http": "⚠️ The model service returned an error, so the answer is incomplete. "
+    "Please try again in a moment.",
+    "notice_http_none": "⚠️ The model service returned an error. Please try again in a moment.",
     "notice_rate_limit": "⚠️ The model service is limiting requests right now. "
     "Please try again in a minute.",
     "notice_idle_timeout": "⚠️ The model stopped responding, so the answer is incomplete. "
