@@ -503,6 +503,24 @@ async def test_a_group_where_the_bot_may_not_write_costs_one_refused_call(
     ]
 
 
+async def test_a_refused_typing_in_a_read_only_group_ends_the_answer(
+    tg: FakeTelegram, llm: FakeLLM, bot_app: Any
+) -> None:
+    """A model slow to start gets "typing…" shown; refused there for lack of rights, it ends the
+    answer as a refused send would, before anything is sent."""
+    from bot.conversations.models import TurnStatus
+
+    llm.script(Reply("word " * 3000, chunk_size=5, delay=0.02, first_delay=1.0))
+    tg.mute(MUTED_IN, tell=False)
+    question = await _ask_the_group(tg, "anyone?")
+    await tg.wait_for(lambda: bool(llm.received) and llm.received[0].client_closed, timeout=10)
+    await tg.wait_for(lambda: not bot_app.answerer.active, timeout=10)
+    await tg.wait_idle(quiet=0.5)
+    assert [c.method for c in tg.calls if c.status == 400] == ["sendChatAction"]
+    turn = await _ended_turn(bot_app, MUTED_IN, question["message_id"])
+    assert turn.status is TurnStatus.FAILED
+
+
 async def test_questions_asked_while_the_bot_is_muted_are_not_answered_late(
     tg: FakeTelegram, llm: FakeLLM, bot_app: Any
 ) -> None:

@@ -616,6 +616,11 @@ class ReplyStream:
                     self.chat_id, "typing", message_thread_id=self.thread_id
                 )
             except TelegramAPIError as e:
+                if cannot_write(e):  # a group made read-only: no update said so
+                    log.warning("chat %s: may not write there (%s)", self.chat_id, e.message)
+                    self.gone = True
+                    self._wake.set()
+                    return
                 log.debug("chat %s: typing indicator failed: %s", self.chat_id, e)
             await asyncio.sleep(TYPING_EVERY)
 
