@@ -295,7 +295,7 @@ async def test_an_edited_question_is_remembered_as_edited(
     tg: FakeTelegram, llm: FakeLLM, bot_app: object
 ) -> None:
     """Memory keeps what the chat shows: the edited question; the user learns that the answer
-    is to the earlier version and how to have the new one answered."""
+    is to the earlier version and how to have the new one answered, until it is."""
     question, [answer] = await ask(tg, USER, "waht is 2+2")
     tg.edit_user_message(USER, question["message_id"], "what is 3+3")
     await tg.wait_for(lambda: bool(_notices(tg, USER, question["message_id"], "/retry")))
@@ -307,6 +307,7 @@ async def test_an_edited_question_is_remembered_as_edited(
     [again] = await final_answer(tg, USER, after=retry["message_id"])
     assert again.text == "You said: what is 3+3"
     assert dialog(llm) == [("user", "what is 3+3")]
+    await tg.wait_for(lambda: tg.message(USER, notice.message_id).deleted)  # no longer so
     await ask(tg, USER, "and 4+4?")
     assert dialog(llm) == [
         ("user", "what is 3+3"),
@@ -327,24 +328,27 @@ async def test_edits_after_a_retry_and_quick_edits(
 ) -> None:
     """Each /retry stores the question again; an edit reaches every copy that /retry may take
     (the first answer's included). Quick typo fixes get one notice per answer, and /retry in
-    reply to that notice answers the question it is about."""
+    reply to that notice answers the question it is about (and the notice goes)."""
     question, [answer] = await ask(tg, USER, "capital of Frnace?")
     tg.edit_user_message(USER, question["message_id"], "capital of Germany?")
     await tg.wait_for(lambda: bool(_notices(tg, USER, question["message_id"], "/retry")))
+    [first] = _notices(tg, USER, question["message_id"], "/retry")
     retry = tg.send_user_message(USER, "/retry", reply_to_message_id=answer.message_id)["message"]
     await final_answer(tg, USER, after=retry["message_id"])
+    await tg.wait_for(lambda: tg.message(USER, first.message_id).deleted)
     await ask(tg, USER, "and its population?")
     for text in ("capital of Italy", "capital of Italy?", "capital of Spain?"):
         tg.edit_user_message(USER, question["message_id"], text)
     await tg.wait_for(lambda: not tg.pending_updates)
     await tg.wait_idle(quiet=0.3)
-    # One notice for the retry's answer, however many edits (and one for the first answer).
-    await tg.wait_for(lambda: len(_notices(tg, USER, question["message_id"], "/retry")) == 2)
-    await tg.wait_idle(quiet=1.2)  # a third would wait for the chat's next slot
-    _, notice = _notices(tg, USER, question["message_id"], "/retry")
+    # One notice for the retry's answer, however many edits.
+    await tg.wait_for(lambda: len(_notices(tg, USER, question["message_id"], "/retry")) == 1)
+    await tg.wait_idle(quiet=1.2)  # a second would wait for the chat's next slot
+    [notice] = _notices(tg, USER, question["message_id"], "/retry")
     retry = tg.send_user_message(USER, "/retry", reply_to_message_id=notice.message_id)["message"]
     await final_answer(tg, USER, after=retry["message_id"])
     assert dialog(llm) == [("user", "capital of Spain?")]
+    await tg.wait_for(lambda: tg.message(USER, notice.message_id).deleted)
     retry = tg.send_user_message(USER, "/retry", reply_to_message_id=answer.message_id)["message"]
     await final_answer(tg, USER, after=retry["message_id"])
     assert dialog(llm) == [("user", "capital of Spain?")]

@@ -78,7 +78,8 @@ class Conversations:
         # Questions asked and not stored yet, by (chat, message): None, or an edit made to one
         # meanwhile (its question and quote), answered or stored in the question's place.
         self._pending: dict[tuple[int, int], tuple[Question, Quote | None] | None] = {}
-        self._told_edited: dict[int, None] = {}  # turns whose edit was told of (bounded)
+        # Turns whose edit was told of (bounded), and the notice that told it, if sent.
+        self._told_edited: dict[int, int | None] = {}
         # Answers being written here, by question: None, or the edit to tell of once it is done
         # (told at once, the notice would come before the answer's message in a draft chat).
         self._answering: dict[tuple[int, int], tuple[Turn, Question] | None] = {}
@@ -289,9 +290,14 @@ class Conversations:
                 if now is not None and now.question != asked.text:
                     await self.store.set_question(asked.chat_id, asked.message_id, now.question)
 
-            return await self._answering_while(
+            outcome = await self._answering_while(
                 key, asked, self._answer(asked, parent, fresh=parent is None, on_stored=stored)
             )
+            if outcome.result == "done" and (told := self._told_edited.get(target.id)):
+                # "✏️ … to have this one answered, /retry": it is answered; the notice goes.
+                self._told_edited[target.id] = None
+                await self.notifier.delete(again.chat_id, told)
+            return outcome
 
         return await self._run(await self._key(again, parent or target), again, answer, arrived)
 
@@ -466,6 +472,8 @@ class Conversations:
         now = await self.store.get_turn(turn.id)  # as the answer ended
         key = "edited" if now is not None and now.answer.strip() else "edited_unanswered"
         if notice := await self._notice(question, key):
+            if turn.id in self._told_edited:
+                self._told_edited[turn.id] = notice.message_id
             await self.store.link_message(question.chat_id, notice.message_id, turn.id)
 
     async def _rate_limited(self, question: Question) -> bool:
