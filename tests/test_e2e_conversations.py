@@ -176,12 +176,12 @@ async def test_second_question_is_queued_and_sees_the_first_exchange(
     tg: FakeTelegram, llm: FakeLLM, bot_app: Any
 ) -> None:
     # The user sees at once that the second question waits.
-    _, second, waiting = await _queued(tg, llm, "second", words=40)
+    _, second, waiting = await _queued(tg, llm, "second", words=100)  # still streaming then
     assert "right after the current answer" in waiting.text
     assert len(llm.received) == 1  # not started yet
     await tg.wait_for(lambda: len(llm.received) == 2, timeout=20)
     await final_answer(tg, USER, after=second["message_id"])
-    assert [c for _, c in dialog(llm)] == ["first", "first answer " * 40, "second"]
+    assert [c for _, c in dialog(llm)] == ["first", "first answer " * 100, "second"]
     # Answered: the promise is kept, and its notice goes.
     await tg.wait_for(lambda: tg.message(USER, waiting.message_id).deleted)
     # Nothing is left for a restart to call unanswered.
