@@ -42,6 +42,7 @@ def assert_valid(part: Part, limit: int = 4096) -> None:
                 continue
             assert b_end <= a_end, f"partial overlap {a} {b}"
             assert a["type"] not in _NESTABLE, f"{b} inside {a}"
+            assert not (a["type"] == "text_link" and b["type"] in _NESTABLE), f"{b} in {a}"
             assert not (a["type"] in _QUOTES and b["type"] in _QUOTES)
 
 
@@ -342,6 +343,21 @@ def test_a_link_address_in_angle_brackets_is_a_link() -> None:
             assert while_written[-1] == text
         else:
             assert not [shown for shown in while_written if "](" in shown or "<" in shown]
+
+
+def test_a_link_whose_text_is_code_keeps_its_address() -> None:
+    """Telegram puts no code in a link: over the same span it kept the code and dropped the
+    link, so `[`foo()`](…)`, as models link an API's docs, lost its address. The link stays,
+    its text plain, as Telegram shows a link with code in part of its text."""
+    link = {"type": "text_link", "offset": 4, "length": 5, "url": "https://x.y/foo"}
+    assert render("See [`foo()`](https://x.y/foo) now.") == Part("See foo() now.", (link,))
+    part = render("**[`foo()`](https://x.y/foo)** and [the `bar` call](https://x.y/bar)")
+    assert [(e["type"], e["offset"], e["length"]) for e in part.entities] == [
+        ("bold", 0, 5),
+        ("text_link", 0, 5),
+        ("text_link", 10, 12),
+    ]
+    assert_valid(part)
 
 
 def test_an_html_link_is_a_link() -> None:

@@ -49,11 +49,13 @@ _ALLOWED_TYPES = frozenset(
 )
 _LEAF_TYPES = frozenset({"code", "pre"})
 _QUOTE_TYPES = frozenset({"blockquote", "expandable_blockquote"})
-# What may hold code (0), and code (1): before other entities over the same span (see `sanitize`).
+# What may hold code (0), a link (1) and code (2): before other entities over the same span (see
+# `sanitize`).
 _NESTING = {
     **dict.fromkeys(_QUOTE_TYPES, 0),
     **dict.fromkeys(("bold", "italic", "underline", "strikethrough", "spoiler"), 0),
-    **dict.fromkeys(_LEAF_TYPES, 1),
+    "text_link": 1,
+    **dict.fromkeys(_LEAF_TYPES, 2),
 }
 _LANGUAGE = re.compile(r"\s*\{?\s*\.?([\w+#.-]*\w[+#]*)")
 _URL_RE = re.compile(r"^(https?|tg|mailto)://[^\s]+$|^mailto:[^\s]+$", re.IGNORECASE)
@@ -1125,7 +1127,8 @@ def sanitize(text: str, entities: list[Entity]) -> list[Entity]:
     """Keep only entities Telegram accepts: in bounds, known, properly nested.
 
     Dropped: unknown types, empty or out-of-range spans, text links with unusable URLs, anything
-    inside `code`/`pre`, a quote inside a quote, and spans that partly overlap an earlier one.
+    inside `code`/`pre`, code inside a link, a quote inside a quote, and spans that partly
+    overlap an earlier one.
     """
     total = utf16_len(text)
     candidates = []
@@ -1151,8 +1154,10 @@ def sanitize(text: str, entities: list[Entity]) -> list[Entity]:
         candidates.append(e)
     # Over the same span, code goes inside a quote or formatting: a quote holding only a code
     # block, or bold code (`**`x`**`), lost the quote or the bold as if it were inside the code.
-    # (A link can neither hold code nor be in it: over the same span, the code is kept.)
-    candidates.sort(key=lambda e: (e["offset"], -e["length"], _NESTING.get(e["type"], 2)))
+    # A link can neither hold code nor be in it: Telegram drops the code in a link, and over the
+    # same span it dropped the link (`[`foo()`](https://…)` lost its address). The link is kept,
+    # its text plain.
+    candidates.sort(key=lambda e: (e["offset"], -e["length"], _NESTING.get(e["type"], 3)))
 
     kept: list[Entity] = []
     stack: list[Entity] = []  # open ancestors of the current position
@@ -1165,6 +1170,8 @@ def sanitize(text: str, entities: list[Entity]) -> list[Entity]:
             if end > parent_end:
                 continue  # partial overlap
             if any(p["type"] in _LEAF_TYPES for p in stack):
+                continue
+            if e["type"] in _LEAF_TYPES and any(p["type"] == "text_link" for p in stack):
                 continue
             if e["type"] in _QUOTE_TYPES and any(p["type"] in _QUOTE_TYPES for p in stack):
                 continue
