@@ -381,6 +381,26 @@ def test_an_html_link_in_capitals_or_with_brackets_in_its_text_is_a_link() -> No
     assert render('<a href="https://x.y/a">C:\\</a>').text == "C:\\"
 
 
+@pytest.mark.parametrize(
+    "doc",
+    [
+        'See <a target="_blank" href="https://x.y/a">the site</a> now.',
+        "See <a class='x' rel=\"noopener\" href=https://x.y/a title=t>the site</a> now.",
+    ],
+)
+def test_an_html_link_with_attributes_before_its_address_is_a_link(doc: str) -> None:
+    """Only `<a` right before `href` was taken for a link: with `target="_blank"` or a class
+    first, the tags showed raw."""
+    link = {"type": "text_link", "offset": 4, "length": 8, "url": "https://x.y/a"}
+    assert render(doc) == Part("See the site now.", (link,))
+    segmenter = Segmenter()
+    while_written = [
+        "".join(p.text for p in segmenter.parts(doc[:end], streaming=True))
+        for end in range(1, len(doc) + 1)
+    ]
+    assert [shown for shown in while_written if not "See the site now.".startswith(shown)] == []
+
+
 def test_an_a_tag_that_opens_no_link_does_not_stop_streaming() -> None:
     """Held back till the paragraph's end, only "the" or "if b" showed."""
     for doc in ("the <a href> attribute names the target", "if b<a holds then x and y"):

@@ -74,6 +74,15 @@ from tests.test_render_split import CountingRenderer, assert_valid, inline, squa
         # A definition whose title is being written is none yet: it would show raw.
         ('See [docs][d].\n\n[d]: https://x.y "Docs ti', "See docs."),
         ("Use the <b> tag", "Use the <b> tag"),  # about HTML: no formatting hugs its text
+        # An HTML link being written, its address after other attributes too: a link to come.
+        ('See <a target="_bl', "See"),
+        ('See <a target="_blank" hr', "See"),
+        ("See <a class=x href=https://x.y>the si", "See"),
+        # ... whose `_blank` opens no emphasis (it had a stray `_` closing it at the end).
+        (
+            'See <a target="_blank" href="https://x.y">docs</a> and',
+            'See <a target="_blank" href="https://x.y">docs</a> and',
+        ),
         ("Make it <strong", "Make it"),
         ("x = dp[i][j", "x = dp[i][j"),  # an index, not a link
         ("Water, H<su", "Water, H"),

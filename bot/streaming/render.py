@@ -98,9 +98,13 @@ TAG_NAMES = ("kbd", "code", "sub", "sup", *_TAG_MARKERS)
 _TAG = re.compile(
     rf"<({'|'.join(TAG_NAMES)})>(?=\S)([^<>\n]+)(?<=\S)</\1>", re.IGNORECASE
 )  # (not `<s> at the start and </s>`, a text about tokens: formatting hugs its text)
-# `<a href="https://…">text</a>`, as some models write a link.
+# An HTML tag's attributes, each followed by a space (`target="_blank" `, `download `).
+ATTRIBUTES = r"""(?:[\w:.-]+(?:=(?:"[^"<>\n]*"|'[^'<>\n]*'|[^\s"'<>=`]+))?\s+)*"""
+# `<a href="https://…">text</a>`, as some models write a link (also with other attributes before
+# its address, `<a target="_blank" href="…">`, or the address unquoted).
 ANCHOR = re.compile(
-    r"""<a\s+href=(["'])((?:https?|mailto|tg):[^"'<>\s]+)\1[^<>\n]*>([^<>\n]+)</a>""", re.I
+    rf"<a\s+{ATTRIBUTES}href=([\"']?)((?:https?|mailto|tg):[^\"'<>\s]+)\1[^<>\n]*>([^<>\n]+)</a>",
+    re.I,
 )
 # A collapsible section's own tags, alone on their line or before its title: they go (Telegram
 # has no such section; its title and text show).

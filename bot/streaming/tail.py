@@ -25,6 +25,8 @@ from typing import Any
 
 from bot.streaming.code import code_spans
 from bot.streaming.render import (
+    ANCHOR,
+    ATTRIBUTES,
     PYTHON_STARS,
     TABLE_ROW,
     TAG_NAMES,
@@ -39,11 +41,15 @@ _DELIMITER_ROW = re.compile(r" {0,3}\|?[\s:|-]*$")
 _LINK_START = re.compile(r"!?\[")
 _QUOTE_START = re.compile(r"(?:[ \t]*>)+[ \t]*")
 _OPEN_TAG = re.compile(rf"<({'|'.join(TAG_NAMES)})>", re.IGNORECASE)  # as `as_meant` rewrites
-# An HTML link's opening tag, whole or being written (not `the <a> tag`, not `b<a holds`).
+# An HTML link's opening tag, whole or being written (not `the <a> tag`, not `b<a holds then`),
+# its address after other attributes too (`<a target="_blank" href="…">`): those before it have
+# values, or a sentence after `<a` would be taken for them.
+_VALUED = r"""(?:[\w:.-]+=(?:"[^"<>\n]*"|'[^'<>\n]*'|[^\s"'<>=`]+)\s+)*"""
 _OPEN_ANCHOR = re.compile(
     r"<a(?:"
-    r"""\s+href=(["'])[^"'<>\s]*\1[^<>\n]*>"""  # whole
-    r"""|\s+(?:href=(?:["'][^"'<>\s]*(?:["'][^<>\n]*)?)?|href|hre|hr|h)?$"""  # being written
+    rf"\s+{ATTRIBUTES}href=[^<>\n]*>"  # whole
+    rf"|\s+{_VALUED}href=[^<>\n]*$"  # being written: its address, or what follows it
+    rf"""|\s+{_VALUED}(?:[\w:.-]+(?:=(?:"[^"<>\n]*"?|'[^'<>\n]*'?|[^\s"'<>=`]*))?)?$"""
     r"|\s*$)",
     re.IGNORECASE,
 )
@@ -442,16 +448,22 @@ def _closers(line: str) -> str:
 
 
 def _opaque(text: str, spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
-    """`spans` (code) with the closed math in `text` outside them, in order: no markers in
-    either (`$\\vec{v}_d$` opens no emphasis: its `_` had a stray `_` closing it at the end)."""
-    if "$" not in text and "\\(" not in text and "\\[" not in text:
+    """`spans` (code) with what else in `text` holds no markers, outside them, in order: closed
+    math (`$\\vec{v}_d$` opens no emphasis: its `_` had a stray `_` closing it at the end) and
+    an HTML link's tags (nor does `target="_blank"`)."""
+    found: list[tuple[int, int]] = []
+    if "$" in text or "\\(" in text or "\\[" in text:
+        found += [match.span() for match in _CLOSED_MATH.finditer(text)]
+    if "<" in text:
+        for match in ANCHOR.finditer(text):
+            found += [(match.start(), match.start(3)), (match.end(3), match.end())]
+    if not found:
         return spans
-    math = [
-        match.span()
-        for match in _CLOSED_MATH.finditer(text)
-        if not any(start < match.end() and match.start() < end for start, end in spans)
-    ]
-    return sorted(spans + math) if math else spans
+    kept = list(spans)
+    for begin, stop in sorted(found):
+        if not any(start < stop and begin < end for start, end in kept):
+            kept.append((begin, stop))
+    return sorted(kept)
 
 
 def _emphasis_closers(text: str, spans: list[tuple[int, int]]) -> str:
