@@ -90,6 +90,9 @@ from tests.test_render_split import CountingRenderer, assert_valid, inline, squa
         ("if a <", "if a"),  # (a tag, maybe: shown with what comes next)
         ("if a < b", "if a < b"),
         ("[a](https://a.io) and [b", "[a](https://a.io) and b"),
+        # A `_` or `*` in a link's address opens no emphasis: none is closed at the end.
+        ("see [x](https://a.io/_b) and", "see [x](https://a.io/_b) and"),
+        ("see <https://a.io/*/b> and", "see <https://a.io/*/b> and"),
         # An autolink being written shows without its bracket, as it will once complete.
         ("see <https://exa", "see https://exa"),
         ("see <https://a.io> and <mailto:x", "see <https://a.io> and mailto:x"),

@@ -74,6 +74,11 @@ _MATH_ONLY = re.compile(
 )
 _NUMBER = re.compile(r"[\d.,]*[ \t]*")
 _OPEN_TITLE = re.compile(r" {0,3}\[[^\]\n]+\]:[ \t]*\S+[ \t]+(?:\"[^\"\n]*|'[^'\n]*|\([^)\n]*)$")
+# A link's address (`](https://…/_b)`, to one level of parentheses, or `](<…>)`) and an
+# autolink (`<https://…>`): no emphasis in either.
+_ADDRESS = re.compile(
+    r"\]\((?:<[^<>\n]*>|[^\s()<]*(?:\([^\s()]*\)[^\s()]*)*)|<[A-Za-z][A-Za-z0-9+.-]{1,31}:[^\s<>]*>"
+)
 _CLOSED_MATH = re.compile(r"\$\$.+?\$\$|\$[^$\n]+?\$|\\\(.+?\\\)|\\\[.+?\\\]", re.DOTALL)
 _MATH_CLOSER = {"\\(": "\\)", "\\[": "\\]", "$$": "$$", "$": "$"}
 _PUNCTUATION = frozenset("!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~")
@@ -449,11 +454,13 @@ def _closers(line: str) -> str:
 
 def _opaque(text: str, spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
     """`spans` (code) with what else in `text` holds no markers, outside them, in order: closed
-    math (`$\\vec{v}_d$` opens no emphasis: its `_` had a stray `_` closing it at the end) and
-    an HTML link's tags (nor does `target="_blank"`)."""
+    math (`$\\vec{v}_d$` opens no emphasis: its `_` had a stray `_` closing it at the end),
+    links' addresses (nor does `https://a.io/_b`) and an HTML link's tags (`target="_blank"`)."""
     found: list[tuple[int, int]] = []
     if "$" in text or "\\(" in text or "\\[" in text:
         found += [match.span() for match in _CLOSED_MATH.finditer(text)]
+    if "](" in text or "<" in text:
+        found += [match.span() for match in _ADDRESS.finditer(text)]
     if "<" in text:
         for match in ANCHOR.finditer(text):
             found += [(match.start(), match.start(3)), (match.end(3), match.end())]
