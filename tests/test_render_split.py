@@ -613,6 +613,34 @@ def test_html_formatting_tags_show_as_formatting() -> None:
     )
 
 
+def test_html_underline_and_highlight_show_as_formatting() -> None:
+    """`<u>`, `<ins>` and `<mark>` showed as written. Underline is an entity of Telegram's own
+    (Markdown has no syntax for it); a highlight shows bold, as Telegram has none."""
+    part = render("An <u>underlined</u> word, <ins>added</ins>, <MARK>this</MARK> and a<u>b</u>c.")
+    assert part.text == "An underlined word, added, this and abc."
+    shown = [(part.text[e["offset"] : e["offset"] + e["length"]], e["type"]) for e in part.entities]
+    assert shown == [
+        ("underlined", "underline"),
+        ("added", "underline"),
+        ("this", "bold"),
+        ("b", "underline"),
+    ]
+    assert render("😀 <u>😀 x</u>").entities == ({"type": "underline", "offset": 3, "length": 4},)
+    assert render("**<u>both</u>**").entities == (
+        {"type": "bold", "offset": 0, "length": 4},
+        {"type": "underline", "offset": 0, "length": 4},
+    )
+    # A heading is underlined already; in code, and in a table (code too), nothing is.
+    assert render("# <u>Title</u>").entities == (
+        {"type": "underline", "offset": 3, "length": 5},
+        {"type": "bold", "offset": 3, "length": 5},
+    )
+    assert render("`<u>x</u>`") == Part("<u>x</u>", ({"type": "code", "offset": 0, "length": 8},))
+    assert render("| <u>a</u> | b |\n|---|---|\n| 1 | 2 |").text == "a | b\n--+--\n1 | 2"
+    for about_html in ("Use the <u> tag", "<mark> and </mark>", "a <ins> b </ins> c"):
+        assert render(about_html).text == about_html
+
+
 def test_a_long_quote_stays_open() -> None:
     """Over 200 characters, a quote (an alert's too) became an expandable one: collapsed in the
     final answer, and collapsing while it was read."""

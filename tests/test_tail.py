@@ -84,6 +84,8 @@ from tests.test_render_split import CountingRenderer, assert_valid, inline, squa
             'See <a target="_blank" href="https://x.y">docs</a> and',
         ),
         ("Make it <strong", "Make it"),
+        ("An <u>underl", "An"),  # underline, and a highlight, once closed
+        ("An <ins>added</ins> and <mark>hi", "An <ins>added</ins> and"),
         ("x = dp[i][j", "x = dp[i][j"),  # an index, not a link
         ("Water, H<su", "Water, H"),
         ("Water, H<sub>2</sub>O and <b>bo", "Water, H<sub>2</sub>O and"),

@@ -49,11 +49,12 @@ _ALLOWED_TYPES = frozenset(
 )
 _LEAF_TYPES = frozenset({"code", "pre"})
 _QUOTE_TYPES = frozenset({"blockquote", "expandable_blockquote"})
+_FORMATTING_TYPES = frozenset({"bold", "italic", "underline", "strikethrough", "spoiler"})
 # What may hold code (0), a link (1) and code (2): before other entities over the same span (see
 # `sanitize`).
 _NESTING = {
     **dict.fromkeys(_QUOTE_TYPES, 0),
-    **dict.fromkeys(("bold", "italic", "underline", "strikethrough", "spoiler"), 0),
+    **dict.fromkeys(_FORMATTING_TYPES, 0),
     "text_link": 1,
     **dict.fromkeys(_LEAF_TYPES, 2),
 }
@@ -77,7 +78,12 @@ _PUNCT_STARS = re.compile(
 # Put beside such a pair's stars, on the side CommonMark refuses: whitespace to it (a star run
 # after punctuation closes before whitespace), dropped from the rendered text (`_tidy`).
 _SPACER = "\u2008"  # PUNCTUATION SPACE, which no model writes
-_SPACERS = re.compile(_SPACER)
+# Underline has no Markdown: `<u>`'s text goes between these marks, which `_tidy` makes an
+# underline entity of. (Noncharacters, kept for a program's own use: no model writes them.
+# Markdown reads them as letters, as it reads the text they stand beside.)
+_UNDERLINE = ("\ufdd0", "\ufdd1")
+_UNDERLINES = re.compile("[\ufdd0\ufdd1]")
+_HIDDEN = re.compile("[\u2008\ufdd0\ufdd1]")  # the spacers and the underline's marks
 _STRONG = re.compile(r"(?<![*\\])\*\*(?!\*)([^\n]+?)(?<![*\\])\*\*(?!\*)")
 _NOTE = re.compile(r"^( {0,3})\[\^([^\]\s]+)\]:[ \t]*", re.MULTILINE)  # a footnote's text
 _NOTE_REFERENCE = re.compile(r"\[\^([^\]\s]+)\](?!:)")
@@ -86,15 +92,17 @@ _NOTE_REFERENCE = re.compile(r"\[\^([^\]\s]+)\](?!:)")
 _NOTE_NAME = re.compile(r"[^\W_][\w-]*")
 _RANGE = re.compile(r"(?<![^\W_])(?:[a-z]-[a-z]|[A-Z]-[A-Z]|[0-9]-[0-9])")
 _SUPERSCRIPT = str.maketrans("0123456789", "⁰¹²³⁴⁵⁶⁷⁸⁹")
-# HTML that models write for what Markdown has no syntax for (a key, a sub- or superscript), or
-# out of habit: closed on the same line.
-# (A collapsible section's title, `<summary>`: bold, over its text.)
+# HTML that models write for what Markdown has no syntax for (a key, a sub- or superscript,
+# underline), or out of habit: closed on the same line.
+# (A collapsible section's title, `<summary>`: bold, over its text; highlighted text, `<mark>`,
+# bold too: Telegram has no highlight.)
 _TAG_MARKERS = {
-    **dict.fromkeys(("b", "strong", "summary"), "**"),
+    **dict.fromkeys(("b", "strong", "summary", "mark"), "**"),
     **dict.fromkeys(("i", "em"), "*"),
     **dict.fromkeys(("s", "del"), "~~"),
 }
-TAG_NAMES = ("kbd", "code", "sub", "sup", *_TAG_MARKERS)
+_UNDERLINE_TAGS = ("u", "ins")
+TAG_NAMES = ("kbd", "code", "sub", "sup", *_UNDERLINE_TAGS, *_TAG_MARKERS)
 _TAG = re.compile(
     rf"<({'|'.join(TAG_NAMES)})>(?=\S)([^<>\n]+)(?<=\S)</\1>", re.IGNORECASE
 )  # (not `<s> at the start and </s>`, a text about tokens: formatting hugs its text)
@@ -341,8 +349,9 @@ class _Walker(EventWalker):
         a Chinese character or an emoji takes two columns of a monospaced font, an accent
         none, and a table with them was out of line. Each column aligned as its delimiter row
         says (`---:` right, `:---:` centred: amounts and prices line up). No spaces at the ends
-        of rows. (Bold's spacers, which a table's cells keep as text, go first.)"""
-        rows = [[cell.replace(_SPACER, "") for cell in row] for row in rows]
+        of rows. (Bold's spacers and underline's marks, which a table's cells keep as text, go
+        first: a table is code, which shows no formatting.)"""
+        rows = [[_HIDDEN.sub("", cell) for cell in row] for row in rows]
         columns = max(len(row) for row in rows) if rows else 0
         widths = [0] * columns
         for row in rows:
@@ -567,8 +576,11 @@ def _tidy(text: str, entities: list[Entity]) -> tuple[str, list[Entity]]:
     such difference would cost an edit that changes nothing a user can see."""
     if " \n" in text or "\t\n" in text:
         text, entities = _drop(text, entities, _LINE_END_SPACE)
-    if _SPACER in text:  # (in code too: an indented code block is rewritten as text is)
-        text, entities = _drop(text, entities, _SPACERS, in_code=True)
+    if _UNDERLINE[0] in text:
+        entities = entities + _underlines(text)
+    if _SPACER in text or _UNDERLINE[0] in text:
+        # (In code too: an indented code block is rewritten as text is.)
+        text, entities = _drop(text, entities, _HIDDEN, in_code=True)
     if "\n" not in text:
         return text, entities
     units = text if text.isascii() else text.encode("utf-16-le", "surrogatepass")
@@ -586,6 +598,23 @@ def _tidy(text: str, entities: list[Entity]) -> tuple[str, list[Entity]]:
                 e = {**e, "length": end - start}
         out.append(e)
     return text, out
+
+
+def _underlines(text: str) -> list[Entity]:
+    """An underline over each pair of underline marks in `text` (`as_meant`), marks included:
+    dropped, they leave it over the text between them."""
+    found: list[Entity] = []
+    opened: list[int] = []
+    units = last = 0
+    for mark in _UNDERLINES.finditer(text):
+        units += utf16_len(text[last : mark.start()])
+        last = mark.start()
+        if mark[0] == _UNDERLINE[0]:
+            opened.append(units)
+        elif opened:
+            start = opened.pop()
+            found.append({"type": "underline", "offset": start, "length": units + 1 - start})
+    return found
 
 
 def _drop(
@@ -753,9 +782,11 @@ def as_meant(markdown: str, *, links_to_come: bool = False, notes_to_come: bool 
     - HTML tags, which showed as written: a key, `<kbd>Ctrl</kbd>`, and `<code>`, as inline
       code; `H<sub>2</sub>O` and `x<sup>2</sup>` as H₂O and x² (as their text where Unicode
       has no such characters); `<b>`, `<strong>`, `<i>`, `<em>`, `<s>` and `<del>` as bold,
-      italic and strikethrough. Closed on the same line only: a lone tag may be about HTML.
-      A collapsible section (`<details>`, `<summary>Title</summary>`): its title in bold, over
-      its text; Telegram has no such section.
+      italic and strikethrough; `<u>` and `<ins>` underlined (marks that `render` makes an
+      entity of), `<mark>` bold (Telegram has no highlight); `<a href="…">text</a>` as a
+      link. Closed on the same line only: a lone tag may be about HTML. A collapsible section
+      (`<details>`, `<summary>Title</summary>`): its title in bold, over its text; Telegram
+      has no such section.
     - GitHub's alerts, `> [!NOTE]` opening a quote: "ℹ️ Note" in bold. They showed raw.
     - A line of only no-break or zero-width spaces: a blank line, as it shows. A model caught
       in a loop can write thousands; as text they made one message of empty lines each, and
@@ -893,6 +924,8 @@ def _tag(match: re.Match[str]) -> str:
     if name in ("sub", "sup"):
         convert = _LATEX.try_make_subscript if name == "sub" else _LATEX.try_make_superscript
         return convert(inner) or inner  # type: ignore[no-untyped-call]
+    if name in _UNDERLINE_TAGS:
+        return f"{_UNDERLINE[0]}{inner}{_UNDERLINE[1]}"
     marker = _TAG_MARKERS[name]
     text, start, end = match.string, match.start(), match.end()
     # Beside a letter, stars may not open or close (`a**(x)**y`): a spacer, as for bold by
@@ -1131,8 +1164,8 @@ def sanitize(text: str, entities: list[Entity]) -> list[Entity]:
     """Keep only entities Telegram accepts: in bounds, known, properly nested.
 
     Dropped: unknown types, empty or out-of-range spans, text links with unusable URLs, anything
-    inside `code`/`pre`, code inside a link, a quote inside a quote, and spans that partly
-    overlap an earlier one.
+    inside `code`/`pre`, code inside a link, a quote inside a quote, formatting inside the same
+    formatting, and spans that partly overlap an earlier one.
     """
     total = utf16_len(text)
     candidates = []
@@ -1177,6 +1210,8 @@ def sanitize(text: str, entities: list[Entity]) -> list[Entity]:
                 continue
             if e["type"] in _LEAF_TYPES and any(p["type"] == "text_link" for p in stack):
                 continue
+            if e["type"] in _FORMATTING_TYPES and any(p["type"] == e["type"] for p in stack):
+                continue  # (adds nothing: `# <u>Title</u>`, a heading underlined already)
             if e["type"] in _QUOTE_TYPES and any(p["type"] in _QUOTE_TYPES for p in stack):
                 continue
         kept.append(e)
