@@ -667,6 +667,63 @@ def test_a_collapsible_section_shows_its_title_and_text() -> None:
         assert "<" not in shown, doc[:end]
 
 
+def _while_written(doc: str) -> list[str]:
+    """What a stream of `doc`, one character at a time, shows at each step."""
+    segmenter = Segmenter()
+    return [
+        "\n\n".join(p.text for p in segmenter.parts(doc[:end], streaming=end < len(doc)))
+        for end in range(1, len(doc) + 1)
+    ]
+
+
+@pytest.mark.parametrize(
+    ("markdown", "shown", "code", "language"),
+    [
+        ("<pre>\nx = a**b  # *no* bold\n</pre>", None, "x = a**b  # *no* bold", None),
+        ('<pre><code class="language-python">a &lt; b</code></pre>', None, "a < b", "python"),
+        ("Run:\n<PRE>ls -la</PRE>\nDone.", "Run:\nls -la\nDone.", "ls -la", None),
+        ("1. Install:\n   <pre>\n   pip install x\n   </pre>\n2. Run", None, "pip install x", None),
+        ("> <pre>\n> quoted\n> </pre>", None, "quoted", None),
+        ("<pre>\nfirst\n\nsecond\n</pre>", None, "first\n\nsecond", None),
+        ("<pre>\n```\nfenced\n```\n</pre>", None, "```\nfenced\n```", None),
+    ],
+)
+def test_an_html_code_block_is_a_code_block(
+    markdown: str, shown: str | None, code: str, language: str | None
+) -> None:
+    """`<pre>` (or `<pre><code>`) opening a line, to `</pre>`: its tags showed raw and its code
+    as Markdown (stars as bold, `#` as a heading). Its text is HTML's: `&lt;` is `<`."""
+    part = render(markdown)
+    [block] = [e for e in part.entities if e["type"] == "pre"]
+    assert part.text[block["offset"] : block["offset"] + block["length"]] == code
+    assert block.get("language") == language
+    if shown is not None:
+        assert part.text == shown
+    assert _while_written(markdown)[-1] == part.text
+
+
+def test_an_html_code_block_is_code_while_it_is_written() -> None:
+    doc = (
+        'Intro.\n\n<pre><code class="language-c">int *p = &amp;x;\n\nreturn *p;\n'
+        "</code></pre>\n\nAfter."
+    )
+    final = render(doc)
+    assert final.text == "Intro.\n\nint *p = &x;\n\nreturn *p;\n\nAfter."
+    assert [e["type"] for e in final.entities] == ["pre"]
+    for end, shown in enumerate(_while_written(doc), 1):
+        assert final.text.startswith(shown), doc[:end]
+        assert "<" not in shown and "&a" not in shown, doc[:end]
+
+
+@pytest.mark.parametrize(
+    "prose",
+    ["The <pre> tag keeps spaces.", "<pre>\nnever closed\n\nmore", "`<pre>x</pre>` in code"],
+)
+def test_html_code_tags_about_html_stay_as_written(prose: str) -> None:
+    assert render(prose).text == prose.replace("`", "")
+    assert not render(prose).entities or prose.startswith("`")
+
+
 def test_formatting_over_code_alone_is_kept() -> None:
     """Over the same span as code, a quote or bold was taken for being inside the code and
     dropped: a quote holding only a code block lost its quote, `**`x`**` its bold."""

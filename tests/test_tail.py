@@ -85,6 +85,11 @@ from tests.test_render_split import CountingRenderer, assert_valid, inline, squa
         ),
         ("Make it <strong", "Make it"),
         ("An <u>underl", "An"),  # underline, and a highlight, once closed
+        # HTML's code block being written: code, as an open fence is (its `*p` not closed).
+        ("<pre><co", ""),
+        ("Run:\n<pre>\nint *p = &a", "Run:\n```\nint *p = \n"),
+        ("<pre>\nint *p;\n</code></p", "```\nint *p;\n"),
+        ("<pre>\nint *p;\n</pre>\nSo *it", "```\nint *p;\n```\nSo *it*"),
         ("An <ins>added</ins> and <mark>hi", "An <ins>added</ins> and"),
         ("x = dp[i][j", "x = dp[i][j"),  # an index, not a link
         ("Water, H<su", "Water, H"),

@@ -117,6 +117,17 @@ ANCHOR = re.compile(
 # A collapsible section's own tags, alone on their line or before its title: they go (Telegram
 # has no such section; its title and text show).
 _DETAILS = re.compile(r"[ \t]*(?:</?details(?:\s[^<>\n]*)?>[ \t]*)+(?=<summary>|\r?\n|$)", re.I)
+# HTML's code block, which models write as they would a web page: `<pre>` (or `<pre><code>`)
+# opening a line, in a quote or a list item too, to `</pre>` (after `</code>`).
+_PRE = re.compile(r"<pre[\s>]", re.IGNORECASE)  # a quick look first
+_PRE_OPEN = re.compile(r"((?:[ \t]*>)*[ \t]*)<pre(?:\s[^<>\n]*)?>(?:<code(?:\s[^<>\n]*)?>)?", re.I)
+_PRE_CLOSE = re.compile(r"(?:</code>)?</pre>", re.IGNORECASE)
+_PRE_CLOSERS = ("</code></pre>", "</pre>")  # (being written at the end: left out)
+_CODE_TAG_BEING_WRITTEN = re.compile(r"<(?:c(?:o(?:d(?:e(?:\s[^<>\n]*)?)?)?)?)?", re.I)
+_PRE_LANGUAGE = re.compile(r"\b(?:language|lang)-([\w+#.-]+)", re.IGNORECASE)
+_HTML_ESCAPE = re.compile(r"&(lt|gt|amp|quot|apos|#39|#x27);")
+_UNESCAPED = {"lt": "<", "gt": ">", "amp": "&", "quot": '"', "apos": "'", "#39": "'", "#x27": "'"}
+_ESCAPE_BEING_WRITTEN = re.compile(r"&[a-z#0-9]{0,4}$")
 # `<br>` glued to the text before it, outside a table: a line break (`line<br>break`); after a
 # space it may be the tag written about.
 _GLUED_BREAK = re.compile(r"(?<=\S)<br\s*/?>[ \t]*(?=(\r?\n|$)?)", re.IGNORECASE)
@@ -786,7 +797,8 @@ def as_meant(markdown: str, *, links_to_come: bool = False, notes_to_come: bool 
       entity of), `<mark>` bold (Telegram has no highlight); `<a href="…">text</a>` as a
       link. Closed on the same line only: a lone tag may be about HTML. A collapsible section
       (`<details>`, `<summary>Title</summary>`): its title in bold, over its text; Telegram
-      has no such section.
+      has no such section. HTML's code block, `<pre>…</pre>` (or `<pre><code>`) over lines,
+      as a code block (`pre_blocks`).
     - GitHub's alerts, `> [!NOTE]` opening a quote: "ℹ️ Note" in bold. They showed raw.
     - A line of only no-break or zero-width spaces: a blank line, as it shows. A model caught
       in a loop can write thousands; as text they made one message of empty lines each, and
@@ -804,6 +816,8 @@ def as_meant(markdown: str, *, links_to_come: bool = False, notes_to_come: bool 
     pipes = "$" in markdown and _ROW_MATH_PIPE.search(markdown) is not None
     if _SHALLOW_BULLET.search(markdown) and _NUMBERED_ITEM.search(markdown):
         markdown = _nested(markdown)
+    if _PRE.search(markdown):
+        markdown = pre_blocks(markdown)[0]
     references = links_to_come and "][" in markdown
     if not any(
         (bold, notes, breaks, blanks, alerts, tags, anchors, references, details, dunders, pipes)
@@ -896,6 +910,87 @@ def _code_of_lines(markdown: str, lines: list[str]) -> Iterator[tuple[int, int, 
         while b < len(blocks) and blocks[b][1] <= start:
             b += 1
         yield i, start, blocks[b][0] if b < len(blocks) and blocks[b][0] < pos else None
+
+
+def pre_blocks(markdown: str, *, open_to_come: bool = False) -> tuple[str, bool]:
+    """`markdown` with HTML's code blocks (`<pre>` opening a line, to `</pre>`) as fenced ones,
+    outside code: they showed raw, their code read as Markdown. Their text is HTML's (`&lt;`
+    for `<`). One that is not closed stays as written: a lone tag may be about HTML. With
+    `open_to_come` (while streaming) it is code being written: an open fence, without a
+    closing tag being written at its end. Also: whether `markdown` ends in such a block."""
+    if not _PRE.search(markdown):
+        return markdown, False
+    lines = markdown.splitlines(keepends=True)
+    out: list[str] = []
+    after = 0  # the first line not written yet
+    closed = True
+    for i, _, block in _code_of_lines(markdown, lines):
+        if i < after:
+            continue  # (a `<pre>` block's)
+        opener = None if block is not None else _PRE_OPEN.match(lines[i])
+        found = _pre_block(lines, i, opener, open_to_come) if opener else None
+        if found is None:
+            out.append(lines[i])
+            after = i + 1
+            continue
+        fenced, after, closed = found
+        out.append(fenced)
+    return "".join(out), not closed
+
+
+def _pre_block(
+    lines: list[str], first: int, opener: re.Match[str], open_to_come: bool
+) -> tuple[str, int, bool] | None:
+    """The `<pre>` block that `opener` opens on line `first`, fenced; the line after it; whether
+    it is closed. None if it is not (and `open_to_come` is not set)."""
+    prefix = opener[1]
+    body = [lines[first][opener.end() :], *lines[first + 1 :]]
+    close = next(
+        ((k, match) for k, line in enumerate(body) if (match := _PRE_CLOSE.search(line))), None
+    )
+    if close is not None:
+        k, match = close
+        after = body[k][match.end() :]
+        body[k:] = [body[k][: match.start()]]
+    elif not open_to_come:
+        return None
+    else:
+        body[-1] = _without_closer(body[-1])
+        if len(body) == 1 and _CODE_TAG_BEING_WRITTEN.fullmatch(body[0]):
+            body[0] = ""  # (`<pre><co`: its `<code>` being written)
+    body[0] = prefix + body[0] if body[0].strip() else ""
+    if not body[-1].strip():
+        body[-1] = ""
+    elif not body[-1].endswith("\n"):
+        body[-1] += "\n"
+    text = _HTML_ESCAPE.sub(lambda m: _UNESCAPED[m[1]], "".join(body))
+    if close is None and not text:
+        return "", len(lines), False  # code to come: nothing of it to show yet
+    language = _PRE_LANGUAGE.search(opener[0])
+    ticks = fence(text, 3)
+    fenced = f"{prefix}{ticks}{language[1] if language else ''}\n{text}"
+    if close is None:
+        return fenced, len(lines), False
+    end = first + close[0] + 1
+    rest = after.strip()
+    line_end = after[len(after.rstrip("\r\n")) :]
+    if rest:  # (text after `</pre>`: on a line of its own, under the code)
+        return f"{fenced}{prefix}{ticks}\n{prefix}{rest}{line_end}", end, True
+    return f"{fenced}{prefix}{ticks}{line_end}", end, True
+
+
+def _without_closer(text: str) -> str:
+    """`text` without the start of a `</pre>` (or `</code></pre>`) being written at its end, or
+    of an escape (`&l`, to be `&lt;`: `<`)."""
+    escape = _ESCAPE_BEING_WRITTEN.search(text)
+    if escape and any(f"&{name};".startswith(escape[0]) for name in _UNESCAPED):
+        return text[: escape.start()]
+    lowered = text.lower()
+    for closer in _PRE_CLOSERS:
+        for size in range(len(closer), 0, -1):
+            if lowered.endswith(closer[:size]):
+                return text[: len(text) - size]
+    return text
 
 
 def _label(text: str) -> str:

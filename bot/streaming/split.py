@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from bot.streaming.code import CLOSING_FENCE, Fences, container, fence_map, open_fence_at
-from bot.streaming.render import TABLE_ROW, Part, as_meant, lead_line, render
+from bot.streaming.render import TABLE_ROW, Part, as_meant, lead_line, pre_blocks, render
 from bot.streaming.tail import open_emphasis, reopening, settle
 
 TELEGRAM_LIMIT = 4096
@@ -145,8 +145,9 @@ class Segmenter:
     def _extend_head(self, source: str, fences: Fences) -> None:
         """Add the blocks up to the last blank line to the rendered head, once the block after
         it has begun (its first line tells what it is) and cannot change how they render: not
-        inside a code block, not a list item or an indented line (a list's items, or an item
-        and its continuation, render differently together than apart), not after a table."""
+        inside a code block (HTML's `<pre>` too), not a list item or an indented line (a list's
+        items, or an item and its continuation, render differently together than apart), not
+        after a table."""
         at = source.rfind("\n\n")
         if at <= self._tried:
             return
@@ -156,6 +157,8 @@ class Segmenter:
         self._tried = at
         # (The blank line's own end, `at + 2`: a fence closing on the line before it counts.)
         if rest[0].isspace() or _LIST_ITEM.match(rest) or open_fence_at(at + 2, fences):
+            return
+        if pre_blocks(source[:at], open_to_come=True)[1]:
             return
         if source[source.rfind("\n", 0, at) + 1 :].lstrip().startswith("|"):
             # A table's last row is padded when text follows it. Any indent, unlike TABLE_ROW:

@@ -8,7 +8,8 @@ intermediate state looks like a prefix of the final one. Only intermediate state
 the final answer is rendered exactly as the model wrote it.
 
 A table is shown once its header is complete, not as raw pipes before; LaTeX math (`\(x^2\)`)
-once it is closed, converted, not as raw LaTeX before.
+once it is closed, converted, not as raw LaTeX before. HTML's code block (`<pre>`) is code as it
+is written, as an unclosed fence is.
 
 Only the last paragraph is touched (its lines up to the end): emphasis and links run on across a
 paragraph's soft line breaks but cannot cross a block (a list item, a heading), so a marker left
@@ -34,6 +35,7 @@ from bot.streaming.render import (
     escaped,
     first_letter,
     is_ascii_alnum,
+    pre_blocks,
 )
 
 _TRAILING = "*_~` \t"
@@ -54,6 +56,9 @@ _OPEN_ANCHOR = re.compile(
     re.IGNORECASE,
 )
 _HALF_TAG = re.compile(r"</?([A-Za-z]{0,7})(?:(?<=[A-Za-z])(?:/|\s[^<>\n]*))?$")  # `<br/`
+# What `as_meant` rewrites, being written: its tags, a collapsible section's own, a line break,
+# and HTML's code block.
+_HALF_TAG_NAMES = (*TAG_NAMES, "details", "br", "pre")
 _ITEM_START = re.compile(r"(?:[ \t]*>)*[ \t]*(?:[-+*]|\d{1,9}[.)])[ \t]+")
 # A line that is a block of its own: a heading, a fence, a table row, a rule or an underline.
 _OWN_BLOCK = r"#{1,6}(?:[ \t]|$)|`{3,}|~{3,}|\||(?:[-*_][ \t]*){3,}$|=+[ \t]*$"
@@ -89,6 +94,11 @@ def settle(markdown: str) -> str:
     closed and a link still being written reduced to its text."""
     if "]:" in markdown:
         markdown = _without_open_definition(markdown)
+    # HTML's code blocks as the code blocks they show as (what is in them is not to settle);
+    # one being written as an open fence is.
+    markdown, in_code = pre_blocks(markdown, open_to_come=True)
+    if in_code:
+        return as_meant(markdown, links_to_come=True, notes_to_come=True)
     if "**" in markdown or "[^" in markdown or "][" in markdown:
         # Bold as it will show (`**注意：**这`), not a new opener; a named footnote's mark, and
         # a link to a definition, as they will show once their definitions come at the end.
@@ -362,8 +372,7 @@ def _before_open_tag(line: str) -> str:
         if "</a>" not in line[opened:].lower() and not any(s <= opened < e for s, e in spans):
             return line[:opened]
     half = _HALF_TAG.search(line)
-    # (Also a collapsible section's own tag, and a line break, which `as_meant` rewrites too.)
-    if half and any(name.startswith(half[1].lower()) for name in (*TAG_NAMES, "details", "br")):
+    if half and any(name.startswith(half[1].lower()) for name in _HALF_TAG_NAMES):
         return line[: half.start()]
     return line
 
