@@ -724,6 +724,35 @@ def test_html_code_tags_about_html_stay_as_written(prose: str) -> None:
     assert not render(prose).entities or prose.startswith("`")
 
 
+@pytest.mark.parametrize(
+    ("markdown", "shown"),
+    [
+        ("<p>First.</p>\n<p>Second, <b>bold</b> and `<p>`.</p>", "First.\n\nSecond, bold and <p>."),
+        ("Intro\n<p>Para</p>\nOutro", "Intro\n\nPara\n\nOutro"),
+        ("<p>a</p><p>b</p>", "a\n\nb"),
+        ("<p>Run:</p><p>`ls`</p>", "Run:\n\nls"),
+        ('<p align="center">\n  Centered\n</p>', "Centered"),
+        ("<p>line one\nline two</p>", "line one\nline two"),
+        ("<p>text\nmore\n</p>", "text\nmore"),
+        ("Intro\n<p>\ntext\n</p>\nOutro", "Intro\n\ntext\n\nOutro"),
+        ("> <p>q1</p><p>q2</p>", "q1\n\nq2"),
+        ("- <p>item</p><p>more</p>\n- next", "⦁ item\n  more\n⦁ next"),
+        # A lone tag, or one with a space inside it, may be about HTML: as written.
+        ("The <p> tag starts a paragraph; </p> ends it.", None),
+        ("<p>never closed", None),
+        ("<p> spaced </p>", None),
+        ("```html\n<p>x</p>\n```", "<p>x</p>"),
+    ],
+)
+def test_html_paragraphs_are_paragraphs(markdown: str, shown: str | None) -> None:
+    """`<p>…</p>`, as models write a web page, showed its tags: the text shows, set apart as
+    a paragraph is, also while it is written."""
+    assert render(markdown).text == (markdown if shown is None else shown)
+    if shown is not None and "```" not in markdown:
+        while_written = _while_written(markdown)
+        assert [text for text in while_written if not shown.startswith(text)] == []
+
+
 def test_formatting_over_code_alone_is_kept() -> None:
     """Over the same span as code, a quote or bold was taken for being inside the code and
     dropped: a quote holding only a code block lost its quote, `**`x`**` its bold."""

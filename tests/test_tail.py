@@ -85,6 +85,12 @@ from tests.test_render_split import CountingRenderer, assert_valid, inline, squa
         ),
         ("Make it <strong", "Make it"),
         ("An <u>underl", "An"),  # underline, and a highlight, once closed
+        # An HTML paragraph being written: closed, as its tags will go once it is.
+        ("<p>Some **bol", "<p>Some **bol**</p>"),
+        ("Intro\n<p class=", "Intro\n"),
+        ("<p>a</p><p>", "<p>a</p>"),
+        ("<p>a</p", "<p>a</p>"),
+        ("<p> is a tag", "<p> is a tag"),  # about HTML
         # HTML's code block being written: code, as an open fence is (its `*p` not closed).
         ("<pre><co", ""),
         ("Run:\n<pre>\nint *p = &a", "Run:\n```\nint *p = \n"),

@@ -11,7 +11,7 @@ from __future__ import annotations
 import bisect
 import re
 import unicodedata
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -117,9 +117,11 @@ ANCHOR = re.compile(
 # A collapsible section's own tags, alone on their line or before its title: they go (Telegram
 # has no such section; its title and text show).
 _DETAILS = re.compile(r"[ \t]*(?:</?details(?:\s[^<>\n]*)?>[ \t]*)+(?=<summary>|\r?\n|$)", re.I)
-# HTML's code block, which models write as they would a web page: `<pre>` (or `<pre><code>`)
-# opening a line, in a quote or a list item too, to `</pre>` (after `</code>`).
-_PRE = re.compile(r"<pre[\s>]", re.IGNORECASE)  # a quick look first
+# HTML's blocks, which models write as they would a web page: `<pre>` (or `<pre><code>`) opening
+# a line, in a quote or a list item too, to `</pre>` (after `</code>`): a code block; `<p>`
+# opening a line's text to `</p>` ending a line's, or a line of nothing but them: a paragraph.
+_HTML_BLOCK = re.compile(r"</?p(?:re)?[\s>]", re.IGNORECASE)  # a quick look first
+_PRE = re.compile(r"<pre[\s>]", re.IGNORECASE)
 _PRE_OPEN = re.compile(r"((?:[ \t]*>)*[ \t]*)<pre(?:\s[^<>\n]*)?>(?:<code(?:\s[^<>\n]*)?>)?", re.I)
 _PRE_CLOSE = re.compile(r"(?:</code>)?</pre>", re.IGNORECASE)
 _PRE_CLOSERS = ("</code></pre>", "</pre>")  # (being written at the end: left out)
@@ -128,6 +130,11 @@ _PRE_LANGUAGE = re.compile(r"\b(?:language|lang)-([\w+#.-]+)", re.IGNORECASE)
 _HTML_ESCAPE = re.compile(r"&(lt|gt|amp|quot|apos|#39|#x27);")
 _UNESCAPED = {"lt": "<", "gt": ">", "amp": "&", "quot": '"', "apos": "'", "#39": "'", "#x27": "'"}
 _ESCAPE_BEING_WRITTEN = re.compile(r"&[a-z#0-9]{0,4}$")
+_ITEM_MARKER = r"(?:(?:[-*+]|\d{1,9}[.)])[ \t]+)?"
+P_OPEN = re.compile(rf"((?:[ \t]*>)*[ \t]*{_ITEM_MARKER})<p(?:\s[^<>\n]*)?>", re.IGNORECASE)
+_P_CLOSE = re.compile(r"(?<=\S)</p>[ \t]*(?=\r?\n?$)", re.IGNORECASE)
+_P_BETWEEN = re.compile(r"(?<=\S)</p>[ \t]*<p(?:\s[^<>\n]*)?>(?![ \t])", re.IGNORECASE)
+_P_ONLY = re.compile(r"((?:[ \t]*>)*)[ \t]*(?:</?p(?:\s[^<>\n]*)?>[ \t]*)+(?=\r?\n?$)", re.I)
 # `<br>` glued to the text before it, outside a table: a line break (`line<br>break`); after a
 # space it may be the tag written about.
 _GLUED_BREAK = re.compile(r"(?<=\S)<br\s*/?>[ \t]*(?=(\r?\n|$)?)", re.IGNORECASE)
@@ -797,8 +804,8 @@ def as_meant(markdown: str, *, links_to_come: bool = False, notes_to_come: bool 
       entity of), `<mark>` bold (Telegram has no highlight); `<a href="…">text</a>` as a
       link. Closed on the same line only: a lone tag may be about HTML. A collapsible section
       (`<details>`, `<summary>Title</summary>`): its title in bold, over its text; Telegram
-      has no such section. HTML's code block, `<pre>…</pre>` (or `<pre><code>`) over lines,
-      as a code block (`pre_blocks`).
+      has no such section. HTML's blocks: `<p>…</p>` as a paragraph, `<pre>…</pre>` (or
+      `<pre><code>`) over lines as a code block (`pre_blocks`, `_paragraphs`).
     - GitHub's alerts, `> [!NOTE]` opening a quote: "ℹ️ Note" in bold. They showed raw.
     - A line of only no-break or zero-width spaces: a blank line, as it shows. A model caught
       in a loop can write thousands; as text they made one message of empty lines each, and
@@ -816,8 +823,8 @@ def as_meant(markdown: str, *, links_to_come: bool = False, notes_to_come: bool 
     pipes = "$" in markdown and _ROW_MATH_PIPE.search(markdown) is not None
     if _SHALLOW_BULLET.search(markdown) and _NUMBERED_ITEM.search(markdown):
         markdown = _nested(markdown)
-    if _PRE.search(markdown):
-        markdown = pre_blocks(markdown)[0]
+    if _HTML_BLOCK.search(markdown):
+        markdown = _paragraphs(pre_blocks(markdown)[0])
     references = links_to_come and "][" in markdown
     if not any(
         (bold, notes, breaks, blanks, alerts, tags, anchors, references, details, dunders, pipes)
@@ -991,6 +998,79 @@ def _without_closer(text: str) -> str:
             if lowered.endswith(closer[:size]):
                 return text[: len(text) - size]
     return text
+
+
+def _paragraphs(markdown: str) -> str:
+    """`markdown` with HTML's paragraphs as Markdown's, outside code: `<p>` opening a line's
+    text (after a quote's or a list item's marker), or on a line of its own, and `</p>` ending
+    the same line or a later one of its paragraph, or on a line of its own, go, the paragraph
+    set apart by blank lines (not in a list item); `</p><p>` within a line is a paragraph
+    break. A lone tag stays (it may be about HTML), and so does one with a space inside it;
+    a line of nothing but such tags is blank."""
+    lines = markdown.splitlines(keepends=True)
+    # Where the open paragraph's text starts, its `<p>` there (None if on a line of its own,
+    # which is blank now), and what its lines start with (quotes, a list item's marker).
+    opened: tuple[int, re.Match[str] | None, str] | None = None
+    for i, _, block in _code_of_lines(markdown, lines):
+        line = lines[i]
+        if block is not None or not line.strip():
+            opened = None
+            continue
+        only = _P_ONLY.match(line)
+        if only:
+            lines[i] = only[1] + line[only.end() :]
+            if opened is not None and "</" in only[0]:
+                _paragraph(lines, opened, i - 1)
+            last = only[0].rstrip().rsplit("<", 1)[-1]
+            opened = None if last.startswith("/") else (i + 1, None, only[1])
+            continue
+        start = P_OPEN.match(line)
+        if start and not line[start.end() : start.end() + 1].isspace():
+            opened = (i, start, start[1])
+        close = _P_CLOSE.search(line) if opened else None
+        if opened is not None and close is not None:
+            lines[i] = line[: close.start()] + line[close.end() :]
+            _paragraph(lines, opened, i)
+            opened = None
+    return "".join(lines)
+
+
+def _paragraph(lines: list[str], opened: tuple[int, re.Match[str] | None, str], last: int) -> None:
+    """An HTML paragraph, opened as `_paragraphs` says and ending on line `last` (its `</p>`
+    gone), made Markdown's: its `<p>` goes, and it is set apart."""
+    first, start, prefix = opened
+    if start is not None:
+        lines[first] = lines[first][: start.end(1)] + lines[first][start.end() :]
+    _set_apart(lines, first, last, prefix)
+
+
+def _set_apart(lines: list[str], first: int, last: int, prefix: str) -> None:
+    """Lines `first` to `last`, what `<p>` tags held: `</p><p>` in them made a paragraph break,
+    and a blank line put before and after them where there is text (in their quotes)."""
+    quote = _QUOTES.match(prefix)[0]  # type: ignore[index]
+    indent = quote + " " * (len(prefix) - len(quote))  # (a list item's text is indented)
+
+    def apart(text: str) -> str:
+        return _P_BETWEEN.sub(f"\n{quote}\n{indent}", text)
+
+    for k in range(first, last + 1):
+        if "</" in lines[k]:
+            lines[k] = _outside_code(lines[k], apart)
+    if prefix.strip(" \t>"):
+        return  # a list item's paragraphs: not set apart from the item
+    if first and lines[first - 1].strip(" \t>\r\n"):
+        lines[first] = f"{quote}\n{lines[first]}"
+    if last + 1 < len(lines) and lines[last + 1].strip(" \t>\r\n"):
+        lines[last] += f"{quote}\n"
+
+
+def _outside_code(line: str, rewrite: Callable[[str], str]) -> str:
+    """`line` with `rewrite` applied to its text outside inline code."""
+    pieces, at = [], 0
+    for begin, end in code_spans(line, unclosed=False):
+        pieces += [rewrite(line[at:begin]), line[begin:end]]
+        at = end
+    return "".join([*pieces, rewrite(line[at:])])
 
 
 def _label(text: str) -> str:

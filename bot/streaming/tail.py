@@ -8,8 +8,8 @@ intermediate state looks like a prefix of the final one. Only intermediate state
 the final answer is rendered exactly as the model wrote it.
 
 A table is shown once its header is complete, not as raw pipes before; LaTeX math (`\(x^2\)`)
-once it is closed, converted, not as raw LaTeX before. HTML's code block (`<pre>`) is code as it
-is written, as an unclosed fence is.
+once it is closed, converted, not as raw LaTeX before. HTML's paragraph (`<p>`) is closed as
+emphasis is, and HTML's code block (`<pre>`) is code as it is written, as an unclosed fence is.
 
 Only the last paragraph is touched (its lines up to the end): emphasis and links run on across a
 paragraph's soft line breaks but cannot cross a block (a list item, a heading), so a marker left
@@ -28,6 +28,7 @@ from bot.streaming.code import code_spans
 from bot.streaming.render import (
     ANCHOR,
     ATTRIBUTES,
+    P_OPEN,
     PYTHON_STARS,
     TABLE_ROW,
     TAG_NAMES,
@@ -57,8 +58,11 @@ _OPEN_ANCHOR = re.compile(
 )
 _HALF_TAG = re.compile(r"</?([A-Za-z]{0,7})(?:(?<=[A-Za-z])(?:/|\s[^<>\n]*))?$")  # `<br/`
 # What `as_meant` rewrites, being written: its tags, a collapsible section's own, a line break,
-# and HTML's code block.
-_HALF_TAG_NAMES = (*TAG_NAMES, "details", "br", "pre")
+# and HTML's blocks (a paragraph, a code block).
+_HALF_TAG_NAMES = (*TAG_NAMES, "details", "br", "p", "pre")
+_PARAGRAPH_OPEN = re.compile(f"^{P_OPEN.pattern}", re.IGNORECASE | re.MULTILINE)
+_PARAGRAPH_CLOSE = re.compile(r"\S</p>[ \t]*$", re.IGNORECASE | re.MULTILINE)
+_NEXT_PARAGRAPH = re.compile(r"(?<=</p>)[ \t]*<p(?:\s[^<>\n]*)?>[ \t]*$", re.IGNORECASE)
 _ITEM_START = re.compile(r"(?:[ \t]*>)*[ \t]*(?:[-+*]|\d{1,9}[.)])[ \t]+")
 # A line that is a block of its own: a heading, a fence, a table row, a rule or an underline.
 _OWN_BLOCK = r"#{1,6}(?:[ \t]|$)|`{3,}|~{3,}|\||(?:[-*_][ \t]*){3,}$|=+[ \t]*$"
@@ -178,7 +182,7 @@ def _settle(markdown: str, ended: bool) -> str:
     if escaped(line, len(line)):
         line = line[:-1]  # an escape being written (`\(` to come): a lone `\` would flash by
     line = _strip_tail(_link_text(_strip_tail(line, trailing)), trailing)
-    return markdown[:start] + line + _closers(line)
+    return _close_paragraph(markdown[:start] + line + _closers(line))
 
 
 def open_emphasis(markdown: str) -> tuple[str, int]:
@@ -375,6 +379,26 @@ def _before_open_tag(line: str) -> str:
     if half and any(name.startswith(half[1].lower()) for name in _HALF_TAG_NAMES):
         return line[: half.start()]
     return line
+
+
+def _close_paragraph(markdown: str) -> str:
+    """`markdown` (settled) with an HTML paragraph that its last paragraph leaves open closed:
+    `<p>` opening a line's text with no `</p>` ending a line after it, which `as_meant` shows
+    as its text once closed. Without the `<p>` if no text follows it yet."""
+    if "<" not in markdown:
+        return markdown
+    markdown = _NEXT_PARAGRAPH.sub("", markdown)  # (`<p>a</p><p>`: the next one's text to come)
+    opened = next(
+        reversed(list(_PARAGRAPH_OPEN.finditer(markdown, markdown.rfind("\n\n") + 1))), None
+    )
+    if opened is None or _PARAGRAPH_CLOSE.search(markdown, opened.end() - 1):
+        return markdown
+    after = markdown[opened.end() :]
+    if not after.strip():
+        return markdown[: opened.end(1)].rstrip()
+    if after[0].isspace():
+        return markdown  # `<p> tag`, about HTML; or a `<p>` line, which `as_meant` blanks
+    return markdown.rstrip() + "</p>"
 
 
 def _address_open(after: str) -> bool:
