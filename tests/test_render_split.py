@@ -443,6 +443,8 @@ def test_github_alerts_show_as_a_bold_label() -> None:
         ("js{1,3}", "js"),  # lines to highlight
         ("{r}", "r"),  # R Markdown
         ("{.python}", "python"),
+        ("{#setup .haskell .numberLines}", "haskell"),  # Pandoc: an id, then classes
+        ("{#setup}", None),
         ("c++", "c++"),
         ("c#", "c#"),
         ("objective-c", "objective-c"),

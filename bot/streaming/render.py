@@ -59,6 +59,8 @@ _NESTING = {
     **dict.fromkeys(_LEAF_TYPES, 2),
 }
 _LANGUAGE = re.compile(r"\s*\{?\s*\.?([\w+#.-]*\w[+#]*)")
+# Pandoc's attributes, `{#id .haskell .numberLines}`: the language is the first class.
+_PANDOC_CLASS = re.compile(r"\{[^}]*?(?<![\w.])\.([\w+#-]*\w[+#]*)")
 _URL_RE = re.compile(r"^(https?|tg|mailto)://[^\s]+$|^mailto:[^\s]+$", re.IGNORECASE)
 _LITERAL = re.compile(r"(?<!\\)(?:<|\|(?=\|))|(?<=[A-Za-z0-9])\*{1,2}(?=[A-Za-z0-9])")
 # A quick look for stars between letters or digits, before parsing (starting with the `*` is
@@ -1353,10 +1355,10 @@ def sanitize(text: str, entities: list[Entity]) -> list[Entity]:
         if e["type"] == "pre" and "language" in e:
             # A fence's info string past its language (`python title="x.py"`, `js{1,3}`, R
             # Markdown's `{r}`) is no label.
-            language = _LANGUAGE.match(str(e["language"]))
+            language = fence_language(str(e["language"]))
             e = {k: v for k, v in e.items() if k != "language"}
             if language:
-                e["language"] = language[1]
+                e["language"] = language
         if e["type"] == "text_link":
             url = str(e.get("url") or "")
             if " " in url:  # `[docs](<https://example.com/a b>)`: Telegram takes no space
@@ -1423,3 +1425,12 @@ def strip(text: str, entities: list[Entity], *, start: int | None = None) -> Par
 
 def _blank(char: str) -> bool:
     return char.isspace() or char in _INVISIBLE
+
+
+def fence_language(info: str) -> str | None:
+    """The language a code fence's info string names, for the block's label: what comes past it
+    (`python title="x.py"`, `js{1,3}`) is no label, nor is a Pandoc `{#id}`."""
+    if "{" in info and (pandoc := _PANDOC_CLASS.match(info.strip())):
+        return pandoc[1]
+    language = _LANGUAGE.match(info)
+    return language[1] if language and not language[1].startswith("#") else None
