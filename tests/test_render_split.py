@@ -458,15 +458,19 @@ def test_a_code_blocks_label_is_its_language_only(info: str, label: str | None) 
 
 
 def test_an_alerts_label_is_in_the_language_of_the_answer() -> None:
-    """A Russian answer's alert was labelled in English ("ℹ️ Note"). The label follows the first
-    letter of what the alert says, which streaming waits for: it never changes as words come."""
+    """A Russian answer's alert was labelled in English ("ℹ️ Note"). The label follows the start
+    of what the alert says (its first line, or 40 characters of it: "Python 3.12 быстрее" is
+    Russian), which streaming waits for: it never changes as words come."""
     assert render("> [!NOTE]\n> Проверьте версию.").text == "ℹ️ Примечание\nПроверьте версию."
     assert render("Важно:\n\n> [!WARNING]").text == "Важно:\n\n⚠️ Внимание"  # by what came before
     assert render("> [!CAUTION]\n> `rm -rf` удаляет всё").text == "🛑 Осторожно\nrm -rf удаляет всё"
     assert render("> [!TIP]\n> Use it.").text == "💡 Tip\nUse it."
+    assert "💡 Совет\nPython" in render("Итак:\n\n> [!TIP]\n> Python 3.12 быстрее.").text
     for doc in [
         "Ответ:\n\n> [!NOTE]\n> Read the docs: это важно.",
         "> [!TIP]\n> Совет: use `venv`.",
+        "> [!TIP]\n> Python 3.12 быстрее.\n> More.",
+        "> [!TIP]\n> Python 3.12 `python -X importtime` shows where imports go, то есть.",
     ]:
         final = render(doc).text.split("\n")
         label = next(line for line in final if line.startswith(("ℹ️", "💡")))

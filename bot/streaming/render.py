@@ -888,10 +888,11 @@ def as_meant(markdown: str, *, links_to_come: bool = False, notes_to_come: bool 
         alert = _ALERT.match(line) if alerts else None
         if alert:
             kind = alert[2].upper()
-            # In the language of what it says: of its first letter, which streaming waits for
-            # (`tail.py`), so that the label does not change as the words come.
-            first = first_letter("".join(lines[i + 1 : i + 4]))
-            label = ALERTS[language_of_text(first or "".join(lines[max(0, i - 3) : i]))][kind]
+            # In the language of what it says: of the start of its first line, which streaming
+            # waits for (`tail.py`), so that the label does not change as the words come.
+            said = "".join(lines[i + 1 : i + 4])
+            sample = alert_sample(said, complete=True) or first_letter(said)
+            label = ALERTS[language_of_text(sample or "".join(lines[max(0, i - 3) : i]))][kind]
             lines[i] = f"{alert[1]}**{_ALERTS[kind]} {label}**{alert[3]}"
             continue
         row = bool((breaks or pipes) and TABLE_ROW.match(line.lstrip(" \t>")))  # (quoted too)
@@ -1083,6 +1084,21 @@ def _label(text: str) -> str:
 def _anchor(match: re.Match[str]) -> str:
     words = re.sub(r"([\\\[\]])", r"\\\1", match[3])
     return f"[{words}]({match[2]})"
+
+
+def alert_sample(said: str, *, complete: bool) -> str | None:
+    """What an alert's label takes its language from: the first `ALERT_SAMPLE` characters of
+    the first line of what it says, code aside ("" if it has no letter). Not only the first
+    letter: a Russian alert may start with a Latin word ("Python 3.12 быстрее"). None while that
+    is being written (`complete=False`: streaming), as it may change."""
+    line, newline, _ = said.lstrip("\r\n").partition("\n")
+    line = _CODE_OR_OPEN_CODE.sub("", line.lstrip(" \t>"))[:ALERT_SAMPLE]
+    if not newline and not complete and len(line) < ALERT_SAMPLE:
+        return None
+    return line if first_letter(line) else ""
+
+
+ALERT_SAMPLE = 40
 
 
 def first_letter(text: str) -> str:

@@ -32,6 +32,7 @@ from bot.streaming.render import (
     PYTHON_STARS,
     TABLE_ROW,
     TAG_NAMES,
+    alert_sample,
     as_meant,
     escaped,
     first_letter,
@@ -124,10 +125,12 @@ _ALERT_LINE = re.compile(r"(?:^|\n)((?:[ \t]*>)+[ \t]*\[![A-Za-z]*\]?[ \t]*)(?=\
 
 
 def _without_open_alert(markdown: str) -> str:
-    """`markdown` without GitHub's alert at its end (`> [!NOTE]`) while no letter of what it
-    says is written: its label is in the language of that letter (`render.as_meant`)."""
+    """`markdown` without GitHub's alert at its end (`> [!NOTE]`) while what its label's
+    language is taken from, the start of what it says, is still being written
+    (`render.alert_sample`)."""
     alert = next(reversed(list(_ALERT_LINE.finditer(markdown))), None)
-    if alert is None or first_letter(markdown[alert.end() :]):
+    said = markdown[alert.end() :] if alert else ""
+    if alert is None or (first_letter(said) and alert_sample(said, complete=False) is not None):
         return markdown
     return markdown[: alert.start(1)]
 
