@@ -302,8 +302,8 @@ class Answerer:
             notice = styled(t(question.lang, "notice_stopped"))
         elif outcome.failure is not None:
             key = f"notice_{outcome.failure.value}"
-            if not outcome.text.strip() and f"{key}_none" in CATALOGS[DEFAULT_LANGUAGE]:
-                key += "_none"  # no text came: there is no incomplete answer to speak of
+            if f"{key}_none" in CATALOGS[DEFAULT_LANGUAGE] and reply.shows_nothing(complete=False):
+                key += "_none"  # nothing of it shows: there is no incomplete answer to speak of
             notice = styled(t(question.lang, key))
         await reply.close(notice, complete=finished)
         self.finished += 1

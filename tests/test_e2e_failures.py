@@ -70,6 +70,18 @@ async def test_failure_keeps_partial_text_and_shows_notice(
     assert refused_calls(tg) == []
 
 
+async def test_a_failure_after_text_that_shows_nothing_yet_speaks_of_no_answer(
+    tg: FakeTelegram, llm: FakeLLM, bot_app: object
+) -> None:
+    """A table's header row is not shown until the table goes on; cut off there, the chat
+    shows the notice alone, which must not speak of an incomplete answer it does not show."""
+    header = "| Name | Age |\n"
+    llm.script(Reply(header + "|---|---|\n| Ann | 30 |", fault="drop", fault_after=len(header)))
+    question = tg.send_user_message(USER, "a table please")["message"]
+    [message] = await final_answer(tg, USER, after=question["message_id"])
+    assert message.text == "⚠️ Could not reach the model. Please try again in a moment."
+
+
 async def test_try_again_after_a_failure_is_about_the_failed_question(
     tg: FakeTelegram, llm: FakeLLM, bot_app: object
 ) -> None:

@@ -294,10 +294,14 @@ class ReplyStream:
         supergroup (whose history keeps it)."""
         return self.started or self._seen_before_move
 
-    def shows_nothing(self) -> bool:
+    def shows_nothing(self, *, complete: bool = True) -> bool:
         """Whether the whole answer, rendered as final, shows nothing: only whitespace, or only
-        markup such as a link definition (`[1]: https://…`), whatever its snapshots showed."""
-        return not self._text.strip() or not self._segmenter.parts(self._text)
+        markup such as a link definition (`[1]: https://…`), whatever its snapshots showed.
+        `complete=False`: as an answer cut off midway ends (a table's lone header row, say, is
+        not shown)."""
+        if not self._text.strip():
+            return True
+        return not self._segmenter.parts(self._text, streaming=not complete)
 
     def leftovers(self) -> list[Leftover]:
         """For an answer closed in a chat that shut the bot out before its final state was
