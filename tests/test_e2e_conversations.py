@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from typing import Any
+
+import pytest
 
 from tests.conftest import BotRunner
 from tests.fakes.llm import FakeLLM, Reply
@@ -94,6 +97,40 @@ async def test_new_waits_for_the_questions_sent_before_it(
     assert [c for _, c in dialog(llm, 1)] == ["first", "first answer " * 60, "What is my name?"]
     assert dialog(llm, 2) == [("user", "Fresh topic")]
     assert [m.message_id for m in answer_messages(tg, USER, second["message_id"])]
+
+
+async def test_new_and_a_question_sent_right_after_it(
+    tg: FakeTelegram, llm: FakeLLM, bot_app: object
+) -> None:
+    """Both come in one batch of updates, handled at the same time: the question starts the new
+    conversation all the same, and the next one continues that."""
+    await ask(tg, USER, "remember me")
+    tg.send_user_message(USER, "/new")
+    fresh = tg.send_user_message(USER, "Fresh topic")["message"]
+    await tg.wait_for(lambda: len(llm.received) == 2, timeout=20)
+    await final_answer(tg, USER, after=fresh["message_id"])
+    assert dialog(llm) == [("user", "Fresh topic")]
+    more = tg.send_user_message(USER, "and more?")["message"]
+    await tg.wait_for(lambda: len(llm.received) == 3, timeout=20)
+    await final_answer(tg, USER, after=more["message_id"])
+    assert [c for _, c in dialog(llm)] == ["Fresh topic", "You said: Fresh topic", "and more?"]
+
+
+async def test_new_that_cannot_be_stored_is_not_said_to_be_done(
+    tg: FakeTelegram, llm: FakeLLM, bot_app: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = bot_app.conversations.store
+
+    async def full_disk(*args: object) -> None:
+        await asyncio.sleep(0.01)
+        raise sqlite3.OperationalError("database or disk is full")
+
+    await ask(tg, USER, "remember me")
+    monkeypatch.setattr(store, "start_afresh", full_disk)
+    new = tg.send_user_message(USER, "/new")["message"]
+    await tg.wait_for(lambda: bool(answer_messages(tg, USER, new["message_id"])))
+    [told] = answer_messages(tg, USER, new["message_id"])
+    assert "went wrong" in told.text and "New conversation" not in told.text
 
 
 async def test_reply_to_an_older_answer_branches(

@@ -146,6 +146,29 @@ async def test_an_edited_question_replaces_the_text_of_every_turn_it_asked(
     assert [t.question for t in await store.chain(other_chat)] == ["q2"]
 
 
+async def test_new_leaves_the_head_to_questions_asked_before_it(reopen: Reopen) -> None:
+    """`/new` sent as message 5: a question asked before it (4, answered late, behind another
+    answer) continues the head; one asked after it starts afresh, and the one after that
+    continues the new conversation. It survives a restart; a topic has its own."""
+    store = await reopen()
+    first = await add(store, 1, 1)
+    await store.set_head(1, None, first)
+    await store.start_afresh(1, None, 5)
+    store = await reopen()
+    assert await store.head_for(1, None, 4) == first
+    waited = await add(store, 1, 4, parent=first)
+    await store.set_head(1, None, waited)
+    assert await store.head_for(1, None, 6) is None
+    fresh = await add(store, 1, 6)
+    await store.set_head(1, None, fresh)
+    assert await store.head_for(1, None, 8) == fresh
+    assert await store.get_head(1, None) == fresh  # (a head set later keeps the mark)
+    assert await store.head_for(1, 7, 8) is None
+    in_topic = await add(store, 1, 9, thread_id=7)
+    await store.set_head(1, 7, in_topic)
+    assert await store.head_for(1, 7, 10) == in_topic
+
+
 async def test_heads_latest_turns_and_topics(reopen: Reopen) -> None:
     store = await reopen()
     first = await add(store, 1, 1)
@@ -317,7 +340,25 @@ async def test_schema_3_database_migrates_to_leftovers(tmp_path: Path) -> None:
         assert await store.take_left(5) == ['["a"]']
     finally:
         await store.close()
-    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == 4
+    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
+
+
+async def test_schema_4_database_migrates_to_marks_of_new(tmp_path: Path) -> None:
+    path = tmp_path / "bot.sqlite3"
+    conn = sqlite3.connect(path)
+    for version, script in enumerate(MIGRATIONS[:4], start=1):
+        conn.executescript(f"BEGIN;\n{script}\nPRAGMA user_version = {version};\nCOMMIT;")
+    conn.close()
+    store = SQLiteStore(path)
+    await store.open()
+    try:
+        head = await add(store, 1, 1)
+        await store.set_head(1, None, head)
+        assert await store.head_for(1, None, 2) == head
+        await store.start_afresh(1, None, 3)
+        assert await store.head_for(1, None, 4) is None
+    finally:
+        await store.close()
 
 
 async def test_sqlite_leftovers_older_than_30_days_are_forgotten(

@@ -3,7 +3,8 @@
 Layout (under the cluster's prefix): `turn:seq` numbers turns; `turn:<id>` is a hash of the turn
 and `turn:<id>:msgs` the set of its answer's message ids; `msgs:<chat>` maps a chat's message ids
 to turns; `asked:<chat>:<message>` holds the turns a question asked (the first, each /retry's);
-`heads` maps `<chat>:<thread>` to a private chat's newest turn; `latest:<chat>:<thread>` (and
+`heads` maps `<chat>:<thread>` to a private chat's newest turn, and `new_from` to the message
+that sent `/new` there; `latest:<chat>:<thread>` (and
 `:<user>`) the newest turn there; `prefs:<chat>` a chat's choices; `streaming` the turns being
 answered, each with the replica that answers it (`owner`); `waiting` the questions waiting behind
 another answer (`waiting:<id>`, numbered by `waiting:seq`, with their `owner` too). Steps that
@@ -17,7 +18,7 @@ import time
 from typing import TYPE_CHECKING, Any, cast
 
 from bot.conversations.models import ChatPrefs, PrefName, Turn, TurnStatus, Waiting
-from bot.conversations.store import LEFT_FOR
+from bot.conversations.store import LEFT_FOR, continued_head
 
 if TYPE_CHECKING:
     from bot.cluster.node import Cluster
@@ -262,6 +263,22 @@ class RedisStore:
             await self.redis.hdel(self._k("heads"), field)
         else:
             await self.redis.hset(self._k("heads"), field, turn_id)
+
+    async def start_afresh(self, chat_id: int, thread_id: int | None, message_id: int) -> None:
+        await self.redis.hset(self._k("new_from"), f"{chat_id}:{thread_id or 0}", message_id)
+
+    async def head_for(self, chat_id: int, thread_id: int | None, message_id: int) -> int | None:
+        field = f"{chat_id}:{thread_id or 0}"
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hget(self._k("heads"), field)
+            pipe.hget(self._k("new_from"), field)
+            head, new_from = await pipe.execute()
+        if not head:
+            return None
+        if new_from is None:
+            return int(head)
+        asked = await self.redis.hget(self._k("turn", int(head)), "question_message_id")
+        return continued_head(int(head), int(new_from), int(asked) if asked else None, message_id)
 
     async def prefs(self, chat_id: int) -> ChatPrefs:
         fields = await self._fields(self._k("prefs", chat_id))

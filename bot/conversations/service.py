@@ -74,7 +74,6 @@ class Conversations:
         self._limit_notices = notice_gate or Throttle(60.0)
         self.queues = queues or LocalQueues()
         self._inflight: set[asyncio.Task[object]] = set()
-        self._resets: set[asyncio.Task[None]] = set()  # `/new`s waiting in line
         # Questions asked and not stored yet, by (chat, message): None, or an edit made to one
         # meanwhile (its question and quote), answered or stored in the question's place.
         self._pending: dict[tuple[int, int], tuple[Question, Quote | None] | None] = {}
@@ -395,37 +394,9 @@ class Conversations:
         await self._written(f"what chat {chat_id} is to show", write)
 
     async def new(self, question: Question) -> None:
-        """`/new`: the next plain message in this private chat starts a new conversation.
-
-        It takes its place in the conversation's line, as a question does, and returns once it
-        has: a question sent before it and still waiting is answered in the old conversation
-        (with what it asked about), one sent after it waits and starts the new one."""
-        key = await self._key(question, None)
-        placed = asyncio.Event()
-
-        async def in_line() -> None:
-            placed.set()
-
-        async def reset() -> None:
-            with self._in_flight():
-                async with self.queues.hold(key, in_line):
-                    placed.set()
-                    await self.store.set_head(question.chat_id, question.thread_id, None)
-
-        task = asyncio.create_task(reset(), name=f"new:{key}")
-        waiting = asyncio.create_task(placed.wait())
-        await asyncio.wait((task, waiting), return_when=asyncio.FIRST_COMPLETED)
-        waiting.cancel()
-        if task.done():
-            task.result()  # a failure to store it is the command's, told as any
-        else:  # behind an answer: it ends when that does
-            self._resets.add(task)
-            task.add_done_callback(self._reset_done)
-
-    def _reset_done(self, task: asyncio.Task[None]) -> None:
-        self._resets.discard(task)
-        if not task.cancelled() and (error := task.exception()) is not None:
-            log.error("/new not stored", exc_info=error)
+        """`/new`: the next plain message in this private chat starts a new conversation. A
+        question sent before it and still waiting for its turn is answered in the old one."""
+        await self.store.start_afresh(question.chat_id, question.thread_id, question.message_id)
 
     # -- internals -------------------------------------------------------------------------------
 
@@ -562,7 +533,9 @@ class Conversations:
     ) -> Outcome:
         parent_id: int | None = replied.id if replied else None
         if replied is None and question.is_private and not fresh:
-            parent_id = await self.store.get_head(question.chat_id, question.thread_id)
+            parent_id = await self.store.head_for(
+                question.chat_id, question.thread_id, question.message_id
+            )
         history = await self.store.chain(parent_id) if parent_id else []
         prefs = await self.store.prefs(question.chat_id)
         model = prefs.model if prefs.model in self.defaults.models else self.defaults.model

@@ -21,7 +21,7 @@ from typing import Any, TypeVar, cast
 import aiosqlite
 
 from bot.conversations.models import ChatPrefs, PrefName, Turn, TurnStatus, Waiting
-from bot.conversations.store import LEFT_FOR
+from bot.conversations.store import LEFT_FOR, continued_head
 
 MIN_FREE_BYTES = 1024 * 1024  # below this, /healthz reports the storage as unavailable
 
@@ -87,6 +87,10 @@ MIGRATIONS: list[str] = [
         created_at REAL NOT NULL
     );
     CREATE INDEX leftovers_by_chat ON leftovers (chat_id);
+    """,
+    # 4 → 5: where `/new` was sent, beside the head it leaves in place
+    """
+    ALTER TABLE heads ADD COLUMN new_from INTEGER;
     """,
 ]
 
@@ -370,11 +374,36 @@ class SQLiteStore:
         await self._run(
             lambda conn: _write(
                 conn,
-                "INSERT OR REPLACE INTO heads (chat_id, thread_id, turn_id) VALUES (?, ?, ?)",
+                "INSERT INTO heads (chat_id, thread_id, turn_id) VALUES (?, ?, ?) "
+                "ON CONFLICT(chat_id, thread_id) DO UPDATE SET turn_id = excluded.turn_id",
                 (chat_id, thread_id or 0, turn_id),
             ),
             write=True,
         )
+
+    async def start_afresh(self, chat_id: int, thread_id: int | None, message_id: int) -> None:
+        await self._run(
+            lambda conn: _write(
+                conn,
+                "INSERT INTO heads (chat_id, thread_id, new_from) VALUES (?, ?, ?) "
+                "ON CONFLICT(chat_id, thread_id) DO UPDATE SET new_from = excluded.new_from",
+                (chat_id, thread_id or 0, message_id),
+            ),
+            write=True,
+        )
+
+    async def head_for(self, chat_id: int, thread_id: int | None, message_id: int) -> int | None:
+        row = await self._run(
+            lambda conn: _one(
+                conn,
+                "SELECT h.turn_id, h.new_from, t.question_message_id FROM heads h "
+                "LEFT JOIN turns t ON t.id = h.turn_id WHERE h.chat_id = ? AND h.thread_id = ?",
+                (chat_id, thread_id or 0),
+            )
+        )
+        if not row or row[0] is None:
+            return None
+        return continued_head(int(row[0]), row[1], row[2], message_id)
 
     async def prefs(self, chat_id: int) -> ChatPrefs:
         row = await self._run(

@@ -9,6 +9,16 @@ from bot.conversations.models import ChatPrefs, PrefName, Turn, TurnStatus, Wait
 LEFT_FOR = 30 * 86400  # seconds: a chat that never lets the bot back in is forgotten after that
 
 
+def continued_head(
+    head: int, new_from: int | None, head_asked: int | None, asked: int
+) -> int | None:
+    """`head`, unless the question asked as message `asked` came after a `/new` (sent as
+    `new_from`) that came after the head's own question (`head_asked`)."""
+    if new_from is not None and asked > new_from and (head_asked or 0) < new_from:
+        return None
+    return head
+
+
 class Store(Protocol):
     """Storage of turns, the message → turn index, branch heads and per-chat preferences."""
 
@@ -60,6 +70,17 @@ class Store(Protocol):
     async def get_head(self, chat_id: int, thread_id: int | None) -> int | None: ...
 
     async def set_head(self, chat_id: int, thread_id: int | None, turn_id: int | None) -> None: ...
+
+    async def start_afresh(self, chat_id: int, thread_id: int | None, message_id: int) -> None:
+        """`/new`, sent as `message_id`: a question asked after it starts a new conversation.
+        Kept beside the head, which stays: a question asked before it, and answered only now
+        (it waited behind another answer), continues the old conversation."""
+        ...
+
+    async def head_for(self, chat_id: int, thread_id: int | None, message_id: int) -> int | None:
+        """The turn a question asked as `message_id` continues: the head, unless `/new` came
+        between the head's question and this one."""
+        ...
 
     async def prefs(self, chat_id: int) -> ChatPrefs: ...
 
