@@ -63,6 +63,18 @@ def test_a_turn_without_an_answer_goes_with_the_next_question() -> None:
     ]
 
 
+def test_questions_without_an_answer_before_the_new_one_are_trimmed_too() -> None:
+    """A long paste that failed, then questions that failed (an outage): what goes before the
+    new question is kept to the budget, the oldest dropped first, as turns are."""
+    history = [turn(1, "q1", "a1"), turn(2, "x" * 5000, ""), turn(3, "q3", ""), turn(4, "q4", "")]
+    messages = build_context("", history, "again", 100)
+    assert [(m["role"], m["content"]) for m in messages] == [
+        ("user", "q1"),
+        ("assistant", "a1"),
+        ("user", "q3\n\nq4\n\nagain"),
+    ]
+
+
 async def test_store_migrates_and_keeps_its_version(tmp_path: Path) -> None:
     path = tmp_path / "bot.sqlite3"
     store = SQLiteStore(path)

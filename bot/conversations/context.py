@@ -18,20 +18,26 @@ def build_context(
     before the next question, in the same message, as it was sent then: after "the service is
     not answering", a user's "try again" or "and in French?" is about it (some models refuse two
     user messages in a row, and an earlier one that failed is past). So it stays in the
-    context after that next question is answered, too.
+    context after that next question is answered, too. Those that go before the new question
+    are trimmed like turns, the oldest first: a long paste that failed is not sent again with
+    every question after it.
     """
     exchanges: list[tuple[str, str]] = []  # each question as it was sent, and its answer
-    unanswered = ""  # questions that got no text, waiting for the next one
+    unanswered: list[str] = []  # questions that got no text, waiting for the next one
     for turn in history:
-        asked = f"{unanswered}\n\n{turn.question}" if unanswered else turn.question
         if turn.answer.strip():
-            exchanges.append((asked, turn.answer))
-            unanswered = ""
+            exchanges.append(("\n\n".join([*unanswered, turn.question]), turn.answer))
+            unanswered = []
         else:
-            unanswered = asked
-    if unanswered:
-        question = f"{unanswered}\n\n{question}"
+            unanswered.append(turn.question)
     budget = max_chars - len(system_prompt) - len(question)
+    carried: list[str] = []
+    for earlier in reversed(unanswered):
+        if len(earlier) + 2 > budget:
+            break
+        budget -= len(earlier) + 2
+        carried.insert(0, earlier)
+    question = "\n\n".join([*carried, question])
     kept: list[tuple[str, str]] = []
     for asked, answer in reversed(exchanges):
         cost = len(asked) + len(answer)
