@@ -250,8 +250,8 @@ class LLMClient:
             produced = True
             yield text
         if not produced:
-            if swallowed is not None:
-                raise LLMFailure(classify(swallowed), _describe(swallowed)) from swallowed
+            if swallowed is not None:  # (the provider's own: yielded, not raised)
+                raise _read_failure(swallowed) from swallowed
             raise LLMFailure(FailureKind.EMPTY, "no text")
 
     def _timed_out(self, kind: FailureKind) -> LLMFailure:

@@ -4,10 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import enum
-import os
-from pathlib import Path
-
-_BOT_CODE = f"{Path(__file__).resolve().parent.parent}{os.sep}"
 
 
 class FailureKind(enum.Enum):
@@ -72,7 +68,8 @@ def misread(exc: BaseException) -> bool:
     backend's failure, not the bot's."""
     frame = exc.__traceback__.tb_next if exc.__traceback__ else None
     while frame is not None:
-        if frame.tb_frame.f_code.co_filename.startswith(_BOT_CODE):
+        module = str(frame.tb_frame.f_globals.get("__name__", ""))
+        if module == "bot" or module.startswith("bot."):  # (not its path: links, mounts)
             return False
         frame = frame.tb_next
     return True
