@@ -232,6 +232,7 @@ class Answerer:
             drafts=self.drafts,
             catch_up=lambda: self.llm.catch_up(active.task),
             newest=self.newest,
+            on_gone=active.stop,
         )
         reply.start()
         outcome = Outcome(text="", message_ids=[])

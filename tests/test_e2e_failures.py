@@ -533,6 +533,33 @@ async def test_a_refused_typing_in_a_read_only_group_ends_the_answer(
     assert turn.status is TurnStatus.FAILED
 
 
+async def test_a_429_on_the_typing_that_asks_whether_the_bot_may_write_is_obeyed(
+    tg: FakeTelegram, llm: FakeLLM, bot_app: Any
+) -> None:
+    hello = await _ask_the_group(tg, "hello")
+    await final_answer(tg, MUTED_IN, after=hello["message_id"])
+    tg.mute(MUTED_IN)
+    await tg.wait_for(lambda: bool(bot_app.answerer.shut_out_of(MUTED_IN)))
+    tg.unmute(MUTED_IN, tell=False)
+    tg.inject_429(chat_id=MUTED_IN, methods=("sendChatAction",), retry_after=2)
+    question = await _ask_the_group(tg, "still there?")
+    await final_answer(tg, MUTED_IN, after=question["message_id"])
+    assert [c.method for c in tg.calls if c.status == 429] == ["sendChatAction"]
+    assert tg.violations == 0  # nothing went there inside the window
+
+
+async def test_a_refused_typing_ends_a_model_still_thinking(
+    tg: FakeTelegram, llm: FakeLLM, bot_app: Any
+) -> None:
+    """A reasoning model sends thoughts, no text, for seconds: the refused "typing…" ends its
+    stream then, not at its first words."""
+    llm.script(Reply("word " * 100, chunk_size=5, delay=0.02, reasoning="hmm " * 300))
+    tg.mute(MUTED_IN, tell=False)
+    await _ask_the_group(tg, "anyone?")
+    await tg.wait_for(lambda: bool(llm.received) and llm.received[0].client_closed, timeout=10)
+    assert llm.received[0].chunks == []  # not one word of the answer was sent
+
+
 async def test_questions_asked_while_the_bot_is_muted_are_not_answered_late(
     tg: FakeTelegram, llm: FakeLLM, bot_app: Any
 ) -> None:

@@ -210,9 +210,13 @@ class ReplyStream:
         drafts: DraftSupport | None = None,
         catch_up: Callable[[], Awaitable[None]] | None = None,
         newest: NewestMessages | None = None,
+        on_gone: Callable[[], object] | None = None,
     ) -> None:
         self.bot = bot
         self.newest = newest
+        # Told when "typing…" finds the chat closed to the bot: no text may come for a while (a
+        # reasoning model's thoughts), and the stream is paid for meanwhile.
+        self.on_gone = on_gone
         self.catch_up = catch_up  # brings `update()` up to date before a call is made
         self.draft_id = draft_id  # None: stream by editing messages
         self.drafts = drafts
@@ -591,10 +595,14 @@ class ReplyStream:
         """Whether the chat takes the bot's messages now, asked with one "typing…": for a chat
         that shut the bot out, before its answer costs a model's stream. A timed mute ends, and
         a block is lifted, without an update saying so; this finds out either way."""
+        while self.pacer.paused(self.chat_id):  # noqa: ASYNC110 (a retry_after window: not even that)
+            await asyncio.sleep(0.5)
         try:
             await self.bot.send_chat_action(
                 self.chat_id, "typing", message_thread_id=self.thread_id
             )
+        except TelegramRetryAfter as e:  # sending the answer will tell, once the window ends
+            self.pacer.penalize(self.chat_id, float(e.retry_after))
         except TelegramAPIError as e:
             if cannot_write(e):
                 log.info("chat %s: still may not write there (%s)", self.chat_id, e.message)
@@ -619,11 +627,15 @@ class ReplyStream:
                 await self.bot.send_chat_action(
                     self.chat_id, "typing", message_thread_id=self.thread_id
                 )
+            except TelegramRetryAfter as e:
+                self.pacer.penalize(self.chat_id, float(e.retry_after))
             except TelegramAPIError as e:
                 if cannot_write(e):  # a group made read-only: no update said so
                     log.warning("chat %s: may not write there (%s)", self.chat_id, e.message)
                     self.gone = True
                     self._wake.set()
+                    if self.on_gone is not None:
+                        self.on_gone()
                     return
                 log.debug("chat %s: typing indicator failed: %s", self.chat_id, e)
             await asyncio.sleep(TYPING_EVERY)
