@@ -66,6 +66,14 @@ from tests.test_render_split import CountingRenderer, assert_valid, inline, squa
         ),
         ("Total: $5 = 3 items, ok", "Total: $5 = 3 items, ok"),
         ("costs $5\nnext line here", "costs $5\nnext line here"),  # (the number is done)
+        # Prices are no math to `render`: `$20/month** … is $` is none, its `**` closes.
+        (
+            "costs **$20/month** while Pro is $40 a",
+            "costs **$20/month** while Pro is $40 a",
+        ),
+        ("Old price ~~$10~~ and now $8 t", "Old price ~~$10~~ and now $8 t"),
+        ("Pay *$5* now and $6 l", "Pay *$5* now and $6 l"),
+        ("Between $1,000 and **$2,000*", "Between $1,000 and **$2,000**"),  # (`$…$2`: prices)
         ("Budget:\n- $1,000,000", "Budget:\n"),  # held: no bare `-` under `Budget:`
         ("text<br/", "text"),
         # Closed math is no emphasis: its `_` had a stray `_` closing it at the line's end.
@@ -270,6 +278,37 @@ def test_latex_never_shows_raw_while_streaming() -> None:
         text = "\n\n".join(part.text for part in shown)
         assert not set("\\^_$") & set(text), dollars[:end]
     assert render(dollars).text == render(answer).text
+
+
+def assert_streams_as_final(answer: str) -> None:
+    """Every state of `answer` streamed shows the start of what its final render shows: no
+    character or marker that goes, no formatting that the end does not have there."""
+    final = render(answer)
+    segmenter = Segmenter()
+    for end in range(1, len(answer) + 1):
+        for part in segmenter.parts(answer[:end], streaming=True):
+            assert final.text.startswith(part.text), answer[:end]
+            for e in part.entities:
+                assert any(
+                    f["type"] == e["type"]
+                    and f["offset"] == e["offset"]
+                    and f["length"] >= e["length"]
+                    for f in final.entities
+                ), (answer[:end], e)
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        "It costs **$20/month** while Pro is $40 a month.",
+        "Old price ~~$10~~ and now $8 only today.",
+        "Pay *$5* now and $6 later today.",
+        "Between $1,000 and **$2,000** per year usually.",
+        "The **total** is $5 and **tax** is $1 extra.",
+    ],
+)
+def test_formatted_prices_stream_without_stray_markers(answer: str) -> None:
+    assert_streams_as_final(answer)
 
 
 def test_the_final_state_is_not_settled() -> None:

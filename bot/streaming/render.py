@@ -1259,6 +1259,37 @@ def _verbatim(markdown: str) -> list[tuple[int, int]]:
     return kept
 
 
+def dollar_math(markdown: str) -> list[tuple[int, int]]:
+    """Where `markdown`'s `$…$` and `$$…$$` math is (character ranges, in order), as `render`
+    reads it: pulldown-cmark's pairing (no closing `$` after a space: `$20/month** … is $40`
+    is no math), then telegramify-markdown's rule for prices, a closing `$` before a digit
+    (`$1,000 and **$2,000`) making both `$` text, with the rest paired again without them."""
+    source = markdown
+    while True:
+        found = list(_math_ranges(source))
+        prices = [
+            (begin, end)
+            for kind, begin, end in found
+            if kind == "InlineMath" and source[end : end + 1].isdigit()
+        ]
+        if not prices:
+            return [(begin, end) for _, begin, end in found]
+        for begin, end in prices:  # (a character that is no delimiter, in the same place)
+            source = f"{source[:begin]}%{source[begin + 1 : end - 1]}%{source[end:]}"
+
+
+def _math_ranges(markdown: str) -> Iterator[tuple[str, int, int]]:
+    """pulldown-cmark's math in `markdown`: its kind and character range."""
+    data = markdown.encode("utf-8")
+    ascii_only = len(data) == len(markdown)
+    for payload, span in pyromark.events_with_range(markdown, options=STANDARD_OPTIONS):
+        if isinstance(payload, dict) and ("InlineMath" in payload or "DisplayMath" in payload):
+            begin, end = span["start"], span["end"]
+            if not ascii_only:
+                begin, end = len(data[:begin].decode("utf-8")), len(data[:end].decode("utf-8"))
+            yield next(iter(payload)), begin, end
+
+
 def _escape(markdown: str, verbatim: list[tuple[int, int]]) -> tuple[str, list[int], bool]:
     """`markdown` with `<`, `||` and arithmetic `*` escaped outside `verbatim`; where characters
     were inserted (in the result); whether a `<` that may open an HTML block was escaped."""

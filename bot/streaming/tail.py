@@ -34,6 +34,7 @@ from bot.streaming.render import (
     TAG_NAMES,
     alert_sample,
     as_meant,
+    dollar_math,
     escaped,
     first_letter,
     is_ascii_alnum,
@@ -89,7 +90,8 @@ _OPEN_TITLE = re.compile(r" {0,3}\[[^\]\n]+\]:[ \t]*\S+[ \t]+(?:\"[^\"\n]*|'[^'\
 _ADDRESS = re.compile(
     r"\]\((?:<[^<>\n]*>|[^\s()<]*(?:\([^\s()]*\)[^\s()]*)*)|<[A-Za-z][A-Za-z0-9+.-]{1,31}:[^\s<>]*>"
 )
-_CLOSED_MATH = re.compile(r"\$\$.+?\$\$|\$[^$\n]+?\$|\\\(.+?\\\)|\\\[.+?\\\]", re.DOTALL)
+# LaTeX math closed (dollars' as `render` reads them: `dollar_math`).
+_CLOSED_TEX = re.compile(r"\\\(.+?\\\)|\\\[.+?\\\]", re.DOTALL)
 _MATH_CLOSER = {"\\(": "\\)", "\\[": "\\]", "$$": "$$", "$": "$"}
 _PUNCTUATION = frozenset("!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~")
 
@@ -490,11 +492,14 @@ def _closers(line: str) -> str:
 
 def _opaque(text: str, spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
     """`spans` (code) with what else in `text` holds no markers, outside them, in order: closed
-    math (`$\\vec{v}_d$` opens no emphasis: its `_` had a stray `_` closing it at the end),
-    links' addresses (nor does `https://a.io/_b`) and an HTML link's tags (`target="_blank"`)."""
+    math (`$\\vec{v}_d$` opens no emphasis: its `_` had a stray `_` closing it at the end), as
+    `render` reads it (`**$20/month** … is $40` is none: its `**` closes), links' addresses
+    (nor does `https://a.io/_b`) and an HTML link's tags (`target="_blank"`)."""
     found: list[tuple[int, int]] = []
-    if "$" in text or "\\(" in text or "\\[" in text:
-        found += [match.span() for match in _CLOSED_MATH.finditer(text)]
+    if "$" in text:
+        found += dollar_math(text)
+    if "\\(" in text or "\\[" in text:
+        found += [match.span() for match in _CLOSED_TEX.finditer(text)]
     if "](" in text or "<" in text:
         found += [match.span() for match in _ADDRESS.finditer(text)]
     if "<" in text:
