@@ -144,6 +144,12 @@ from tests.test_render_split import CountingRenderer, assert_valid, inline, squa
         ("*Note: 2**10", "*Note: 2**10*"),
         ("f(*args) and 2*3", "f(*args) and 2*3"),  # Python's stars, and a product
         ("Use **kwargs for", "Use **kwargs for"),
+        # ... held while they are written: emphasis (`*another*`) or not is known with the word.
+        ("Call f(*ar", "Call f("),
+        ("Call f(*args, **kwar", "Call f(*args,"),
+        ("It is *a", "It is"),
+        ("x = a*ar", "x = a*ar"),  # arithmetic
+        ("run `f(*a", "run `f(*a`"),  # code
         (r"Escaped: \*not italic\*", r"Escaped: \*not italic\*"),
         ("y = 2*x\n", "y = 2*x"),
         ("a **b\n", "a **b**"),  # the paragraph may go on
@@ -309,6 +315,11 @@ def assert_streams_as_final(answer: str) -> None:
 )
 def test_formatted_prices_stream_without_stray_markers(answer: str) -> None:
     assert_streams_as_final(answer)
+
+
+def test_python_stars_stream_without_emphasis() -> None:
+    """`f(*a` showed "a" in italics, `**kwarg` "kwarg" in bold, then the stars came back."""
+    assert_streams_as_final("Call f(*args, **kwargs) to pass them, *also* this **key** one.")
 
 
 def test_the_final_state_is_not_settled() -> None:

@@ -141,7 +141,8 @@ _P_ONLY = re.compile(r"((?:[ \t]*>)*)[ \t]*(?:</?p(?:\s[^<>\n]*)?>[ \t]*)+(?=\r?
 # space it may be the tag written about.
 _GLUED_BREAK = re.compile(r"(?<=\S)<br\s*/?>[ \t]*(?=(\r?\n|$)?)", re.IGNORECASE)
 # Python's `*args` and `**kwargs`, which open no emphasis (`**args**` in bold does).
-PYTHON_STARS = re.compile(r"(?:args|kwargs)\b(?!\*)")
+PYTHON_NAMES = ("args", "kwargs")
+PYTHON_STARS = re.compile(rf"(?:{'|'.join(PYTHON_NAMES)})\b(?!\*)")
 # Python's dunders, `__init__`, in prose: not bold (`__Note__`, capitalized, may be).
 _DUNDER = re.compile(r"(?<![\w\\])__([a-z][a-z0-9_]*?)__(?!\w)")
 # Math in a table's row with a pipe in it (`$y = |x|$`): GFM cuts cells at every pipe first.

@@ -29,6 +29,7 @@ from bot.streaming.render import (
     ANCHOR,
     ATTRIBUTES,
     P_OPEN,
+    PYTHON_NAMES,
     PYTHON_STARS,
     TABLE_ROW,
     TAG_NAMES,
@@ -75,6 +76,10 @@ _BLOCK_LINE = re.compile(rf" {{0,3}}(?:[-+*](?:[ \t]|$)|\d{{1,9}}[.)](?:[ \t]|$)
 # written, which under a line of text reads as a heading's underline (`Options:\n-` would flash
 # as a heading "Options:" until the item's text came); or a heading's `#` before its text.
 _BARE_MARKER = re.compile(r"(?:[ \t]*>)*[ \t]*(?:-+|=+|[*+]|\d{1,9}[.)]?|#{1,6})[ \t]*")
+# Python's `*args` or `**kwargs` being written (`f(*ar`), not after a letter or digit (`a*ar`:
+# arithmetic) or another star.
+_PYTHON_NAME_STARTS = "|".join(name[:k] for name in PYTHON_NAMES for k in range(1, len(name)))
+_PYTHON_NAME_BEING_WRITTEN = re.compile(rf"(?<![*A-Za-z0-9])\*{{1,2}}(?:{_PYTHON_NAME_STARTS})$")
 _OPEN_AUTOLINK = re.compile(r"<[A-Za-z][A-Za-z0-9+.-]{1,31}:[^\s<>]*$")
 _ESCAPE_OR_MARKERS = re.compile(r"\\.|\*+|_+|~+")
 _ESCAPE = re.compile(r"\\.", re.DOTALL)
@@ -183,7 +188,7 @@ def _settle(markdown: str, ended: bool) -> str:
     # closes nothing: the paragraph may go on).
     start = _paragraph_start(markdown, start)
     # Half a marker (`**bold*`) goes, also when it is left at the end by a link's `[` going.
-    line = _before_open_tag(_before_open_math(markdown[start:]))
+    line = _before_python_stars(_before_open_tag(_before_open_math(markdown[start:])))
     if escaped(line, len(line)):
         line = line[:-1]  # an escape being written (`\(` to come): a lone `\` would flash by
     line = _strip_tail(_link_text(_strip_tail(line, trailing)), trailing)
@@ -384,6 +389,20 @@ def _before_open_tag(line: str) -> str:
     if half and any(name.startswith(half[1].lower()) for name in _HALF_TAG_NAMES):
         return line[: half.start()]
     return line
+
+
+def _before_python_stars(line: str) -> str:
+    """`line` up to Python's `*args` or `**kwargs` being written (`f(*ar`, outside code): until
+    its word is complete it may as well open emphasis (`*another*`), and `render` keeps the
+    stars of `*args` (`PYTHON_STARS`): neither the stars nor an italic "ar" is to show yet."""
+    if "*" not in line[-8:]:
+        return line
+    stars = _PYTHON_NAME_BEING_WRITTEN.search(line)
+    if stars is None or escaped(line, stars.start()):
+        return line
+    if any(start <= stars.start() < end for start, end in code_spans(line)):
+        return line
+    return line[: stars.start()]
 
 
 def _close_paragraph(markdown: str) -> str:
