@@ -124,6 +124,12 @@ from tests.test_render_split import CountingRenderer, assert_valid, inline, squa
         ("**done** and *done*", "**done** and *done*"),
         ("2 * 3 = 6", "2 * 3 = 6"),
         ("snake_case_na", "snake_case_na"),
+        # A Python dunder being written: no `__` made up to close it (`__ini__`).
+        ("Define __ini", "Define __ini"),
+        ("Define __init_", "Define __init"),
+        ("a __init__ and __na", "a __init__ and __na"),
+        ("A __Bold", "A __Bold__"),  # capitalized: bold, maybe
+        ("**use __i", "**use __i**"),
         ("- **item", "- **item**"),
         # Emphasis and links run on across a paragraph's soft line breaks, not across blocks.
         ("**open on an earlier line\nand more", "**open on an earlier line\nand more**"),
@@ -320,6 +326,10 @@ def test_formatted_prices_stream_without_stray_markers(answer: str) -> None:
 def test_python_stars_stream_without_emphasis() -> None:
     """`f(*a` showed "a" in italics, `**kwarg` "kwarg" in bold, then the stars came back."""
     assert_streams_as_final("Call f(*args, **kwargs) to pass them, *also* this **key** one.")
+
+
+def test_dunders_stream_as_written() -> None:
+    assert_streams_as_final("Define __init__ and __name__ in the class, and __Note__ here.")
 
 
 def test_the_final_state_is_not_settled() -> None:

@@ -80,6 +80,9 @@ _BARE_MARKER = re.compile(r"(?:[ \t]*>)*[ \t]*(?:-+|=+|[*+]|\d{1,9}[.)]?|#{1,6})
 # arithmetic) or another star.
 _PYTHON_NAME_STARTS = "|".join(name[:k] for name in PYTHON_NAMES for k in range(1, len(name)))
 _PYTHON_NAME_BEING_WRITTEN = re.compile(rf"(?<![*A-Za-z0-9])\*{{1,2}}(?:{_PYTHON_NAME_STARTS})$")
+# A Python dunder's name being written after its `__` (`__ini`), to the end: `render` shows a
+# dunder as written, not bold (its `_DUNDER`).
+_DUNDER_NAME = re.compile(r"[a-z][a-z0-9_]*")
 _OPEN_AUTOLINK = re.compile(r"<[A-Za-z][A-Za-z0-9+.-]{1,31}:[^\s<>]*$")
 _ESCAPE_OR_MARKERS = re.compile(r"\\.|\*+|_+|~+")
 _ESCAPE = re.compile(r"\\.", re.DOTALL)
@@ -551,7 +554,7 @@ def _open_runs(text: str, spans: list[tuple[int, int]]) -> list[list[Any]]:
     CommonMark's flanking rules and its "rule of 3" (`**a*b` leaves the `*` literal), with two
     liberties: a run closes whenever the character before it is not a space, and `*` between
     two letters or digits (`a*b`, `2**10`) does not open: it is arithmetic far more often than
-    emphasis; nor does Python's `*args` or `**kwargs`."""
+    emphasis; nor does Python's `*args` or `**kwargs`, or a dunder being written (`__ini`)."""
     stack: list[list[Any]] = []
     if "*" not in text and "_" not in text and "~" not in text:
         return stack
@@ -579,6 +582,7 @@ def _open_runs(text: str, spans: list[tuple[int, int]]) -> list[list[Any]]:
         both = left and right
         if ch == "_":
             can_open = left and (not right or _is_punctuation(before))
+            can_open = can_open and not _dunder_being_written(text, i, run)
             can_close = can_close and (after.isspace() or _is_punctuation(after))
             both = can_open and can_close
         elif ch == "*" and is_ascii_alnum(before) and is_ascii_alnum(after):
@@ -601,6 +605,17 @@ def _open_runs(text: str, spans: list[tuple[int, int]]) -> list[list[Any]]:
         if can_open:
             stack.append([ch, min(run, 3), run, both, i])
     return stack
+
+
+def _dunder_being_written(text: str, i: int, run: int) -> bool:
+    """Whether the `__` at `i` opens a Python dunder whose name runs to the end of `text`
+    (`__ini`, to be `__init__`): no emphasis to close for it, its closing `__` is to come."""
+    before = text[i - 1] if i else " "
+    return (
+        run == 2
+        and not (before.isalnum() or before == "\\")
+        and bool(_DUNDER_NAME.fullmatch(text, i + run))
+    )
 
 
 def _opener(stack: list[list[Any]], ch: str, run: int, both: bool) -> int | None:
