@@ -117,6 +117,11 @@ from tests.test_render_split import CountingRenderer, assert_valid, inline, squa
         # An autolink being written shows without its bracket, as it will once complete.
         ("see <https://exa", "see https://exa"),
         ("see <https://a.io> and <mailto:x", "see <https://a.io> and mailto:x"),
+        ("see <h", "see"),  # ... and before its `:`, no bracket that goes once it comes
+        ("see <https", "see"),
+        ("mail <mailt", "mail"),
+        ("use <htm", "use <htm"),  # no scheme: shown as written
+        ("run `<http", "run `<http`"),  # code
         ("`<https://exa", "`<https://exa`"),  # code
         (r"\<https://exa", r"\<https://exa"),  # escaped
         ("Vec<T", "Vec<T"),
@@ -330,6 +335,10 @@ def test_python_stars_stream_without_emphasis() -> None:
 
 def test_dunders_stream_as_written() -> None:
     assert_streams_as_final("Define __init__ and __name__ in the class, and __Note__ here.")
+
+
+def test_autolinks_stream_without_their_bracket() -> None:
+    assert_streams_as_final("See <https://example.com/a> now, or <mailto:a@b.co>; <html> too.")
 
 
 def test_the_final_state_is_not_settled() -> None:

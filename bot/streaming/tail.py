@@ -83,6 +83,9 @@ _PYTHON_NAME_BEING_WRITTEN = re.compile(rf"(?<![*A-Za-z0-9])\*{{1,2}}(?:{_PYTHON
 # A Python dunder's name being written after its `__` (`__ini`), to the end: `render` shows a
 # dunder as written, not bold (its `_DUNDER`).
 _DUNDER_NAME = re.compile(r"[a-z][a-z0-9_]*")
+_SCHEMES = ("https", "mailto")
+_SCHEME_STARTS = "|".join(scheme[:k] for scheme in _SCHEMES for k in range(1, len(scheme) + 1))
+_SCHEME_BEING_WRITTEN = re.compile(rf"<(?:{_SCHEME_STARTS})$")
 _OPEN_AUTOLINK = re.compile(r"<[A-Za-z][A-Za-z0-9+.-]{1,31}:[^\s<>]*$")
 _ESCAPE_OR_MARKERS = re.compile(r"\\.|\*+|_+|~+")
 _ESCAPE = re.compile(r"\\.", re.DOTALL)
@@ -191,11 +194,19 @@ def _settle(markdown: str, ended: bool) -> str:
     # closes nothing: the paragraph may go on).
     start = _paragraph_start(markdown, start)
     # Half a marker (`**bold*`) goes, also when it is left at the end by a link's `[` going.
-    line = _before_python_stars(_before_open_tag(_before_open_math(markdown[start:])))
+    line = _held_back(markdown[start:])
     if escaped(line, len(line)):
         line = line[:-1]  # an escape being written (`\(` to come): a lone `\` would flash by
     line = _strip_tail(_link_text(_strip_tail(line, trailing)), trailing)
     return _close_paragraph(markdown[:start] + line + _closers(line))
+
+
+def _held_back(line: str) -> str:
+    """`line` without what is still being written at its end and will show otherwise once it
+    is complete (math, a tag, a scheme, Python's stars)."""
+    for hold in (_before_open_math, _before_open_tag, _before_scheme, _before_python_stars):
+        line = hold(line)
+    return line
 
 
 def open_emphasis(markdown: str) -> tuple[str, int]:
@@ -392,6 +403,20 @@ def _before_open_tag(line: str) -> str:
     if half and any(name.startswith(half[1].lower()) for name in _HALF_TAG_NAMES):
         return line[: half.start()]
     return line
+
+
+def _before_scheme(line: str) -> str:
+    """`line` up to an autolink's `<` and scheme being written (`<http`, outside code): with its
+    `:` it shows without its bracket (`_link_text`), as it will once complete; before, the
+    bracket would flash by. Only schemes models write in one: a `<` in prose shows at once."""
+    if "<" not in line[-8:]:
+        return line
+    scheme = _SCHEME_BEING_WRITTEN.search(line)
+    if scheme is None or escaped(line, scheme.start()):
+        return line
+    if any(start <= scheme.start() < end for start, end in code_spans(line)):
+        return line
+    return line[: scheme.start()]
 
 
 def _before_python_stars(line: str) -> str:
