@@ -25,6 +25,14 @@ from tests.test_render_split import CountingRenderer, assert_valid, inline, squa
         ("in ***both", "in ***both***"),
         ("see [the docs](https://exa", "see the docs"),
         ("see [the do", "see the do"),
+        # An image being written: its symbol, then its text, as it will show; no `!` first.
+        ("See !", "See"),
+        ("See ![", "See 🖼"),
+        ("See ![al", "See 🖼al"),
+        ("See ![alt](https://e.c", "See 🖼alt"),
+        ("![Diag", "🖼Diag"),  # (no link definition being written)
+        ("Wow!", "Wow!"),
+        ("run `a !", "run `a !`"),
         ("**[docs](https://ex", "**docs**"),
         # An address with parentheses in it is complete when they balance (Wikipedia's are).
         ("[Python](https://w.org/wiki/Python_(language)", "Python"),
@@ -339,6 +347,13 @@ def test_dunders_stream_as_written() -> None:
 
 def test_autolinks_stream_without_their_bracket() -> None:
     assert_streams_as_final("See <https://example.com/a> now, or <mailto:a@b.co>; <html> too.")
+
+
+def test_images_stream_as_their_symbol_and_text() -> None:
+    assert_streams_as_final(
+        "See ![alt text](https://e.com/i.png) here! And ![](https://e.com/j.png)."
+    )
+    assert_streams_as_final("![Diagram](https://e.com/d.png)\n\nWow ! Done.")
 
 
 def test_the_final_state_is_not_settled() -> None:

@@ -577,6 +577,7 @@ _CONFIG.markdown_symbol.task_uncompleted = "\N{BALLOT BOX}"  # ☐
 # final answer (a warning, a quoted passage: what the user is to read), and collapsing mid-stream
 # once it grew past 200.
 _CONFIG.cite_expandable = False
+IMAGE = _CONFIG.markdown_symbol.image  # what an image shows before its text (its own: a link)
 
 
 def _convert(markdown: str) -> tuple[str, list[Any]]:

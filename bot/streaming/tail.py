@@ -21,13 +21,14 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from bot.streaming.code import code_spans
 from bot.streaming.render import (
     ANCHOR,
     ATTRIBUTES,
+    IMAGE,
     P_OPEN,
     PYTHON_NAMES,
     PYTHON_STARS,
@@ -86,6 +87,7 @@ _DUNDER_NAME = re.compile(r"[a-z][a-z0-9_]*")
 _SCHEMES = ("https", "mailto")
 _SCHEME_STARTS = "|".join(scheme[:k] for scheme in _SCHEMES for k in range(1, len(scheme) + 1))
 _SCHEME_BEING_WRITTEN = re.compile(rf"<(?:{_SCHEME_STARTS})$")
+_BEFORE_IMAGE = frozenset(("", " ", "\t", "\n", "(", "[", "*", "_", "~", ">"))  # (`!` after it)
 _OPEN_AUTOLINK = re.compile(r"<[A-Za-z][A-Za-z0-9+.-]{1,31}:[^\s<>]*$")
 _ESCAPE_OR_MARKERS = re.compile(r"\\.|\*+|_+|~+")
 _ESCAPE = re.compile(r"\\.", re.DOTALL)
@@ -203,8 +205,15 @@ def _settle(markdown: str, ended: bool) -> str:
 
 def _held_back(line: str) -> str:
     """`line` without what is still being written at its end and will show otherwise once it
-    is complete (math, a tag, a scheme, Python's stars)."""
-    for hold in (_before_open_math, _before_open_tag, _before_scheme, _before_python_stars):
+    is complete (math, a tag, a scheme, an image's `!`, Python's stars)."""
+    holds: tuple[Callable[[str], str], ...] = (
+        _before_open_math,
+        _before_open_tag,
+        _before_scheme,
+        _before_image,
+        _before_python_stars,
+    )
+    for hold in holds:
         line = hold(line)
     return line
 
@@ -311,7 +320,8 @@ def _outside_code(
 def _link_text(line: str) -> str:
     """`[text](https://exa` and `[text` at the end of a line become `text`: the link's text is
     shown as it grows, and the link appears when it is complete. So does `<https://exa`, an
-    autolink being written (complete, it shows without its brackets)."""
+    autolink being written (complete, it shows without its brackets), and an image's
+    `![text`, after the symbol that it shows before its text."""
     if "<" in line:
         autolink = _OPEN_AUTOLINK.search(line)
         kept = list(_outside_code([autolink], code_spans(line))) if autolink else []
@@ -327,6 +337,7 @@ def _link_text(line: str) -> str:
             continue
         rest = line[match.end() :]
         close = rest.find("]")
+        symbol = IMAGE if match[0][0] == "!" else ""
         if rest.startswith("^"):  # a footnote: `¹` once its `]` comes, nothing before
             return line if close != -1 else line[:at]
         if close == -1 and before == "]":  # `[FAQ][fa`: a link to a definition being written
@@ -352,18 +363,18 @@ def _link_text(line: str) -> str:
             return line[:at]
         box, after = (rest, "") if close == -1 else (rest[:close], rest[close + 1 :])
         task = box in ("", " ", "x", "X") and not after.strip()
-        if task and _ITEM_START.fullmatch(line, start, at):
+        if not symbol and task and _ITEM_START.fullmatch(line, start, at):
             return line[:start]  # a task's `- [x]`: ☐ or ✅ to come with its text, not a bullet
-        if not line[start:at].strip(" ") and not after.strip(": \t") and _label_like(box):
+        if not symbol and _definition_like(line[start:at], box, after):
             # At a line's start, maybe a link definition being written (`[faq]: `), which
-            # shows nothing: nothing until it is known.
+            # shows nothing: nothing until it is known. (An image is neither.)
             return line[:start]
         if close == -1:
-            return line[:at] + rest  # `[text`
+            return line[:at] + symbol + rest  # `[text`
         if not after or (after.startswith("(") and _address_open(after)):
             # `[text](https://exa`, or `[text]` that may be about to get its address (if not,
             # as in a citation `[1]`, the brackets come back with the next piece of text).
-            return line[:at] + rest[:close]
+            return line[:at] + symbol + rest[:close]
         return line  # a complete link, or brackets followed by text
     return line
 
@@ -372,6 +383,12 @@ def _indexed(before: str) -> bool:
     """Whether a `[` after `before` opens no link but an index (`dp[i]`, `data["a"]["b"]`,
     `f(x)[0]`). After a Chinese character it is a link: Chinese text has no spaces."""
     return is_ascii_alnum(before) or before in "])\"'_"
+
+
+def _definition_like(before: str, label: str, after: str) -> bool:
+    """Whether brackets around `label`, after `before` on their line and before `after`, may
+    be a link definition being written."""
+    return not before.strip(" ") and not after.strip(": \t") and _label_like(label)
 
 
 def _label_like(text: str) -> bool:
@@ -417,6 +434,17 @@ def _before_scheme(line: str) -> str:
     if any(start <= scheme.start() < end for start, end in code_spans(line)):
         return line
     return line[: scheme.start()]
+
+
+def _before_image(line: str) -> str:
+    """`line` without a `!` at its end that may open an image (after a space, at a line's
+    start, outside code): with its `[` it shows as the image's symbol (`_link_text`). An
+    exclamation ending a word shows at once."""
+    if not line.endswith("!") or line[-2:-1] not in _BEFORE_IMAGE or escaped(line, len(line) - 1):
+        return line
+    if any(end == len(line) for _, end in code_spans(line)):
+        return line
+    return line[:-1]
 
 
 def _before_python_stars(line: str) -> str:
