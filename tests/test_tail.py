@@ -125,6 +125,7 @@ from tests.test_render_split import CountingRenderer, assert_valid, inline, squa
         # An autolink being written shows without its bracket, as it will once complete.
         ("see <https://exa", "see https://exa"),
         ("see <https://a.io> and <mailto:x", "see <https://a.io> and mailto:x"),
+        (r"see <https://a.io/_b", r"see https://a.io/\_b"),  # (no emphasis in it)
         ("see <h", "see"),  # ... and before its `:`, no bracket that goes once it comes
         ("see <https", "see"),
         ("mail <mailt", "mail"),
@@ -347,6 +348,7 @@ def test_dunders_stream_as_written() -> None:
 
 def test_autolinks_stream_without_their_bracket() -> None:
     assert_streams_as_final("See <https://example.com/a> now, or <mailto:a@b.co>; <html> too.")
+    assert_streams_as_final("See <https://a.io/_b_/*c*> now.")
 
 
 def test_images_stream_as_their_symbol_and_text() -> None:

@@ -88,6 +88,7 @@ _SCHEMES = ("https", "mailto")
 _SCHEME_STARTS = "|".join(scheme[:k] for scheme in _SCHEMES for k in range(1, len(scheme) + 1))
 _SCHEME_BEING_WRITTEN = re.compile(rf"<(?:{_SCHEME_STARTS})$")
 _BEFORE_IMAGE = frozenset(("", " ", "\t", "\n", "(", "[", "*", "_", "~", ">"))  # (`!` after it)
+_MARKUP = re.compile(r"[\\`*_~\[\]$]")  # what Markdown may read as markup, escaped in an address
 _OPEN_AUTOLINK = re.compile(r"<[A-Za-z][A-Za-z0-9+.-]{1,31}:[^\s<>]*$")
 _ESCAPE_OR_MARKERS = re.compile(r"\\.|\*+|_+|~+")
 _ESCAPE = re.compile(r"\\.", re.DOTALL)
@@ -327,7 +328,8 @@ def _link_text(line: str) -> str:
         kept = list(_outside_code([autolink], code_spans(line))) if autolink else []
         at = kept[0].start() if kept else -1
         if at >= 0 and line[at - 1 : at] != "\\":  # not escaped, not in code
-            line = line[:at] + line[at + 1 :]
+            # (Its `_` and `*` are no markers: `<https://a.io/_b` opens no emphasis.)
+            line = line[:at] + _MARKUP.sub(r"\\\g<0>", line[at + 1 :])
     if "[" not in line:
         return line
     for match in reversed(list(_outside_code(_LINK_START.finditer(line), code_spans(line)))):
