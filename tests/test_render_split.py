@@ -302,6 +302,14 @@ def test_brackets_in_a_link_address_are_not_math() -> None:
         ("f(*args) and 2*3 = 6", "f(*args) and 2*3 = 6", []),
         ("Use *args; 2*3*4 = 24", "Use *args; 2*3*4 = 24", []),
         ("*Note 1*2 and **args** too", "Note 12 and args too", ["italic", "bold"]),
+        # Between prices, which are no math (`$…**$6`: a `$` before a digit), it is arithmetic
+        # too (it was "23 and 45", in italics between).
+        (
+            "Costs $5 for 2*3 and 4*5 then **$6** ok",
+            "Costs $5 for 2*3 and 4*5 then $6 ok",
+            ["bold"],
+        ),
+        ("In $x*y$ math, 2*3", "In x*y math, 2*3", ["code"]),
     ],
 )
 def test_arithmetic_stars_are_not_emphasis(markdown: str, shown: str, styles: list[str]) -> None:
