@@ -325,6 +325,8 @@ def test_autolinks_are_links_not_html() -> None:
     assert render("See <https://a.io/x?y=1||> now") == Part("See https://a.io/x?y=1|| now", (link,))
     assert render("Mail <a.b@example.com>.").text == "Mail a.b@example.com."
     assert render("`<https://a.io>` and Vec<T>").text == "<https://a.io> and Vec<T>"
+    # Between prices, which are no math (`$…**$6`: a `$` before a digit), too.
+    assert render("From $5 <https://a.io> to **$6**").text == "From $5 https://a.io to $6"
 
 
 def test_a_link_address_in_angle_brackets_is_a_link() -> None:

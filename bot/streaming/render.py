@@ -1227,16 +1227,15 @@ def keep_literal(markdown: str) -> str:
 
 def _verbatim(markdown: str) -> list[tuple[int, int]]:
     """Where code, math and autolinks (`<https://…>`, `<name@example.com>`) are (character
-    ranges, in order): nothing in them is markup, and an autolink's `<` is not HTML. (Math as
-    `render` reads it, prices not: `$5 for 2*3 and 4*5 … **$6**` lost its stars.)"""
-    data = markdown.encode("utf-8")
-    ascii_only = len(data) == len(markdown)
-    ranges = dollar_math(markdown) if "$" in markdown else []
-    for payload, span in pyromark.events_with_range(markdown, options=STANDARD_OPTIONS):
+    ranges, in order): nothing in them is markup, and an autolink's `<` is not HTML. (As
+    `render` reads them, prices no math: `$5 for 2*3 and 4*5 … **$6**` lost its stars.)"""
+    data, events = _parsed(markdown)
+    ranges: list[tuple[int, int]] = []
+    for payload, span in events:
         if not isinstance(payload, dict):
             continue
         start = payload.get("Start")
-        literal = "Code" in payload
+        literal = "Code" in payload or "InlineMath" in payload or "DisplayMath" in payload
         if isinstance(start, dict):
             link = start.get("Link")
             literal = "CodeBlock" in start or (
@@ -1251,9 +1250,7 @@ def _verbatim(markdown: str) -> list[tuple[int, int]]:
                 continue
             begin, literal = angled + 2, True
         if literal:
-            if not ascii_only:
-                begin, end = len(data[:begin].decode("utf-8")), len(data[:end].decode("utf-8"))
-            ranges.append((begin, end))
+            ranges.append(_characters(data, len(markdown), begin, end))
     ranges.sort()  # (a link's address comes before the code in its text)
     kept: list[tuple[int, int]] = []
     for begin, end in ranges:
@@ -1264,33 +1261,46 @@ def _verbatim(markdown: str) -> list[tuple[int, int]]:
 
 def dollar_math(markdown: str) -> list[tuple[int, int]]:
     """Where `markdown`'s `$…$` and `$$…$$` math is (character ranges, in order), as `render`
-    reads it: pulldown-cmark's pairing (no closing `$` after a space: `$20/month** … is $40`
-    is no math), then telegramify-markdown's rule for prices, a closing `$` before a digit
-    (`$1,000 and **$2,000`) making both `$` text, with the rest paired again without them."""
-    source = markdown
+    reads it (`_parsed`: `$20/month** … is $40` and `$1,000 and **$2,000` are none)."""
+    data, events = _parsed(markdown)
+    return [
+        _characters(data, len(markdown), span["start"], span["end"])
+        for payload, span in events
+        if isinstance(payload, dict) and ("InlineMath" in payload or "DisplayMath" in payload)
+    ]
+
+
+def _parsed(markdown: str) -> tuple[bytes, tuple[Any, ...]]:
+    """pyromark's events (with their byte ranges) for `markdown` as `render` reads it, and the
+    UTF-8 text they are of: pulldown-cmark's math (no closing `$` after a space), then
+    telegramify-markdown's rule for prices, a closing `$` before a digit making both `$` text
+    (`$1,000 and **$2,000`), the rest paired again without them. (They are `%` in the text, in
+    the same places: no delimiter.)"""
+    data = markdown.encode("utf-8")
     while True:
-        found = list(_math_ranges(source))
+        events = tuple(pyromark.events_with_range(data.decode("utf-8"), options=STANDARD_OPTIONS))
+        if b"$" not in data:
+            return data, events
         prices = [
-            (begin, end)
-            for kind, begin, end in found
-            if kind == "InlineMath" and source[end : end + 1].isdigit()
+            span
+            for payload, span in events
+            if isinstance(payload, dict)
+            and "InlineMath" in payload
+            and data[span["end"] : span["end"] + 1].isdigit()
         ]
         if not prices:
-            return [(begin, end) for _, begin, end in found]
-        for begin, end in prices:  # (a character that is no delimiter, in the same place)
-            source = f"{source[:begin]}%{source[begin + 1 : end - 1]}%{source[end:]}"
+            return data, events
+        text = bytearray(data)
+        for span in prices:
+            text[span["start"]] = text[span["end"] - 1] = ord("%")
+        data = bytes(text)
 
 
-def _math_ranges(markdown: str) -> Iterator[tuple[str, int, int]]:
-    """pulldown-cmark's math in `markdown`: its kind and character range."""
-    data = markdown.encode("utf-8")
-    ascii_only = len(data) == len(markdown)
-    for payload, span in pyromark.events_with_range(markdown, options=STANDARD_OPTIONS):
-        if isinstance(payload, dict) and ("InlineMath" in payload or "DisplayMath" in payload):
-            begin, end = span["start"], span["end"]
-            if not ascii_only:
-                begin, end = len(data[:begin].decode("utf-8")), len(data[:end].decode("utf-8"))
-            yield next(iter(payload)), begin, end
+def _characters(data: bytes, length: int, begin: int, end: int) -> tuple[int, int]:
+    """A byte range of UTF-8 `data` (`length` characters long) as a character range."""
+    if len(data) == length:
+        return begin, end
+    return len(data[:begin].decode("utf-8")), len(data[:end].decode("utf-8"))
 
 
 def _escape(markdown: str, verbatim: list[tuple[int, int]]) -> tuple[str, list[int], bool]:
