@@ -82,6 +82,10 @@ from tests.test_render_split import CountingRenderer, assert_valid, inline, squa
         ("Old price ~~$10~~ and now $8 t", "Old price ~~$10~~ and now $8 t"),
         ("Pay *$5* now and $6 l", "Pay *$5* now and $6 l"),
         ("Between $1,000 and **$2,000*", "Between $1,000 and **$2,000**"),  # (`$…$2`: prices)
+        # ... so math closed at the very end is not known to be math until what follows it is.
+        ("If $5 < b **$", "If"),
+        ("the radius $r$", "the radius"),
+        ("the radius $r$.", "the radius $r$."),
         ("Budget:\n- $1,000,000", "Budget:\n"),  # held: no bare `-` under `Budget:`
         ("text<br/", "text"),
         # Closed math is no emphasis: its `_` had a stray `_` closing it at the line's end.
@@ -331,6 +335,7 @@ def assert_streams_as_final(answer: str) -> None:
         "Pay *$5* now and $6 later today.",
         "Between $1,000 and **$2,000** per year usually.",
         "The **total** is $5 and **tax** is $1 extra.",
+        "If $5 < b **$5** then $x$ and $y$.",
     ],
 )
 def test_formatted_prices_stream_without_stray_markers(answer: str) -> None:

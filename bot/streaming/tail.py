@@ -523,7 +523,8 @@ def _before_open_math(line: str) -> str:
     (`bot.streaming.render.tex_math`); left out, it appears converted. A `$` before a digit or
     a space is not held back: `$5` is a price far more often than math, unless what follows it
     on its line is math (`$0 < x < 2`, `$1 \pm \sqrt{3}`, as DeepSeek writes), before another
-    price (`$5 < $10`)."""
+    price (`$5 < $10`). A `$` closing it at the very end does not yet: before a digit, both
+    `$` are prices (`$5 < b **$5**`)."""
     if "\\(" not in line and "\\[" not in line and "$" not in line:
         return line
     opened: re.Match[str] | None = None
@@ -537,7 +538,7 @@ def _before_open_math(line: str) -> str:
             ):
                 opened = mark
         elif token == _MATH_CLOSER.get(opened[0]) and (
-            token != "$" or not line[mark.start() - 1].isspace()
+            token != "$" or (not line[mark.start() - 1].isspace() and mark.end() < len(line))
         ):
             opened = None
     return line if opened is None else line[: opened.start()]
