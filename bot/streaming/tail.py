@@ -430,7 +430,7 @@ def _before_scheme(line: str) -> str:
     bracket would flash by. Only schemes models write in one: a `<` in prose shows at once."""
     if "<" not in line[-8:]:
         return line
-    scheme = _SCHEME_BEING_WRITTEN.search(line)
+    scheme = _SCHEME_BEING_WRITTEN.search(line, len(line) - 8)
     if scheme is None or escaped(line, scheme.start()):
         return line
     if any(start <= scheme.start() < end for start, end in code_spans(line)):
@@ -455,7 +455,7 @@ def _before_python_stars(line: str) -> str:
     stars of `*args` (`PYTHON_STARS`): neither the stars nor an italic "ar" is to show yet."""
     if "*" not in line[-8:]:
         return line
-    stars = _PYTHON_NAME_BEING_WRITTEN.search(line)
+    stars = _PYTHON_NAME_BEING_WRITTEN.search(line, len(line) - 8)
     if stars is None or escaped(line, stars.start()):
         return line
     if any(start <= stars.start() < end for start, end in code_spans(line)):
