@@ -327,12 +327,17 @@ async def test_what_a_chat_is_to_show_once_it_lets_the_bot_back_in_is_taken_once
     assert await store.take_left(6) == ['["other chat"]']
 
 
-async def test_schema_3_database_migrates_to_leftovers(tmp_path: Path) -> None:
-    path = tmp_path / "bot.sqlite3"
+def _database_at(path: Path, schema: int) -> Path:
+    """A database as a version of the bot with that schema left it."""
     conn = sqlite3.connect(path)
-    for version, script in enumerate(MIGRATIONS[:3], start=1):
+    for version, script in enumerate(MIGRATIONS[:schema], start=1):
         conn.executescript(f"BEGIN;\n{script}\nPRAGMA user_version = {version};\nCOMMIT;")
     conn.close()
+    return path
+
+
+async def test_schema_3_database_migrates_to_leftovers(tmp_path: Path) -> None:
+    path = _database_at(tmp_path / "bot.sqlite3", 3)
     store = SQLiteStore(path)
     await store.open()
     try:
@@ -344,12 +349,7 @@ async def test_schema_3_database_migrates_to_leftovers(tmp_path: Path) -> None:
 
 
 async def test_schema_4_database_migrates_to_marks_of_new(tmp_path: Path) -> None:
-    path = tmp_path / "bot.sqlite3"
-    conn = sqlite3.connect(path)
-    for version, script in enumerate(MIGRATIONS[:4], start=1):
-        conn.executescript(f"BEGIN;\n{script}\nPRAGMA user_version = {version};\nCOMMIT;")
-    conn.close()
-    store = SQLiteStore(path)
+    store = SQLiteStore(_database_at(tmp_path / "bot.sqlite3", 4))
     await store.open()
     try:
         head = await add(store, 1, 1)
