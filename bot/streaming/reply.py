@@ -597,17 +597,23 @@ class ReplyStream:
         a block is lifted, without an update saying so; this finds out either way."""
         while self.pacer.paused(self.chat_id):  # noqa: ASYNC110 (a retry_after window: not even that)
             await asyncio.sleep(0.5)
+        return await self._typing_once(refusal=logging.INFO)  # (it was shut out: no news)
+
+    async def _typing_once(self, refusal: int = logging.WARNING) -> bool:
+        """Send "typing…" once. False if the chat refused it for lack of rights (blocked,
+        muted, a group made read-only), logged at level `refusal`: `gone` is set. A 429 pauses
+        the chat; any other failure is left for the answer's own calls to meet."""
         try:
             await self.bot.send_chat_action(
                 self.chat_id, "typing", message_thread_id=self.thread_id
             )
-        except TelegramRetryAfter as e:  # sending the answer will tell, once the window ends
+        except TelegramRetryAfter as e:
             self.pacer.penalize(self.chat_id, float(e.retry_after))
         except TelegramAPIError as e:
             if cannot_write(e):
-                log.info("chat %s: still may not write there (%s)", self.chat_id, e.message)
+                log.log(refusal, "chat %s: may not write there (%s)", self.chat_id, e.message)
                 self.gone = True
-            else:  # a 429, a network failure: sending the answer will tell
+            else:
                 log.debug("chat %s: typing indicator failed: %s", self.chat_id, e)
         return not self.gone
 
@@ -623,21 +629,11 @@ class ReplyStream:
             if self.pacer.paused(self.chat_id):  # inside a retry_after window: not even that
                 await asyncio.sleep(0.5)
                 continue
-            try:
-                await self.bot.send_chat_action(
-                    self.chat_id, "typing", message_thread_id=self.thread_id
-                )
-            except TelegramRetryAfter as e:
-                self.pacer.penalize(self.chat_id, float(e.retry_after))
-            except TelegramAPIError as e:
-                if cannot_write(e):  # a group made read-only: no update said so
-                    log.warning("chat %s: may not write there (%s)", self.chat_id, e.message)
-                    self.gone = True
-                    self._wake.set()
-                    if self.on_gone is not None:
-                        self.on_gone()
-                    return
-                log.debug("chat %s: typing indicator failed: %s", self.chat_id, e)
+            if not await self._typing_once():  # a group made read-only: no update said so
+                self._wake.set()
+                if self.on_gone is not None:
+                    self.on_gone()
+                return
             await asyncio.sleep(TYPING_EVERY)
 
     async def _stop_typing(self) -> None:
