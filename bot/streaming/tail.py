@@ -428,14 +428,7 @@ def _before_scheme(line: str) -> str:
     """`line` up to an autolink's `<` and scheme being written (`<http`, outside code): with its
     `:` it shows without its bracket (`_link_text`), as it will once complete; before, the
     bracket would flash by. Only schemes models write in one: a `<` in prose shows at once."""
-    if "<" not in line[-8:]:
-        return line
-    scheme = _SCHEME_BEING_WRITTEN.search(line, len(line) - 8)
-    if scheme is None or escaped(line, scheme.start()):
-        return line
-    if any(start <= scheme.start() < end for start, end in code_spans(line)):
-        return line
-    return line[: scheme.start()]
+    return _before_written(line, "<", _SCHEME_BEING_WRITTEN)
 
 
 def _before_image(line: str) -> str:
@@ -453,14 +446,21 @@ def _before_python_stars(line: str) -> str:
     """`line` up to Python's `*args` or `**kwargs` being written (`f(*ar`, outside code): until
     its word is complete it may as well open emphasis (`*another*`), and `render` keeps the
     stars of `*args` (`PYTHON_STARS`): neither the stars nor an italic "ar" is to show yet."""
-    if "*" not in line[-8:]:
+    return _before_written(line, "*", _PYTHON_NAME_BEING_WRITTEN)
+
+
+def _before_written(line: str, marker: str, being_written: re.Pattern[str]) -> str:
+    """`line` up to what `being_written` finds in its last 8 characters (where `marker` is),
+    unless escaped or in code. (The last characters only: a tick would search the whole
+    paragraph.)"""
+    if marker not in line[-8:]:
         return line
-    stars = _PYTHON_NAME_BEING_WRITTEN.search(line, len(line) - 8)
-    if stars is None or escaped(line, stars.start()):
+    found = being_written.search(line, len(line) - 8)
+    if found is None or escaped(line, found.start()):
         return line
-    if any(start <= stars.start() < end for start, end in code_spans(line)):
+    if any(start <= found.start() < end for start, end in code_spans(line)):
         return line
-    return line[: stars.start()]
+    return line[: found.start()]
 
 
 def _close_paragraph(markdown: str) -> str:
