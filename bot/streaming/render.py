@@ -13,6 +13,7 @@ import re
 import unicodedata
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import pyromark
@@ -900,15 +901,8 @@ def as_meant(markdown: str, *, links_to_come: bool = False, notes_to_come: bool 
         row = bool((breaks or pipes) and TABLE_ROW.match(line.lstrip(" \t>")))  # (quoted too)
         if tags and "`</" in line:
             line = _BACKTICK_KEY.sub(code_span("`"), line)
-        if "`" not in line:
-            lines[i] = rewrite(line, True, row, deep)
-            continue
         # Inline code stays as written; the text around it is rewritten.
-        pieces, at = [], 0
-        for begin, end in code_spans(line, unclosed=False):
-            pieces += [rewrite(line[at:begin], not at, row, deep), line[begin:end]]
-            at = end
-        lines[i] = "".join([*pieces, rewrite(line[at:], not at, row, deep)])
+        lines[i] = _outside_code(line, partial(rewrite, row=row, deep=deep))
     return "".join(lines)
 
 
@@ -1055,7 +1049,7 @@ def _set_apart(lines: list[str], first: int, last: int, prefix: str) -> None:
     quote = _QUOTES.match(prefix)[0]  # type: ignore[index]
     indent = quote + " " * (len(prefix) - len(quote))  # (a list item's text is indented)
 
-    def apart(text: str) -> str:
+    def apart(text: str, first: bool) -> str:
         return _P_BETWEEN.sub(f"\n{quote}\n{indent}", text)
 
     for k in range(first, last + 1):
@@ -1069,13 +1063,16 @@ def _set_apart(lines: list[str], first: int, last: int, prefix: str) -> None:
         lines[last] += f"{quote}\n"
 
 
-def _outside_code(line: str, rewrite: Callable[[str], str]) -> str:
-    """`line` with `rewrite` applied to its text outside inline code."""
+def _outside_code(line: str, rewrite: Callable[[str, bool], str]) -> str:
+    """`line` with `rewrite` applied to each piece of its text outside inline code (and told
+    whether the piece starts the line)."""
+    if "`" not in line:
+        return rewrite(line, True)
     pieces, at = [], 0
     for begin, end in code_spans(line, unclosed=False):
-        pieces += [rewrite(line[at:begin]), line[begin:end]]
+        pieces += [rewrite(line[at:begin], not at), line[begin:end]]
         at = end
-    return "".join([*pieces, rewrite(line[at:])])
+    return "".join([*pieces, rewrite(line[at:], not at)])
 
 
 def _label(text: str) -> str:
