@@ -66,13 +66,17 @@ def addressee(text: str) -> str | None:
     return match.group().split("@", 1)[1].strip()
 
 
+def names_me(mention: str, username: str | None) -> bool:
+    """Whether a command's `@name` is this bot's (Telegram's usernames ignore case)."""
+    return bool(username) and mention.lower() == (username or "").lower()
+
+
 async def is_command_to_me(message: Message, bot: Bot) -> bool:
     """`/anything@this_bot`: in a group, a command meant for this bot and no other."""
     mention = addressee(message.text or "")
     if mention is None:
         return False
-    me = await bot.me()
-    return bool(me.username) and mention.lower() == (me.username or "").lower()
+    return names_me(mention, (await bot.me()).username)
 
 
 async def is_command(message: Message) -> bool:

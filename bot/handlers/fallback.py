@@ -8,7 +8,7 @@ from aiogram import Bot, Router
 from aiogram.enums import ContentType
 from aiogram.types import Message
 
-from bot.filters import addressee, is_command, is_command_to_me, is_group, is_private
+from bot.filters import addressee, is_command, is_command_to_me, is_group, is_private, names_me
 from bot.handlers.common import lang_of
 from bot.notify import Notifier
 from bot.texts import t
@@ -20,7 +20,7 @@ async def unknown_command(message: Message, bot: Bot, notifier: Notifier) -> Non
     me = await bot.me()
     lang = lang_of(message)
     other = addressee(message.text or "")
-    if other is not None and other.lower() != (me.username or "").lower():
+    if other is not None and not names_me(other, me.username):
         why = t(lang, "command_for_another_bot", bot=other)
     else:
         why = t(lang, "unknown_command")
